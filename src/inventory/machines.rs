@@ -1,0 +1,96 @@
+//! Machine groups expanded into the machines the rest of forgectl works with.
+
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use super::model::{Inventory, ProviderKind, Role};
+use super::yaml_tree::PathSeg;
+
+/// One machine of the cluster, as declared (addresses may still be unknown for cloud providers).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Machine {
+    /// Unique machine name (also the host name).
+    pub name: String,
+    /// The group it comes from.
+    pub group: String,
+    /// What it does.
+    pub roles: Vec<Role>,
+    /// Its address: given, assigned from the machine network (`local`), or unknown until created.
+    pub address: Option<IpAddr>,
+    /// Where in the inventory the machine is declared (for messages).
+    #[serde(skip)]
+    pub origin: Vec<PathSeg>,
+}
+
+impl Machine {
+    /// True when the machine has `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// First host number given to machines in the `local` network; .1 is the host's side of the bridge.
+pub const FIRST_LOCAL_HOST: u32 = 10;
+
+/// Expands every group into machines, in inventory order.
+///
+/// For `local`, machines without an address get the next free one from `network.machine_cidr`,
+/// starting at host number 10; explicit addresses are never handed out twice. Returns `None` for
+/// an address when the network is full (validation reports it).
+pub fn expand(inv: &Inventory) -> Vec<Machine> {
+    let mut machines = Vec::new();
+    for (gi, g) in inv.groups.iter().enumerate() {
+        let base = vec![PathSeg::Key("groups".into()), PathSeg::Index(gi)];
+        if !g.hosts.is_empty() {
+            for (hi, h) in g.hosts.iter().enumerate() {
+                let mut origin = base.clone();
+                origin.extend([
+                    PathSeg::Key("hosts".into()),
+                    PathSeg::Index(hi),
+                    PathSeg::Key("name".into()),
+                ]);
+                machines.push(Machine {
+                    name: h.name.clone(),
+                    group: g.name.clone(),
+                    roles: g.roles.clone(),
+                    address: h.address,
+                    origin,
+                });
+            }
+        } else {
+            for i in 1..=g.count.unwrap_or(0) {
+                let mut origin = base.clone();
+                origin.push(PathSeg::Key("count".into()));
+                machines.push(Machine {
+                    name: format!("{}-{i}", g.name),
+                    group: g.name.clone(),
+                    roles: g.roles.clone(),
+                    address: None,
+                    origin,
+                });
+            }
+        }
+    }
+    if inv.provider == ProviderKind::Local {
+        assign_local_addresses(inv, &mut machines);
+    }
+    machines
+}
+
+fn assign_local_addresses(inv: &Inventory, machines: &mut [Machine]) {
+    let net = inv.network.machine_cidr.0;
+    let taken: BTreeSet<IpAddr> = machines.iter().filter_map(|m| m.address).collect();
+    let mut free = net
+        .hosts()
+        .skip(FIRST_LOCAL_HOST as usize - 1)
+        .filter(|a| !taken.contains(a));
+    for m in machines.iter_mut().filter(|m| m.address.is_none()) {
+        m.address = free.next();
+    }
+}
+
+/// The host's own address on the `local` bridge: the first host of the machine network.
+pub fn local_host_address(inv: &Inventory) -> Option<IpAddr> {
+    inv.network.machine_cidr.0.hosts().next()
+}

@@ -1,0 +1,599 @@
+//! The inventory (`cluster.yaml`) as Rust types. Doc comments become the JSON Schema's
+//! descriptions, which `forgectl schema`, editors and validation hints show.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::types::{Cidr, Version};
+
+/// A forgectl inventory: one cluster, its machines and how to build it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    /// Cluster name: lowercase letters, digits and `-`, at most 40 characters. Names the state dir,
+    /// the local bridge and every cloud resource forgectl creates.
+    pub name: String,
+    /// Which infrastructure creates the machines: `local`, `openstack`, `vagrant` or `static`.
+    pub provider: ProviderKind,
+    /// Settings of the `local` provider (throwaway machines on this Linux box).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalProvider>,
+    /// Settings of the `openstack` provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openstack: Option<OpenStackProvider>,
+    /// Settings of the `vagrant` provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vagrant: Option<VagrantProvider>,
+    /// Software versions.
+    #[serde(default)]
+    pub versions: Versions,
+    /// Machine, pod and service networks.
+    #[serde(default)]
+    pub network: Network,
+    /// How forgectl reaches the machines over SSH.
+    #[serde(default)]
+    pub ssh: Ssh,
+    /// Where binaries and packages come from.
+    #[serde(default)]
+    pub artifacts: Artifacts,
+    /// The Kubernetes API endpoint.
+    #[serde(default)]
+    pub api: Api,
+    /// The external etcd cluster.
+    #[serde(default)]
+    pub etcd: Etcd,
+    /// The nginx-ingress controller and its front.
+    #[serde(default)]
+    pub ingress: Ingress,
+    /// NFS and Cinder storage.
+    #[serde(default)]
+    pub storage: Storage,
+    /// Machine groups. Each group has roles and either `count` machines or explicit `hosts`.
+    pub groups: Vec<Group>,
+}
+
+/// Which infrastructure creates the machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Throwaway machines (systemd + sshd in namespaces) on this Linux box.
+    Local,
+    /// Servers, volumes and networks on an OpenStack cloud.
+    Openstack,
+    /// Vagrant VMs (libvirt or virtualbox).
+    Vagrant,
+    /// Existing hosts, given by address; never created or destroyed.
+    Static,
+}
+
+impl ProviderKind {
+    /// The inventory key of this provider's settings block.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Openstack => "openstack",
+            Self::Vagrant => "vagrant",
+            Self::Static => "static",
+        }
+    }
+}
+
+/// What a machine does in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A member of the external etcd cluster (dedicated host, local disk).
+    Etcd,
+    /// A Kubernetes control plane (kubeadm init / join --control-plane).
+    ControlPlane,
+    /// A Kubernetes worker node.
+    Worker,
+    /// An haproxy load balancer in front of the API servers and ingress.
+    Lb,
+    /// The NFS server for tool homes and project data.
+    Nfs,
+    /// A node that runs the nginx-ingress controller.
+    Ingress,
+}
+
+impl Role {
+    /// Every role, in the order they are built.
+    pub const ALL: [Role; 6] = [
+        Role::Etcd,
+        Role::Lb,
+        Role::ControlPlane,
+        Role::Worker,
+        Role::Ingress,
+        Role::Nfs,
+    ];
+
+    /// The role's name as written in inventories.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Etcd => "etcd",
+            Self::ControlPlane => "control-plane",
+            Self::Worker => "worker",
+            Self::Lb => "lb",
+            Self::Nfs => "nfs",
+            Self::Ingress => "ingress",
+        }
+    }
+}
+
+/// Settings of the `local` provider.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalProvider {
+    /// Name of the host bridge (at most 15 characters). Default: `fg-` + the cluster name, cut to fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    /// Debian suite of the machines' root filesystem. Default: bookworm.
+    #[serde(default = "default_suite")]
+    pub suite: String,
+    /// Extra Debian packages baked into the cached root filesystem.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_packages: Vec<String>,
+}
+
+fn default_suite() -> String {
+    "bookworm".into()
+}
+
+/// Settings of the `openstack` provider.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenStackProvider {
+    /// Cloud name in clouds.yaml. Default: the `OS_CLOUD` environment variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
+    /// Region name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Network (name or id) the machines are attached to.
+    pub network: String,
+    /// Default image (name or id); groups may override it.
+    pub image: String,
+    /// Default flavor (name or id); groups may override it.
+    pub flavor: String,
+    /// External network for floating IPs (lb, bastion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floating_network: Option<String>,
+    /// Existing keypair to use; default: one created from the SSH key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keypair: Option<String>,
+}
+
+/// Settings of the `vagrant` provider.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VagrantProvider {
+    /// Vagrant provider plugin.
+    #[serde(default)]
+    pub provider: VagrantBackend,
+    /// Box name.
+    #[serde(default = "default_box", rename = "box")]
+    pub box_name: String,
+}
+
+impl Default for VagrantProvider {
+    fn default() -> Self {
+        Self {
+            provider: VagrantBackend::default(),
+            box_name: default_box(),
+        }
+    }
+}
+
+fn default_box() -> String {
+    "debian/bookworm64".into()
+}
+
+/// Vagrant provider plugin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VagrantBackend {
+    /// vagrant-libvirt (KVM).
+    #[default]
+    Libvirt,
+    /// VirtualBox.
+    Virtualbox,
+}
+
+/// Software versions. Kubernetes 1.33–1.36 are supported.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Versions {
+    /// Kubernetes version of the control plane (kubeadm, API server).
+    #[serde(default = "default_kubernetes")]
+    pub kubernetes: Version,
+    /// kubelet version; default: the same as `kubernetes`. Never newer than the API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<Version>,
+    /// etcd version. kubeadm needs at least 3.5.24 for an external etcd.
+    #[serde(default = "default_etcd")]
+    pub etcd: Version,
+    /// containerd version.
+    #[serde(default = "default_containerd")]
+    pub containerd: Version,
+    /// Calico version.
+    #[serde(default = "default_calico")]
+    pub calico: Version,
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        Self {
+            kubernetes: default_kubernetes(),
+            kubelet: None,
+            etcd: default_etcd(),
+            containerd: default_containerd(),
+            calico: default_calico(),
+        }
+    }
+}
+
+fn default_kubernetes() -> Version {
+    Version::new(1, 35, 0)
+}
+fn default_etcd() -> Version {
+    Version::new(3, 5, 24)
+}
+fn default_containerd() -> Version {
+    Version::new(2, 1, 4)
+}
+fn default_calico() -> Version {
+    Version::new(3, 30, 3)
+}
+
+/// Machine, pod and service networks; they must not overlap.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// The machines' network. For `local`, addresses are given out from it (host side: the first).
+    #[serde(default = "default_machine_cidr")]
+    pub machine_cidr: Cidr,
+    /// Pod network (Calico IP pool).
+    #[serde(default = "default_pod_cidr")]
+    pub pod_cidr: Cidr,
+    /// Service network.
+    #[serde(default = "default_service_cidr")]
+    pub service_cidr: Cidr,
+    /// Cluster DNS domain.
+    #[serde(default = "default_dns_domain")]
+    pub dns_domain: String,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            machine_cidr: default_machine_cidr(),
+            pod_cidr: default_pod_cidr(),
+            service_cidr: default_service_cidr(),
+            dns_domain: default_dns_domain(),
+        }
+    }
+}
+
+fn default_machine_cidr() -> Cidr {
+    Cidr::parse_const("10.77.0.0/24")
+}
+fn default_pod_cidr() -> Cidr {
+    Cidr::parse_const("10.244.0.0/16")
+}
+fn default_service_cidr() -> Cidr {
+    Cidr::parse_const("10.96.0.0/12")
+}
+fn default_dns_domain() -> String {
+    "cluster.local".into()
+}
+
+/// How forgectl reaches the machines.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    /// Login user; `sudo` is used when it is not root.
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// SSH port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Private key file. Default: for `local`, a key forgectl makes in the state dir; otherwise ssh-agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Jump host to reach the machines through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bastion: Option<Bastion>,
+    /// Host key checking: `strict` (known_hosts only) or `accept-new` (trust on first use).
+    #[serde(default)]
+    pub host_key_policy: HostKeyPolicy,
+    /// Hosts worked on at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Seconds to wait for a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: u32,
+    /// Seconds a single remote command may run.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: u32,
+}
+
+impl Default for Ssh {
+    fn default() -> Self {
+        Self {
+            user: default_user(),
+            port: default_port(),
+            key: None,
+            bastion: None,
+            host_key_policy: HostKeyPolicy::default(),
+            concurrency: default_concurrency(),
+            connect_timeout: default_connect_timeout(),
+            command_timeout: default_command_timeout(),
+        }
+    }
+}
+
+fn default_user() -> String {
+    "root".into()
+}
+fn default_port() -> u16 {
+    22
+}
+fn default_concurrency() -> u32 {
+    30
+}
+fn default_connect_timeout() -> u32 {
+    10
+}
+fn default_command_timeout() -> u32 {
+    600
+}
+
+/// A jump host.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bastion {
+    /// Address or host name of the jump host.
+    pub address: String,
+    /// Login user on the jump host. Default: `ssh.user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// SSH port of the jump host.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Private key for the jump host. Default: `ssh.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+/// Host key checking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Only keys already in known_hosts (or recorded by forgectl when it made the machine).
+    #[default]
+    Strict,
+    /// Trust a key seen for the first time and record it in the state dir; refuse a changed key.
+    AcceptNew,
+}
+
+/// Where binaries and packages come from. Checksums are always verified.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Artifacts {
+    /// `upstream` (release URLs), `mirror` (a base URL with the same layout) or `local` (a directory
+    /// forgectl serves to the machines).
+    #[serde(default)]
+    pub source: ArtifactSource,
+    /// Base URL of the mirror (for `source: mirror`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_url: Option<String>,
+    /// Directory with the artifacts (for `source: local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Where artifacts come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactSource {
+    /// Upstream release URLs.
+    #[default]
+    Upstream,
+    /// A mirror with the upstream layout.
+    Mirror,
+    /// A local directory served to the machines by forgectl.
+    Local,
+}
+
+/// The Kubernetes API endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// An external load balancer (host name or address), e.g. an Octavia one. Default: the `lb`
+    /// machines, or the only control plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// API port on the load balancer.
+    #[serde(default = "default_api_port")]
+    pub port: u16,
+    /// Extra names and addresses in the API server certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_sans: Vec<String>,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            port: default_api_port(),
+            extra_sans: Vec::new(),
+        }
+    }
+}
+
+fn default_api_port() -> u16 {
+    6443
+}
+
+/// The external etcd cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Etcd {
+    /// Data directory on the etcd machines' local disk.
+    #[serde(default = "default_etcd_dir")]
+    pub data_dir: String,
+    /// Client port.
+    #[serde(default = "default_etcd_client_port")]
+    pub client_port: u16,
+    /// Peer port.
+    #[serde(default = "default_etcd_peer_port")]
+    pub peer_port: u16,
+}
+
+impl Default for Etcd {
+    fn default() -> Self {
+        Self {
+            data_dir: default_etcd_dir(),
+            client_port: default_etcd_client_port(),
+            peer_port: default_etcd_peer_port(),
+        }
+    }
+}
+
+fn default_etcd_dir() -> String {
+    "/var/lib/etcd".into()
+}
+fn default_etcd_client_port() -> u16 {
+    2379
+}
+fn default_etcd_peer_port() -> u16 {
+    2380
+}
+
+/// The nginx-ingress controller.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ingress {
+    /// Deploy nginx-ingress on the `ingress` machines.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Domain under which tools get `NAME.<domain>` hosts.
+    #[serde(default = "default_tool_domain")]
+    pub tool_domain: String,
+}
+
+impl Default for Ingress {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tool_domain: default_tool_domain(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_tool_domain() -> String {
+    "toolforge.test".into()
+}
+
+/// Storage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// NFS server on the `nfs` machine for tool homes and project data.
+    #[serde(default)]
+    pub nfs: Nfs,
+    /// Cinder volumes through the CSI driver (OpenStack only).
+    #[serde(default)]
+    pub cinder: Cinder,
+}
+
+/// NFS storage.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Nfs {
+    /// Run an NFS server on the `nfs` machine and mount it on workers.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Exported directory for tool homes.
+    #[serde(default = "default_nfs_home")]
+    pub home_export: String,
+}
+
+impl Default for Nfs {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            home_export: default_nfs_home(),
+        }
+    }
+}
+
+fn default_nfs_home() -> String {
+    "/srv/tools/home".into()
+}
+
+/// Cinder CSI.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cinder {
+    /// Install the Cinder CSI driver and a default StorageClass.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// A group of machines with the same roles and settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Group name (a DNS label). Machines made from `count` are named `NAME-1`, `NAME-2`, …
+    pub name: String,
+    /// What the group's machines do.
+    pub roles: Vec<Role>,
+    /// Number of machines to create (use this or `hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Explicit machines (use this or `count`); required for `static`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<Host>,
+    /// Node labels for Kubernetes nodes of this group.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// OpenStack settings for this group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openstack: Option<GroupOpenStack>,
+}
+
+/// One explicit machine.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Machine name (a DNS label), unique in the cluster.
+    pub name: String,
+    /// IP address; required for `static`, assigned from `network.machine_cidr` for `local` if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+}
+
+/// Per-group OpenStack settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupOpenStack {
+    /// Flavor for this group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<String>,
+    /// Image for this group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Size in GiB of an extra data volume per machine (e.g. etcd's local disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_gb: Option<u32>,
+    /// Attach a floating IP to each machine of the group.
+    #[serde(default)]
+    pub floating_ip: bool,
+}

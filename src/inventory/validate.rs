@@ -1,0 +1,522 @@
+//! Checks that need the whole inventory: names, counts, networks, versions, roles, files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::diagnostics::{Diagnostic, Pos};
+use super::machines::{FIRST_LOCAL_HOST, Machine, local_host_address};
+use super::model::{ArtifactSource, Inventory, ProviderKind, Role};
+use super::yaml_tree::{Node, PathSeg, path_to_string};
+
+/// Kubernetes minor versions forgectl supports (1.MINOR).
+pub const SUPPORTED_KUBE_MINORS: std::ops::RangeInclusive<u64> = 33..=36;
+/// The oldest etcd kubeadm accepts as an external etcd.
+pub const MIN_ETCD_FOR_KUBEADM: (u64, u64, u64) = (3, 5, 24);
+
+/// Runs every semantic check; `base_dir` resolves relative file paths (the inventory's directory).
+pub fn validate(inv: &Inventory, machines: &[Machine], tree: &Node, base_dir: &Path) -> Vec<Diagnostic> {
+    let mut v = Checker { tree, out: Vec::new() };
+    v.names(inv);
+    v.groups(inv);
+    v.machine_names(machines);
+    v.addresses(inv, machines);
+    v.networks(inv);
+    v.role_counts(inv, machines);
+    v.versions(inv);
+    v.provider_blocks(inv);
+    v.files(inv, base_dir);
+    v.ssh(inv);
+    v.out
+}
+
+struct Checker<'t> {
+    tree: &'t Node,
+    out: Vec<Diagnostic>,
+}
+
+fn p(parts: &[&str]) -> Vec<PathSeg> {
+    parts.iter().map(|s| PathSeg::Key((*s).to_string())).collect()
+}
+
+fn group_path(gi: usize, rest: &[&str]) -> Vec<PathSeg> {
+    let mut v = vec![PathSeg::Key("groups".into()), PathSeg::Index(gi)];
+    v.extend(rest.iter().map(|s| PathSeg::Key((*s).to_string())));
+    v
+}
+
+/// A DNS label: lowercase letters, digits and `-`, starting with a letter, not ending with `-`.
+pub fn is_dns_label(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Expands `~/` and makes relative paths relative to `base`.
+pub fn resolve_path(path: &Path, base: &Path) -> PathBuf {
+    if let Ok(rest) = path.strip_prefix("~") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+impl Checker<'_> {
+    /// Position of `path`: the value if written, else the closest written ancestor.
+    fn pos(&self, path: &[PathSeg]) -> Pos {
+        self.tree.walk(path).0.pos
+    }
+
+    /// Position of the key of `path` (for "remove this block" messages).
+    fn key_pos(&self, path: &[PathSeg]) -> Pos {
+        match path.split_last() {
+            Some((PathSeg::Key(k), parent)) => {
+                let (node, found) = self.tree.walk(parent);
+                if found {
+                    node.key_pos(k).unwrap_or(node.pos)
+                } else {
+                    node.pos
+                }
+            }
+            _ => self.pos(path),
+        }
+    }
+
+    fn written(&self, path: &[PathSeg]) -> bool {
+        self.tree.walk(path).1
+    }
+
+    fn error(&mut self, path: &[PathSeg], msg: impl Into<String>, hint: impl Into<String>) {
+        let d = Diagnostic::error(self.pos(path), msg)
+            .with_field(path_to_string(path))
+            .with_hint(hint);
+        self.out.push(d);
+    }
+
+    fn warning(&mut self, path: &[PathSeg], msg: impl Into<String>, hint: impl Into<String>) {
+        let d = Diagnostic::warning(self.pos(path), msg)
+            .with_field(path_to_string(path))
+            .with_hint(hint);
+        self.out.push(d);
+    }
+
+    fn names(&mut self, inv: &Inventory) {
+        if !is_dns_label(&inv.name, 40) {
+            self.error(
+                &p(&["name"]),
+                format!("cluster name `{}` is not a valid name", inv.name),
+                "use lowercase letters, digits and `-`, starting with a letter, at most 40 characters",
+            );
+        }
+    }
+
+    fn groups(&mut self, inv: &Inventory) {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        if inv.groups.is_empty() {
+            self.error(
+                &p(&["groups"]),
+                "the inventory has no machine groups",
+                "add at least groups with the roles etcd and control-plane",
+            );
+        }
+        for (gi, g) in inv.groups.iter().enumerate() {
+            if !is_dns_label(&g.name, 50) {
+                self.error(
+                    &group_path(gi, &["name"]),
+                    format!("group name `{}` is not a valid name", g.name),
+                    "use lowercase letters, digits and `-`, starting with a letter",
+                );
+            }
+            if let Some(first) = seen.insert(&g.name, gi) {
+                let line = self.pos(&group_path(first, &["name"])).line;
+                self.error(
+                    &group_path(gi, &["name"]),
+                    format!("duplicate group name `{}`", g.name),
+                    format!("a group `{}` is already declared on line {line}; rename one", g.name),
+                );
+            }
+            if g.roles.is_empty() {
+                self.error(
+                    &group_path(gi, &["roles"]),
+                    format!("group `{}` has no roles", g.name),
+                    "give it one or more of: etcd, control-plane, worker, lb, nfs, ingress",
+                );
+            }
+            match (g.count, g.hosts.is_empty()) {
+                (Some(_), false) => self.error(
+                    &group_path(gi, &["count"]),
+                    format!("group `{}` has both `count` and `hosts`", g.name),
+                    "use `count` to let the provider create N machines, or list `hosts`, not both",
+                ),
+                (None, true) => self.error(
+                    &group_path(gi, &[]),
+                    format!("group `{}` declares no machines", g.name),
+                    "add `count: N` or a `hosts:` list",
+                ),
+                (Some(0), true) => self.warning(
+                    &group_path(gi, &["count"]),
+                    format!("group `{}` has count 0 and creates no machines", g.name),
+                    "remove the group if it is not needed",
+                ),
+                _ => {}
+            }
+            if g.openstack.is_some() && inv.provider != ProviderKind::Openstack {
+                let path = group_path(gi, &["openstack"]);
+                let pos = self.key_pos(&path);
+                self.out.push(
+                    Diagnostic::error(
+                        pos,
+                        format!("group `{}` has `openstack:` settings but the provider is `{}`", g.name, inv.provider.key()),
+                    )
+                    .with_field(path_to_string(&path))
+                    .with_hint("remove the block, or set `provider: openstack`"),
+                );
+            }
+        }
+    }
+
+    fn machine_names(&mut self, machines: &[Machine]) {
+        let mut seen: HashMap<&str, &Machine> = HashMap::new();
+        for m in machines {
+            if !is_dns_label(&m.name, 63) {
+                self.error(
+                    &m.origin,
+                    format!("machine name `{}` is not a valid host name", m.name),
+                    "use lowercase letters, digits and `-`, starting with a letter, at most 63 characters",
+                );
+            }
+            if let Some(first) = seen.insert(&m.name, m) {
+                let line = self.pos(&first.origin).line;
+                self.error(
+                    &m.origin,
+                    format!("duplicate machine name `{}`", m.name),
+                    format!(
+                        "`{}` is already declared on line {line} (group `{}`); machine names must be unique",
+                        m.name, first.group
+                    ),
+                );
+            }
+        }
+    }
+
+    fn addresses(&mut self, inv: &Inventory, machines: &[Machine]) {
+        let net = inv.network.machine_cidr;
+        let mut seen: HashMap<std::net::IpAddr, &Machine> = HashMap::new();
+        for m in machines {
+            let explicit = address_path(&m.origin).filter(|ap| self.written(ap));
+            let Some(addr) = m.address else {
+                match inv.provider {
+                    ProviderKind::Static => self.error(
+                        &m.origin,
+                        format!("machine `{}` has no address", m.name),
+                        "static hosts must be listed with `address:`",
+                    ),
+                    ProviderKind::Local => self.error(
+                        &m.origin,
+                        format!("no free address left in network.machine_cidr {net} for machine `{}`", m.name),
+                        format!(
+                            "local machines get addresses from host number {FIRST_LOCAL_HOST} on; use a larger network.machine_cidr"
+                        ),
+                    ),
+                    _ => {}
+                }
+                continue;
+            };
+            let path = explicit.clone().unwrap_or_else(|| m.origin.clone());
+            if let Some(first) = seen.insert(addr, m) {
+                let line = self.pos(&address_path(&first.origin).unwrap_or(first.origin.clone())).line;
+                self.error(
+                    &path,
+                    format!("duplicate address {addr}: machines `{}` and `{}`", first.name, m.name),
+                    format!("{addr} is already used by `{}` (line {line}); give every machine its own address", first.name),
+                );
+            }
+            if inv.provider == ProviderKind::Local && explicit.is_some() {
+                if !net.0.contains(&addr) {
+                    self.error(
+                        &path,
+                        format!("address {addr} of `{}` is outside network.machine_cidr {net}", m.name),
+                        "local machines live on the machine network; pick an address inside it",
+                    );
+                } else if Some(addr) == local_host_address(inv)
+                    || addr == net.0.network()
+                    || addr == net.0.broadcast()
+                {
+                    self.error(
+                        &path,
+                        format!("address {addr} of `{}` is reserved (network, broadcast or the host's bridge address)", m.name),
+                        format!("use a host number from {FIRST_LOCAL_HOST} on"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn networks(&mut self, inv: &Inventory) {
+        let n = &inv.network;
+        let nets = [
+            ("machine_cidr", n.machine_cidr),
+            ("pod_cidr", n.pod_cidr),
+            ("service_cidr", n.service_cidr),
+        ];
+        for i in 0..nets.len() {
+            for j in (i + 1)..nets.len() {
+                let (a, an) = nets[i];
+                let (b, bn) = nets[j];
+                if an.overlaps(&bn) {
+                    // Point at the one that was written (the other may be a default).
+                    let (here, other, here_net, other_net) = if self.written(&p(&["network", b])) {
+                        (b, a, bn, an)
+                    } else {
+                        (a, b, an, bn)
+                    };
+                    self.error(
+                        &p(&["network", here]),
+                        format!("network.{here} {here_net} overlaps network.{other} {other_net}"),
+                        "machine, pod and service networks must be disjoint; pick ranges that do not share addresses",
+                    );
+                }
+            }
+        }
+        if n.service_cidr.0.prefix_len() > 28 && n.service_cidr.0.addr().is_ipv4() {
+            self.error(
+                &p(&["network", "service_cidr"]),
+                format!("network.service_cidr {} is too small", n.service_cidr),
+                "use at least a /24; the first address goes to the kubernetes service, the tenth to DNS",
+            );
+        }
+    }
+
+    fn role_counts(&mut self, inv: &Inventory, machines: &[Machine]) {
+        let count = |r: Role| machines.iter().filter(|m| m.has(r)).count();
+        let groups = p(&["groups"]);
+        let etcd = count(Role::Etcd);
+        let cps = count(Role::ControlPlane);
+        let add_role = "add the role to a group's `roles`, or add a group with it";
+        match etcd {
+            0 => self.error(
+                &groups,
+                "no machine has the role `etcd`",
+                format!("forgectl runs an external etcd cluster on dedicated hosts: {add_role} (3 machines for HA)"),
+            ),
+            1 => self.warning(
+                &self.role_path(inv, Role::Etcd),
+                "one etcd member: the cluster has no etcd redundancy",
+                "fine for tests; use 3 or 5 etcd machines for a production (HA) cluster",
+            ),
+            n if n % 2 == 0 => self.error(
+                &self.role_path(inv, Role::Etcd),
+                format!("{n} etcd members: an even member count tolerates no more failures than {} and raises the risk of losing quorum", n - 1),
+                format!("use an odd number of etcd machines ({} or {})", n - 1, n + 1),
+            ),
+            _ => {}
+        }
+        if cps == 0 {
+            self.error(
+                &groups,
+                "no machine has the role `control-plane`",
+                format!("kubeadm needs at least one control plane: {add_role} (3 for HA)"),
+            );
+        }
+        if cps > 1 && count(Role::Lb) == 0 && inv.api.endpoint.is_none() {
+            self.error(
+                &groups,
+                format!("{cps} control planes but no machine has the role `lb` and api.endpoint is not set"),
+                "the API needs one address in front of all control planes: add a group with role `lb`, or set api.endpoint to an external load balancer",
+            );
+        }
+        if inv.ingress.enabled && count(Role::Ingress) == 0 {
+            self.error(
+                &p(&["ingress", "enabled"]),
+                "ingress is enabled but no machine has the role `ingress`",
+                "add `ingress` to the roles of the workers that should run nginx-ingress, or set ingress.enabled: false",
+            );
+        }
+        if inv.storage.nfs.enabled && count(Role::Nfs) == 0 {
+            self.error(
+                &p(&["storage", "nfs", "enabled"]),
+                "storage.nfs is enabled but no machine has the role `nfs`",
+                "add a group with role `nfs` (one machine with a data volume), or set storage.nfs.enabled: false",
+            );
+        }
+        if !inv.storage.nfs.enabled && count(Role::Nfs) > 0 {
+            self.warning(
+                &self.role_path(inv, Role::Nfs),
+                "machines have the role `nfs` but storage.nfs.enabled is false",
+                "set storage.nfs.enabled: true to serve tool homes from them, or drop the role",
+            );
+        }
+        if inv.storage.cinder.enabled && inv.provider != ProviderKind::Openstack {
+            self.error(
+                &p(&["storage", "cinder", "enabled"]),
+                format!("Cinder storage needs the openstack provider, this inventory uses `{}`", inv.provider.key()),
+                "set storage.cinder.enabled: false",
+            );
+        }
+    }
+
+    /// Path of the `roles` of the first group with `role` (or `groups`).
+    fn role_path(&self, inv: &Inventory, role: Role) -> Vec<PathSeg> {
+        inv.groups
+            .iter()
+            .position(|g| g.roles.contains(&role))
+            .map(|gi| group_path(gi, &["roles"]))
+            .unwrap_or_else(|| p(&["groups"]))
+    }
+
+    fn versions(&mut self, inv: &Inventory) {
+        let v = &inv.versions;
+        let k = &v.kubernetes.0;
+        if k.major != 1 || !SUPPORTED_KUBE_MINORS.contains(&k.minor) {
+            self.error(
+                &p(&["versions", "kubernetes"]),
+                format!("Kubernetes {} is not supported", v.kubernetes),
+                format!(
+                    "use a 1.{}–1.{} release",
+                    SUPPORTED_KUBE_MINORS.start(),
+                    SUPPORTED_KUBE_MINORS.end()
+                ),
+            );
+        }
+        if let Some(kl) = &v.kubelet {
+            let path = p(&["versions", "kubelet"]);
+            if kl.0.major != k.major || kl.0 > *k {
+                self.error(
+                    &path,
+                    format!("kubelet {kl} is newer than the API server ({})", v.kubernetes),
+                    "kubelets may never be newer than the API server; upgrade the control plane first or lower versions.kubelet",
+                );
+            } else if k.minor.saturating_sub(kl.0.minor) > 3 {
+                self.error(
+                    &path,
+                    format!("kubelet {kl} is more than three minor versions older than the API server ({})", v.kubernetes),
+                    format!("use kubelet 1.{} or newer", k.minor.saturating_sub(3)),
+                );
+            }
+        }
+        let (a, b, c) = MIN_ETCD_FOR_KUBEADM;
+        if v.etcd.0 < semver::Version::new(a, b, c) {
+            self.warning(
+                &p(&["versions", "etcd"]),
+                format!("etcd {} is older than {a}.{b}.{c}, which kubeadm requires for an external etcd", v.etcd),
+                "fine for exercising the etcd phase alone (e.g. Debian's etcd); use 3.5.24 or newer for a real cluster",
+            );
+        }
+    }
+
+    fn provider_blocks(&mut self, inv: &Inventory) {
+        let blocks = [
+            (ProviderKind::Local, inv.local.is_some()),
+            (ProviderKind::Openstack, inv.openstack.is_some()),
+            (ProviderKind::Vagrant, inv.vagrant.is_some()),
+        ];
+        for (kind, present) in blocks {
+            if present && kind != inv.provider {
+                let path = p(&[kind.key()]);
+                let pos = self.key_pos(&path);
+                self.out.push(
+                    Diagnostic::error(
+                        pos,
+                        format!("`{}:` settings are given but the provider is `{}`", kind.key(), inv.provider.key()),
+                    )
+                    .with_field(kind.key())
+                    .with_hint(format!(
+                        "set `provider: {}`, or remove the `{}:` block",
+                        kind.key(),
+                        kind.key()
+                    )),
+                );
+            }
+        }
+        if inv.provider == ProviderKind::Openstack && inv.openstack.is_none() {
+            self.error(
+                &p(&["provider"]),
+                "the openstack provider needs an `openstack:` block",
+                "add `openstack:` with at least `network`, `image` and `flavor`",
+            );
+        }
+    }
+
+    fn files(&mut self, inv: &Inventory, base: &Path) {
+        let mut keys = vec![(p(&["ssh", "key"]), inv.ssh.key.clone())];
+        if let Some(b) = &inv.ssh.bastion {
+            keys.push((p(&["ssh", "bastion", "key"]), b.key.clone()));
+        }
+        for (path, key) in keys {
+            let Some(key) = key else { continue };
+            let full = resolve_path(&key, base);
+            if let Err(e) = std::fs::File::open(&full) {
+                self.error(
+                    &path,
+                    format!("cannot read the SSH key {}: {e}", full.display()),
+                    "give the path of a readable private key (relative paths are relative to the inventory file)",
+                );
+            }
+        }
+        let a = &inv.artifacts;
+        match a.source {
+            ArtifactSource::Mirror if a.mirror_url.is_none() => self.error(
+                &p(&["artifacts", "source"]),
+                "artifacts.source is `mirror` but artifacts.mirror_url is not set",
+                "set artifacts.mirror_url to the mirror's base URL",
+            ),
+            ArtifactSource::Local => match &a.dir {
+                None => self.error(
+                    &p(&["artifacts", "source"]),
+                    "artifacts.source is `local` but artifacts.dir is not set",
+                    "set artifacts.dir to the directory that holds the artifacts",
+                ),
+                Some(d) if !resolve_path(d, base).is_dir() => self.error(
+                    &p(&["artifacts", "dir"]),
+                    format!("artifacts.dir {} is not a readable directory", resolve_path(d, base).display()),
+                    "create it with `forgectl artifacts fetch --to DIR`, or fix the path",
+                ),
+                _ => {}
+            },
+            _ => {}
+        }
+        if let Some(url) = &a.mirror_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.error(
+                    &p(&["artifacts", "mirror_url"]),
+                    format!("artifacts.mirror_url `{url}` is not an http(s) URL"),
+                    "write it like https://mirror.example.org/forgectl",
+                );
+            }
+        }
+    }
+
+    fn ssh(&mut self, inv: &Inventory) {
+        let s = &inv.ssh;
+        for (key, value) in [
+            ("concurrency", s.concurrency),
+            ("connect_timeout", s.connect_timeout),
+            ("command_timeout", s.command_timeout),
+        ] {
+            if value == 0 {
+                self.error(
+                    &p(&["ssh", key]),
+                    format!("ssh.{key} must be at least 1"),
+                    "remove it to use the default",
+                );
+            }
+        }
+    }
+}
+
+fn address_path(origin: &[PathSeg]) -> Option<Vec<PathSeg>> {
+    match origin.last() {
+        Some(PathSeg::Key(k)) if k == "name" => {
+            let mut v = origin[..origin.len() - 1].to_vec();
+            v.push(PathSeg::Key("address".into()));
+            Some(v)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,316 @@
+//! One test per validation check: each asserts the message, the field and the line.
+
+use forgectl::inventory::{Diagnostic, LoadError, Loaded, Severity, load_str};
+use std::path::Path;
+
+/// A valid inventory; line numbers matter to the tests below.
+const BASE: &str = "\
+name: demo
+provider: local
+network:
+  machine_cidr: 10.77.0.0/24
+  pod_cidr: 10.244.0.0/16
+  service_cidr: 10.96.0.0/12
+groups:
+  - name: etcd
+    roles: [etcd]
+    count: 3
+  - name: control
+    roles: [control-plane]
+    count: 1
+  - name: worker
+    roles: [worker, ingress]
+    count: 2
+";
+
+fn load(text: &str) -> Result<Loaded, LoadError> {
+    load_str("cluster.yaml", text, Path::new("."))
+}
+
+fn diagnostics(text: &str) -> Vec<Diagnostic> {
+    match load(text) {
+        Ok(l) => l.warnings,
+        Err(LoadError::Invalid { diagnostics, .. }) => diagnostics,
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+/// The one diagnostic whose message contains `needle`; fails listing all of them otherwise.
+fn find(text: &str, needle: &str) -> Diagnostic {
+    let all = diagnostics(text);
+    let hits: Vec<&Diagnostic> = all.iter().filter(|d| d.message.contains(needle)).collect();
+    assert_eq!(hits.len(), 1, "expected one finding with {needle:?}, got: {all:#?}");
+    hits[0].clone()
+}
+
+fn assert_at(d: &Diagnostic, severity: Severity, line: usize, field: &str) {
+    assert_eq!(d.severity, severity, "{d:#?}");
+    assert_eq!(d.pos.line, line, "{d:#?}");
+    assert_eq!(d.field, field, "{d:#?}");
+}
+
+#[test]
+fn base_is_valid_and_expands_machines_with_addresses() {
+    let l = load(BASE).unwrap();
+    let names: Vec<&str> = l.machines.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["etcd-1", "etcd-2", "etcd-3", "control-1", "worker-1", "worker-2"]);
+    assert_eq!(l.machines[0].address.unwrap().to_string(), "10.77.0.10");
+    assert_eq!(l.machines[5].address.unwrap().to_string(), "10.77.0.15");
+    assert!(l.warnings.is_empty(), "{:#?}", l.warnings);
+}
+
+#[test]
+fn unknown_key_suggests_the_closest_one() {
+    let d = find(&BASE.replace("provider: local", "provider: local\nprovder: x"), "unknown key `provder`");
+    assert_at(&d, Severity::Error, 3, "provder");
+    assert!(d.hint.unwrap().contains("did you mean `provider`?"));
+    let d = find(&BASE.replace("    count: 1", "    cuont: 1"), "unknown key `cuont`");
+    assert_at(&d, Severity::Error, 13, "groups[1].cuont");
+    assert_eq!(d.pos.col, 5);
+    assert!(d.hint.unwrap().contains("did you mean `count`?"));
+}
+
+#[test]
+fn missing_required_field_names_it() {
+    let d = find(&BASE.replace("provider: local\n", ""), "missing required field `provider`");
+    assert_at(&d, Severity::Error, 1, "provider");
+    assert!(d.hint.unwrap().contains("which infrastructure creates the machines"));
+    let d = find(&BASE.replace("    roles: [control-plane]\n", ""), "missing required field `roles` in `groups[1]`");
+    assert_at(&d, Severity::Error, 11, "groups[1].roles");
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text = BASE
+        .replace("provider: local", "provider: locl")
+        .replace("    count: 2", "    count: two")
+        .replace("pod_cidr: 10.244.0.0/16", "pod_cidr: 10.244.0/16");
+    let all = diagnostics(&text);
+    let lines: Vec<usize> = all.iter().map(|d| d.pos.line).collect();
+    assert_eq!(lines, [2, 5, 16], "{all:#?}");
+    assert!(all[0].hint.as_deref().unwrap().contains("did you mean `local`?"));
+    assert!(all[1].message.contains("not a network in CIDR notation"));
+    assert!(all[2].message.contains("expected a whole number, found `two`"));
+}
+
+#[test]
+fn duplicate_machine_names() {
+    let text = BASE.replace(
+        "  - name: worker\n    roles: [worker, ingress]\n    count: 2\n",
+        "  - name: worker\n    roles: [worker, ingress]\n    hosts:\n      - name: etcd-2\n      - name: w2\n",
+    );
+    let d = find(&text, "duplicate machine name `etcd-2`");
+    assert_at(&d, Severity::Error, 17, "groups[2].hosts[0].name");
+    assert!(d.hint.unwrap().contains("line 10"));
+}
+
+#[test]
+fn duplicate_addresses() {
+    let text = BASE.replace(
+        "    count: 2\n",
+        "    hosts:\n      - name: w1\n        address: 10.77.0.20\n      - name: w2\n        address: 10.77.0.20\n",
+    );
+    let d = find(&text, "duplicate address 10.77.0.20");
+    assert_at(&d, Severity::Error, 20, "groups[2].hosts[1].address");
+    assert!(d.hint.unwrap().contains("line 18"));
+}
+
+#[test]
+fn bad_cidr_and_host_bits() {
+    let d = find(&BASE.replace("10.96.0.0/12", "10.96.0.1/12"), "has host bits set");
+    assert_at(&d, Severity::Error, 6, "network.service_cidr");
+    let d = find(&BASE.replace("10.96.0.0/12", "banana"), "not a network in CIDR notation");
+    assert_at(&d, Severity::Error, 6, "network.service_cidr");
+}
+
+#[test]
+fn overlapping_networks() {
+    let d = find(&BASE.replace("10.244.0.0/16", "10.77.0.0/16"), "overlaps");
+    assert_at(&d, Severity::Error, 5, "network.pod_cidr");
+    assert!(d.message.contains("network.machine_cidr 10.77.0.0/24"), "{d:#?}");
+    let d = find(&BASE.replace("10.96.0.0/12", "10.244.128.0/20"), "overlaps");
+    assert_at(&d, Severity::Error, 6, "network.service_cidr");
+}
+
+#[test]
+fn even_etcd_count_is_an_error() {
+    let d = find(&BASE.replace("    count: 3", "    count: 4"), "4 etcd members");
+    assert_at(&d, Severity::Error, 9, "groups[0].roles");
+    assert!(d.hint.unwrap().contains("3 or 5"));
+    let d = find(&BASE.replace("    count: 3", "    count: 2"), "2 etcd members");
+    assert_at(&d, Severity::Error, 9, "groups[0].roles");
+}
+
+#[test]
+fn single_etcd_member_is_only_a_warning() {
+    let l = load(&BASE.replace("    count: 3", "    count: 1")).unwrap();
+    assert_eq!(l.warnings.len(), 1, "{:#?}", l.warnings);
+    assert_at(&l.warnings[0], Severity::Warning, 9, "groups[0].roles");
+    assert!(l.warnings[0].message.contains("no etcd redundancy"));
+}
+
+#[test]
+fn no_etcd_at_all_is_an_error() {
+    let d = find(&BASE.replace("roles: [etcd]", "roles: [worker]"), "no machine has the role `etcd`");
+    assert_at(&d, Severity::Error, 8, "groups");
+}
+
+#[test]
+fn zero_control_planes() {
+    let d = find(&BASE.replace("    count: 1", "    count: 0"), "no machine has the role `control-plane`");
+    assert_at(&d, Severity::Error, 8, "groups");
+}
+
+#[test]
+fn unsupported_kubernetes_version() {
+    let d = find(&format!("{BASE}versions:\n  kubernetes: 1.20.4\n"), "Kubernetes 1.20.4 is not supported");
+    assert_at(&d, Severity::Error, 18, "versions.kubernetes");
+}
+
+#[test]
+fn kubelet_newer_than_api_server() {
+    let d = find(
+        &format!("{BASE}versions:\n  kubernetes: 1.34.2\n  kubelet: 1.35.0\n"),
+        "kubelet 1.35.0 is newer than the API server (1.34.2)",
+    );
+    assert_at(&d, Severity::Error, 19, "versions.kubelet");
+}
+
+#[test]
+fn malformed_version() {
+    let d = find(&format!("{BASE}versions:\n  kubernetes: 1.35\n"), "not a version");
+    assert_at(&d, Severity::Error, 18, "versions.kubernetes");
+}
+
+#[test]
+fn old_etcd_is_a_warning() {
+    let l = load(&format!("{BASE}versions:\n  etcd: 3.4.23\n")).unwrap();
+    assert_eq!(l.warnings.len(), 1, "{:#?}", l.warnings);
+    assert_at(&l.warnings[0], Severity::Warning, 18, "versions.etcd");
+    assert!(l.warnings[0].message.contains("3.5.24"));
+}
+
+#[test]
+fn role_that_no_machine_has() {
+    let d = find(
+        &BASE.replace("roles: [worker, ingress]", "roles: [worker]"),
+        "ingress is enabled but no machine has the role `ingress`",
+    );
+    assert_at(&d, Severity::Error, 1, "ingress.enabled");
+    let d = find(&format!("{BASE}storage:\n  nfs:\n    enabled: true\n"), "no machine has the role `nfs`");
+    assert_at(&d, Severity::Error, 19, "storage.nfs.enabled");
+    let d = find(&BASE.replace("    count: 1", "    count: 3"), "no machine has the role `lb`");
+    assert_at(&d, Severity::Error, 8, "groups");
+}
+
+#[test]
+fn unreadable_key_file() {
+    let d = find(&format!("{BASE}ssh:\n  key: /nonexistent/forgectl-test-key\n"), "cannot read the SSH key");
+    assert_at(&d, Severity::Error, 18, "ssh.key");
+    assert!(d.message.contains("/nonexistent/forgectl-test-key"));
+}
+
+#[test]
+fn provider_block_that_does_not_match() {
+    let d = find(
+        &format!("{BASE}openstack:\n  network: n\n  image: i\n  flavor: f\n"),
+        "`openstack:` settings are given but the provider is `local`",
+    );
+    assert_at(&d, Severity::Error, 17, "openstack");
+    assert!(d.hint.unwrap().contains("provider: openstack"));
+    let d = find(
+        &BASE.replace("provider: local", "provider: openstack"),
+        "the openstack provider needs an `openstack:` block",
+    );
+    assert_at(&d, Severity::Error, 2, "provider");
+}
+
+#[test]
+fn static_hosts_need_addresses() {
+    let text = BASE
+        .replace("provider: local", "provider: static")
+        .replace("    count: 1\n", "    hosts:\n      - name: cp1\n");
+    let all = diagnostics(&text);
+    let d = find(&text, "machine `cp1` has no address");
+    assert_at(&d, Severity::Error, 14, "groups[1].hosts[0].name");
+    assert!(all.iter().any(|d| d.message.contains("machine `etcd-1` has no address")));
+}
+
+#[test]
+fn local_address_outside_machine_network() {
+    let text = BASE.replace("    count: 1\n", "    hosts:\n      - name: cp1\n        address: 192.168.5.5\n");
+    let d = find(&text, "outside network.machine_cidr");
+    assert_at(&d, Severity::Error, 15, "groups[1].hosts[0].address");
+}
+
+#[test]
+fn wrong_types_are_named() {
+    let d = find(&BASE.replace("roles: [etcd]", "roles: etcd"), "wrong type");
+    assert_at(&d, Severity::Error, 9, "groups[0].roles");
+    assert!(d.message.contains("expected a list"), "{d:#?}");
+    let d = find(&BASE.replace("    count: 3", "    count: \"3\""), "wrong type");
+    assert!(d.message.contains("the quoted string `3`"), "{d:#?}");
+    assert_eq!(d.hint.as_deref(), Some("remove the quotes"));
+    let d = find(&BASE.replace("roles: [etcd]", "roles: [etc]"), "`etc` is not one of");
+    assert_at(&d, Severity::Error, 9, "groups[0].roles[0]");
+    assert!(d.hint.unwrap().contains("did you mean `etcd`?"));
+}
+
+#[test]
+fn duplicate_keys() {
+    let d = find(&BASE.replace("name: demo\n", "name: demo\nname: other\n"), "duplicate key `name`");
+    assert_at(&d, Severity::Error, 2, "name");
+    assert!(d.hint.unwrap().contains("line 1"));
+}
+
+#[test]
+fn tabs_in_indentation() {
+    let d = find(&BASE.replace("    count: 2", "\tcount: 2"), "tab character");
+    assert_eq!(d.pos.line, 16, "{d:#?}");
+    assert!(d.hint.unwrap().contains("spaces"));
+}
+
+#[test]
+fn empty_and_non_yaml_files() {
+    let d = find("", "the inventory is empty");
+    assert_eq!(d.pos.line, 1);
+    let d = find("# only a comment\n", "the inventory is empty");
+    assert_eq!(d.pos.line, 1);
+    let d = find("hello world, this is not an inventory\n", "expected a mapping of settings");
+    assert_eq!(d.pos.line, 1);
+    let d = find("- a\n- b\n", "found a list");
+    assert_eq!(d.pos.line, 1);
+    let d = find("key: [unclosed\nother: 1\n", "not valid YAML");
+    assert!(d.pos.line >= 1);
+    let d = find("a: 1\n---\nb: 2\n", "second YAML document");
+    assert_eq!(d.pos.line, 2);
+    let d = find("name: x\0\n", "NUL bytes");
+    assert_eq!(d.pos.line, 1);
+}
+
+#[test]
+fn huge_and_explosive_files_are_refused_without_panic() {
+    let huge = format!("name: demo\nfiller: \"{}\"\n", "x".repeat(5 * 1024 * 1024));
+    find(&huge, "an inventory may be at most 4 MiB");
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..8 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    find(&bomb, "expands to more than");
+}
+
+#[test]
+fn group_with_count_and_hosts() {
+    let text = BASE.replace("    count: 1\n", "    count: 1\n    hosts:\n      - name: cp1\n");
+    let d = find(&text, "has both `count` and `hosts`");
+    assert_at(&d, Severity::Error, 13, "groups[1].count");
+}
+
+#[test]
+fn invalid_names() {
+    let d = find(&BASE.replace("name: demo", "name: Demo_Cluster"), "cluster name `Demo_Cluster`");
+    assert_at(&d, Severity::Error, 1, "name");
+}
