@@ -1,6 +1,14 @@
 //! forgectl: build and run a multi-tenant Kubernetes platform from one inventory file.
 //!
-//! Data flows one way: inventory → facts → plan → phases → hosts. See ARCHITECTURE in the README.
+//! Data flows one way: inventory → facts → plan → phases → hosts. Phases plan actions as data;
+//! the engine runs them. See the README and ARCHITECTURE for the design.
 
+pub mod commands;
+pub mod engine;
 pub mod inventory;
+pub mod output;
+pub mod phases;
+pub mod plan;
 pub mod playbook;
+pub mod render;
+pub mod state;

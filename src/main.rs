@@ -1,1 +1,171 @@
-fn main() {}
+//! The forgectl binary: parses the command line and hands over to `forgectl::commands`.
+
+mod cli;
+
+use clap::{CommandFactory, Parser};
+use forgectl::commands::{self, CommandError, ExitCode, RunOptions};
+use forgectl::engine::Selection;
+use forgectl::inventory::{LoadError, ProviderKind, diagnostics};
+use forgectl::output::{ColorChoice, Format, Options};
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let opts = options(&cli.global);
+    init_tracing(&opts);
+    let code = match dispatch(cli.command, &opts) {
+        Ok(code) => code,
+        Err(e) => report(&e, &opts),
+    };
+    std::process::ExitCode::from(code as u8)
+}
+
+fn options(g: &cli::Global) -> Options {
+    Options {
+        format: match g.output {
+            cli::OutputFormat::Text => Format::Text,
+            cli::OutputFormat::Json => Format::Json,
+        },
+        color: match g.color {
+            cli::Color::Auto => ColorChoice::Auto,
+            cli::Color::Always => ColorChoice::Always,
+            cli::Color::Never => ColorChoice::Never,
+        },
+        verbosity: g.verbose.min(3) as i8 - g.quiet.min(3) as i8,
+        state_dir: g.state_dir.clone(),
+        templates: g.templates.clone(),
+    }
+}
+
+fn init_tracing(opts: &Options) {
+    let level = match opts.verbosity {
+        i8::MIN..=-1 => "error",
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FORGECTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("forgectl={level}")));
+    let ansi = forgectl::output::use_color(
+        opts.color,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
+}
+
+fn run_options(
+    inv: cli::InventoryArg,
+    pb: Option<cli::PlaybookArgs>,
+    yes: bool,
+    dry_run: bool,
+) -> RunOptions {
+    let (playbook, selection) = match pb {
+        Some(p) => (
+            p.playbook,
+            Selection {
+                only: p.only,
+                until: p.until,
+            },
+        ),
+        None => ("down".to_string(), Selection::default()),
+    };
+    RunOptions {
+        file: inv.file,
+        playbook,
+        selection,
+        yes,
+        dry_run,
+    }
+}
+
+fn dispatch(cmd: cli::Command, opts: &Options) -> Result<ExitCode, CommandError> {
+    use cli::Command as C;
+    match cmd {
+        C::Validate { inventory } => commands::validate(inventory.file.as_deref(), opts),
+        C::Plan {
+            inventory,
+            playbook,
+        } => commands::plan(&run_options(inventory, Some(playbook), false, true), opts),
+        C::Up {
+            inventory,
+            playbook,
+            yes,
+            dry_run,
+        } => commands::up(&run_options(inventory, Some(playbook), yes, dry_run), opts),
+        C::Down {
+            inventory,
+            yes,
+            dry_run,
+        } => commands::down(&run_options(inventory, None, yes, dry_run), opts),
+        C::Render {
+            inventory,
+            playbook,
+            out,
+        } => commands::render(
+            &run_options(inventory, Some(playbook), false, true),
+            &out,
+            opts,
+        ),
+        C::Init {
+            provider,
+            force,
+            dir,
+        } => {
+            let kind = match provider {
+                cli::Provider::Local => ProviderKind::Local,
+                cli::Provider::Openstack => ProviderKind::Openstack,
+                cli::Provider::Vagrant => ProviderKind::Vagrant,
+                cli::Provider::Static => ProviderKind::Static,
+            };
+            commands::init(kind, &dir, force)
+        }
+        C::Schema => commands::schema(),
+        C::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut cli::Cli::command(),
+                "forgectl",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::Ok)
+        }
+    }
+}
+
+/// Prints an error for people (or as JSON) and returns its exit code.
+fn report(e: &CommandError, opts: &Options) -> ExitCode {
+    let code = e.exit_code();
+    if opts.format == Format::Json {
+        let doc = match e {
+            CommandError::Inventory(LoadError::Invalid { input, diagnostics }) => {
+                serde_json::json!({
+                    "error": e.to_string(), "file": input.name, "diagnostics": diagnostics,
+                })
+            }
+            _ => serde_json::json!({ "error": e.to_string(), "next_step": e.next_step() }),
+        };
+        println!("{doc}");
+        return code;
+    }
+    let palette = commands::stderr_palette(opts);
+    if let CommandError::Inventory(LoadError::Invalid {
+        input,
+        diagnostics: d,
+    }) = e
+    {
+        eprint!(
+            "{}",
+            diagnostics::render(&input.name, &input.text, d, palette)
+        );
+    }
+    eprintln!("{}error{:#}: {e}", palette.error, palette.error);
+    if let Some(next) = e.next_step() {
+        eprintln!("  = next: {next}");
+    }
+    code
+}

@@ -70,7 +70,9 @@ pub enum PlaybookError {
         message: String,
     },
     /// A host selector names nothing in this inventory.
-    #[error("playbook {playbook}, phase {phase}: host selector `{selector}` matches no role or machine")]
+    #[error(
+        "playbook {playbook}, phase {phase}: host selector `{selector}` matches no role or machine"
+    )]
     BadSelector {
         /// The playbook.
         playbook: String,
@@ -96,7 +98,11 @@ pub fn load(name: &str) -> Result<Playbook, PlaybookError> {
             None => {
                 return Err(PlaybookError::Unknown {
                     name: name.into(),
-                    known: EMBEDDED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                    known: EMBEDDED
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
         }
@@ -108,7 +114,11 @@ pub fn load(name: &str) -> Result<Playbook, PlaybookError> {
 }
 
 /// The machines a step's selectors pick, in inventory order, each once.
-pub fn select<'a>(inv: &'a Loaded, playbook: &str, step: &Step) -> Result<Vec<&'a Machine>, PlaybookError> {
+pub fn select<'a>(
+    inv: &'a Loaded,
+    playbook: &str,
+    step: &Step,
+) -> Result<Vec<&'a Machine>, PlaybookError> {
     let mut chosen: Vec<&Machine> = Vec::new();
     for sel in &step.hosts {
         let matched: Vec<&Machine> = if sel == "all" {

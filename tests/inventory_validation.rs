@@ -39,7 +39,11 @@ fn diagnostics(text: &str) -> Vec<Diagnostic> {
 fn find(text: &str, needle: &str) -> Diagnostic {
     let all = diagnostics(text);
     let hits: Vec<&Diagnostic> = all.iter().filter(|d| d.message.contains(needle)).collect();
-    assert_eq!(hits.len(), 1, "expected one finding with {needle:?}, got: {all:#?}");
+    assert_eq!(
+        hits.len(),
+        1,
+        "expected one finding with {needle:?}, got: {all:#?}"
+    );
     hits[0].clone()
 }
 
@@ -53,7 +57,17 @@ fn assert_at(d: &Diagnostic, severity: Severity, line: usize, field: &str) {
 fn base_is_valid_and_expands_machines_with_addresses() {
     let l = load(BASE).unwrap();
     let names: Vec<&str> = l.machines.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, ["etcd-1", "etcd-2", "etcd-3", "control-1", "worker-1", "worker-2"]);
+    assert_eq!(
+        names,
+        [
+            "etcd-1",
+            "etcd-2",
+            "etcd-3",
+            "control-1",
+            "worker-1",
+            "worker-2"
+        ]
+    );
     assert_eq!(l.machines[0].address.unwrap().to_string(), "10.77.0.10");
     assert_eq!(l.machines[5].address.unwrap().to_string(), "10.77.0.15");
     assert!(l.warnings.is_empty(), "{:#?}", l.warnings);
@@ -61,10 +75,16 @@ fn base_is_valid_and_expands_machines_with_addresses() {
 
 #[test]
 fn unknown_key_suggests_the_closest_one() {
-    let d = find(&BASE.replace("provider: local", "provider: local\nprovder: x"), "unknown key `provder`");
+    let d = find(
+        &BASE.replace("provider: local", "provider: local\nprovder: x"),
+        "unknown key `provder`",
+    );
     assert_at(&d, Severity::Error, 3, "provder");
     assert!(d.hint.unwrap().contains("did you mean `provider`?"));
-    let d = find(&BASE.replace("    count: 1", "    cuont: 1"), "unknown key `cuont`");
+    let d = find(
+        &BASE.replace("    count: 1", "    cuont: 1"),
+        "unknown key `cuont`",
+    );
     assert_at(&d, Severity::Error, 13, "groups[1].cuont");
     assert_eq!(d.pos.col, 5);
     assert!(d.hint.unwrap().contains("did you mean `count`?"));
@@ -72,10 +92,20 @@ fn unknown_key_suggests_the_closest_one() {
 
 #[test]
 fn missing_required_field_names_it() {
-    let d = find(&BASE.replace("provider: local\n", ""), "missing required field `provider`");
+    let d = find(
+        &BASE.replace("provider: local\n", ""),
+        "missing required field `provider`",
+    );
     assert_at(&d, Severity::Error, 1, "provider");
-    assert!(d.hint.unwrap().contains("which infrastructure creates the machines"));
-    let d = find(&BASE.replace("    roles: [control-plane]\n", ""), "missing required field `roles` in `groups[1]`");
+    assert!(
+        d.hint
+            .unwrap()
+            .contains("which infrastructure creates the machines")
+    );
+    let d = find(
+        &BASE.replace("    roles: [control-plane]\n", ""),
+        "missing required field `roles` in `groups[1]`",
+    );
     assert_at(&d, Severity::Error, 11, "groups[1].roles");
 }
 
@@ -88,9 +118,19 @@ fn all_errors_are_reported_at_once() {
     let all = diagnostics(&text);
     let lines: Vec<usize> = all.iter().map(|d| d.pos.line).collect();
     assert_eq!(lines, [2, 5, 16], "{all:#?}");
-    assert!(all[0].hint.as_deref().unwrap().contains("did you mean `local`?"));
+    assert!(
+        all[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("did you mean `local`?")
+    );
     assert!(all[1].message.contains("not a network in CIDR notation"));
-    assert!(all[2].message.contains("expected a whole number, found `two`"));
+    assert!(
+        all[2]
+            .message
+            .contains("expected a whole number, found `two`")
+    );
 }
 
 #[test]
@@ -117,9 +157,15 @@ fn duplicate_addresses() {
 
 #[test]
 fn bad_cidr_and_host_bits() {
-    let d = find(&BASE.replace("10.96.0.0/12", "10.96.0.1/12"), "has host bits set");
+    let d = find(
+        &BASE.replace("10.96.0.0/12", "10.96.0.1/12"),
+        "has host bits set",
+    );
     assert_at(&d, Severity::Error, 6, "network.service_cidr");
-    let d = find(&BASE.replace("10.96.0.0/12", "banana"), "not a network in CIDR notation");
+    let d = find(
+        &BASE.replace("10.96.0.0/12", "banana"),
+        "not a network in CIDR notation",
+    );
     assert_at(&d, Severity::Error, 6, "network.service_cidr");
 }
 
@@ -127,17 +173,26 @@ fn bad_cidr_and_host_bits() {
 fn overlapping_networks() {
     let d = find(&BASE.replace("10.244.0.0/16", "10.77.0.0/16"), "overlaps");
     assert_at(&d, Severity::Error, 5, "network.pod_cidr");
-    assert!(d.message.contains("network.machine_cidr 10.77.0.0/24"), "{d:#?}");
+    assert!(
+        d.message.contains("network.machine_cidr 10.77.0.0/24"),
+        "{d:#?}"
+    );
     let d = find(&BASE.replace("10.96.0.0/12", "10.244.128.0/20"), "overlaps");
     assert_at(&d, Severity::Error, 6, "network.service_cidr");
 }
 
 #[test]
 fn even_etcd_count_is_an_error() {
-    let d = find(&BASE.replace("    count: 3", "    count: 4"), "4 etcd members");
+    let d = find(
+        &BASE.replace("    count: 3", "    count: 4"),
+        "4 etcd members",
+    );
     assert_at(&d, Severity::Error, 9, "groups[0].roles");
     assert!(d.hint.unwrap().contains("3 or 5"));
-    let d = find(&BASE.replace("    count: 3", "    count: 2"), "2 etcd members");
+    let d = find(
+        &BASE.replace("    count: 3", "    count: 2"),
+        "2 etcd members",
+    );
     assert_at(&d, Severity::Error, 9, "groups[0].roles");
 }
 
@@ -151,19 +206,28 @@ fn single_etcd_member_is_only_a_warning() {
 
 #[test]
 fn no_etcd_at_all_is_an_error() {
-    let d = find(&BASE.replace("roles: [etcd]", "roles: [worker]"), "no machine has the role `etcd`");
+    let d = find(
+        &BASE.replace("roles: [etcd]", "roles: [worker]"),
+        "no machine has the role `etcd`",
+    );
     assert_at(&d, Severity::Error, 8, "groups");
 }
 
 #[test]
 fn zero_control_planes() {
-    let d = find(&BASE.replace("    count: 1", "    count: 0"), "no machine has the role `control-plane`");
+    let d = find(
+        &BASE.replace("    count: 1", "    count: 0"),
+        "no machine has the role `control-plane`",
+    );
     assert_at(&d, Severity::Error, 8, "groups");
 }
 
 #[test]
 fn unsupported_kubernetes_version() {
-    let d = find(&format!("{BASE}versions:\n  kubernetes: 1.20.4\n"), "Kubernetes 1.20.4 is not supported");
+    let d = find(
+        &format!("{BASE}versions:\n  kubernetes: 1.20.4\n"),
+        "Kubernetes 1.20.4 is not supported",
+    );
     assert_at(&d, Severity::Error, 18, "versions.kubernetes");
 }
 
@@ -178,7 +242,10 @@ fn kubelet_newer_than_api_server() {
 
 #[test]
 fn malformed_version() {
-    let d = find(&format!("{BASE}versions:\n  kubernetes: 1.35\n"), "not a version");
+    let d = find(
+        &format!("{BASE}versions:\n  kubernetes: 1.35\n"),
+        "not a version",
+    );
     assert_at(&d, Severity::Error, 18, "versions.kubernetes");
 }
 
@@ -197,15 +264,24 @@ fn role_that_no_machine_has() {
         "ingress is enabled but no machine has the role `ingress`",
     );
     assert_at(&d, Severity::Error, 1, "ingress.enabled");
-    let d = find(&format!("{BASE}storage:\n  nfs:\n    enabled: true\n"), "no machine has the role `nfs`");
+    let d = find(
+        &format!("{BASE}storage:\n  nfs:\n    enabled: true\n"),
+        "no machine has the role `nfs`",
+    );
     assert_at(&d, Severity::Error, 19, "storage.nfs.enabled");
-    let d = find(&BASE.replace("    count: 1", "    count: 3"), "no machine has the role `lb`");
+    let d = find(
+        &BASE.replace("    count: 1", "    count: 3"),
+        "no machine has the role `lb`",
+    );
     assert_at(&d, Severity::Error, 8, "groups");
 }
 
 #[test]
 fn unreadable_key_file() {
-    let d = find(&format!("{BASE}ssh:\n  key: /nonexistent/forgectl-test-key\n"), "cannot read the SSH key");
+    let d = find(
+        &format!("{BASE}ssh:\n  key: /nonexistent/forgectl-test-key\n"),
+        "cannot read the SSH key",
+    );
     assert_at(&d, Severity::Error, 18, "ssh.key");
     assert!(d.message.contains("/nonexistent/forgectl-test-key"));
 }
@@ -233,12 +309,18 @@ fn static_hosts_need_addresses() {
     let all = diagnostics(&text);
     let d = find(&text, "machine `cp1` has no address");
     assert_at(&d, Severity::Error, 14, "groups[1].hosts[0].name");
-    assert!(all.iter().any(|d| d.message.contains("machine `etcd-1` has no address")));
+    assert!(
+        all.iter()
+            .any(|d| d.message.contains("machine `etcd-1` has no address"))
+    );
 }
 
 #[test]
 fn local_address_outside_machine_network() {
-    let text = BASE.replace("    count: 1\n", "    hosts:\n      - name: cp1\n        address: 192.168.5.5\n");
+    let text = BASE.replace(
+        "    count: 1\n",
+        "    hosts:\n      - name: cp1\n        address: 192.168.5.5\n",
+    );
     let d = find(&text, "outside network.machine_cidr");
     assert_at(&d, Severity::Error, 15, "groups[1].hosts[0].address");
 }
@@ -248,17 +330,26 @@ fn wrong_types_are_named() {
     let d = find(&BASE.replace("roles: [etcd]", "roles: etcd"), "wrong type");
     assert_at(&d, Severity::Error, 9, "groups[0].roles");
     assert!(d.message.contains("expected a list"), "{d:#?}");
-    let d = find(&BASE.replace("    count: 3", "    count: \"3\""), "wrong type");
+    let d = find(
+        &BASE.replace("    count: 3", "    count: \"3\""),
+        "wrong type",
+    );
     assert!(d.message.contains("the quoted string `3`"), "{d:#?}");
     assert_eq!(d.hint.as_deref(), Some("remove the quotes"));
-    let d = find(&BASE.replace("roles: [etcd]", "roles: [etc]"), "`etc` is not one of");
+    let d = find(
+        &BASE.replace("roles: [etcd]", "roles: [etc]"),
+        "`etc` is not one of",
+    );
     assert_at(&d, Severity::Error, 9, "groups[0].roles[0]");
     assert!(d.hint.unwrap().contains("did you mean `etcd`?"));
 }
 
 #[test]
 fn duplicate_keys() {
-    let d = find(&BASE.replace("name: demo\n", "name: demo\nname: other\n"), "duplicate key `name`");
+    let d = find(
+        &BASE.replace("name: demo\n", "name: demo\nname: other\n"),
+        "duplicate key `name`",
+    );
     assert_at(&d, Severity::Error, 2, "name");
     assert!(d.hint.unwrap().contains("line 1"));
 }
@@ -276,7 +367,10 @@ fn empty_and_non_yaml_files() {
     assert_eq!(d.pos.line, 1);
     let d = find("# only a comment\n", "the inventory is empty");
     assert_eq!(d.pos.line, 1);
-    let d = find("hello world, this is not an inventory\n", "expected a mapping of settings");
+    let d = find(
+        "hello world, this is not an inventory\n",
+        "expected a mapping of settings",
+    );
     assert_eq!(d.pos.line, 1);
     let d = find("- a\n- b\n", "found a list");
     assert_eq!(d.pos.line, 1);
@@ -304,13 +398,19 @@ fn huge_and_explosive_files_are_refused_without_panic() {
 
 #[test]
 fn group_with_count_and_hosts() {
-    let text = BASE.replace("    count: 1\n", "    count: 1\n    hosts:\n      - name: cp1\n");
+    let text = BASE.replace(
+        "    count: 1\n",
+        "    count: 1\n    hosts:\n      - name: cp1\n",
+    );
     let d = find(&text, "has both `count` and `hosts`");
     assert_at(&d, Severity::Error, 13, "groups[1].count");
 }
 
 #[test]
 fn invalid_names() {
-    let d = find(&BASE.replace("name: demo", "name: Demo_Cluster"), "cluster name `Demo_Cluster`");
+    let d = find(
+        &BASE.replace("name: demo", "name: Demo_Cluster"),
+        "cluster name `Demo_Cluster`",
+    );
     assert_at(&d, Severity::Error, 1, "name");
 }

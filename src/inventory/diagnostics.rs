@@ -129,7 +129,11 @@ pub fn render(file: &str, source: &str, diagnostics: &[Diagnostic], p: Palette) 
         );
         if let Some(text) = lines.get(d.pos.line.saturating_sub(1)) {
             let width = d.pos.line.to_string().len();
-            let shown: String = text.chars().take(160).collect::<String>().replace('\t', " ");
+            let shown: String = text
+                .chars()
+                .take(160)
+                .collect::<String>()
+                .replace('\t', " ");
             let _ = writeln!(out, "{} {:width$} |{:#}", p.dim, "", p.dim);
             let _ = writeln!(out, "{} {} |{:#} {shown}", p.dim, d.pos.line, p.dim);
             let caret_col = d.pos.col.saturating_sub(1).min(shown.chars().count());

@@ -105,9 +105,13 @@ fn read_source(p: &Path) -> Result<Source, LoadError> {
         diagnostics: vec![d],
     };
     if meta.is_dir() {
-        let hint = format!("pass the file, e.g. -f {}", p.join("cluster.yaml").display());
+        let hint = format!(
+            "pass the file, e.g. -f {}",
+            p.join("cluster.yaml").display()
+        );
         return Err(invalid(
-            Diagnostic::error(Pos::new(1, 1), "this is a directory, not an inventory file").with_hint(hint),
+            Diagnostic::error(Pos::new(1, 1), "this is a directory, not an inventory file")
+                .with_hint(hint),
         ));
     }
     if meta.len() > yaml_tree::MAX_BYTES as u64 {
@@ -120,7 +124,9 @@ fn read_source(p: &Path) -> Result<Source, LoadError> {
                     yaml_tree::MAX_BYTES / 1_048_576
                 ),
             )
-            .with_hint("is this the right file? Inventories describe machine groups, not each object"),
+            .with_hint(
+                "is this the right file? Inventories describe machine groups, not each object",
+            ),
         ));
     }
     let bytes = std::fs::read(p).map_err(|e| LoadError::Read {
@@ -144,7 +150,13 @@ fn read_source(p: &Path) -> Result<Source, LoadError> {
     };
     let base_dir = p
         .parent()
-        .map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d })
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
     Ok(Source {
@@ -164,9 +176,15 @@ pub fn load_source(source: Source) -> Result<Loaded, LoadError> {
         })
     };
     if source.text.contains('\0') {
-        let line = source.text[..source.text.find('\0').unwrap_or(0)].lines().count().max(1);
-        let d = Diagnostic::error(Pos::new(line, 1), "this is not a text file: it contains NUL bytes")
-            .with_hint("an inventory is a YAML text file; is this the right file?");
+        let line = source.text[..source.text.find('\0').unwrap_or(0)]
+            .lines()
+            .count()
+            .max(1);
+        let d = Diagnostic::error(
+            Pos::new(line, 1),
+            "this is not a text file: it contains NUL bytes",
+        )
+        .with_hint("an inventory is a YAML text file; is this the right file?");
         return fail(source, vec![d]);
     }
     let parsed = match yaml_tree::parse(&source.text) {
@@ -182,9 +200,14 @@ pub fn load_source(source: Source) -> Result<Loaded, LoadError> {
     if !matches!(root.kind, yaml_tree::NodeKind::Map(_)) {
         let d = Diagnostic::error(
             root.pos,
-            format!("expected a mapping of settings at the top of the file, found {}", root.describe()),
+            format!(
+                "expected a mapping of settings at the top of the file, found {}",
+                root.describe()
+            ),
         )
-        .with_hint("an inventory starts with `name:`, `provider:` and `groups:`; see `forgectl init`");
+        .with_hint(
+            "an inventory starts with `name:`, `provider:` and `groups:`; see `forgectl init`",
+        );
         return fail(source, vec![d]);
     }
     let schema = json_schema();
@@ -195,14 +218,22 @@ pub fn load_source(source: Source) -> Result<Loaded, LoadError> {
     let inventory: Inventory = match serde_json::from_value(value) {
         Ok(i) => i,
         Err(e) => {
-            let d = Diagnostic::error(root.pos, format!("the inventory does not match its schema: {e}"))
-                .with_hint("this is a bug in forgectl's schema check; please report it with the file");
+            let d = Diagnostic::error(
+                root.pos,
+                format!("the inventory does not match its schema: {e}"),
+            )
+            .with_hint("this is a bug in forgectl's schema check; please report it with the file");
             diags.push(d);
             return fail(source, diags);
         }
     };
     let machines = machines::expand(&inventory);
-    diags.extend(validate::validate(&inventory, &machines, &root, &source.base_dir));
+    diags.extend(validate::validate(
+        &inventory,
+        &machines,
+        &root,
+        &source.base_dir,
+    ));
     if diags.iter().any(Diagnostic::is_error) {
         return fail(source, diags);
     }

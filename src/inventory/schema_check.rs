@@ -19,7 +19,10 @@ pub fn check(node: &Node, schema: &Value, out: &mut Vec<Diagnostic>) -> Value {
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+pub fn did_you_mean<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(&word.to_lowercase(), c), c))
@@ -71,7 +74,8 @@ impl<'a> Walker<'a, '_> {
                     Some(target) => s = target,
                     None => return s,
                 }
-            } else if let Some([only]) = s.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
+            } else if let Some([only]) = s.get("allOf").and_then(Value::as_array).map(Vec::as_slice)
+            {
                 s = only;
             } else {
                 return s;
@@ -80,7 +84,12 @@ impl<'a> Walker<'a, '_> {
         s
     }
 
-    fn err(&mut self, node_pos: super::diagnostics::Pos, path: &[PathSeg], msg: String) -> &mut Diagnostic {
+    fn err(
+        &mut self,
+        node_pos: super::diagnostics::Pos,
+        path: &[PathSeg],
+        msg: String,
+    ) -> &mut Diagnostic {
         self.out
             .push(Diagnostic::error(node_pos, msg).with_field(path_to_string(path)));
         // Invariant: just pushed.
@@ -147,13 +156,19 @@ impl<'a> Walker<'a, '_> {
             NodeKind::Scalar { .. } if node.is_null() && ts.contains(&"object") => {
                 self.object(node, &[], s, path)
             }
-            NodeKind::Scalar { .. } if node.is_null() && ts.contains(&"array") => Value::Array(vec![]),
+            NodeKind::Scalar { .. } if node.is_null() && ts.contains(&"array") => {
+                Value::Array(vec![])
+            }
             NodeKind::Scalar { text, plain } => self.scalar(node, text, *plain, s, &ts, path),
             _ => {
                 let what = expected(&ts);
                 let found = node.describe();
-                self.err(node.pos, path, format!("wrong type: expected {what}, found {found}"))
-                    .hint = describe_field(s);
+                self.err(
+                    node.pos,
+                    path,
+                    format!("wrong type: expected {what}, found {found}"),
+                )
+                .hint = describe_field(s);
                 Value::Null
             }
         }
@@ -164,7 +179,11 @@ impl<'a> Walker<'a, '_> {
             NodeKind::Scalar { text, .. } if !node.is_null() => text.as_str(),
             _ => {
                 let found = node.describe();
-                self.err(node.pos, path, format!("expected one of {}, found {found}", consts.join(", ")));
+                self.err(
+                    node.pos,
+                    path,
+                    format!("expected one of {}, found {found}", consts.join(", ")),
+                );
                 return Value::Null;
             }
         };
@@ -175,12 +194,22 @@ impl<'a> Walker<'a, '_> {
             Some(c) => format!("did you mean `{c}`?"),
             None => format!("write one of: {}", consts.join(", ")),
         };
-        self.err(node.pos, path, format!("`{text}` is not one of {}", consts.join(", ")))
-            .hint = Some(hint);
+        self.err(
+            node.pos,
+            path,
+            format!("`{text}` is not one of {}", consts.join(", ")),
+        )
+        .hint = Some(hint);
         Value::Null
     }
 
-    fn object(&mut self, node: &Node, entries: &[(Node, Node)], s: &'a Value, path: &mut Vec<PathSeg>) -> Value {
+    fn object(
+        &mut self,
+        node: &Node,
+        entries: &[(Node, Node)],
+        s: &'a Value,
+        path: &mut Vec<PathSeg>,
+    ) -> Value {
         let props = s.get("properties").and_then(Value::as_object);
         let additional = s.get("additionalProperties");
         let mut out = Map::new();
@@ -200,7 +229,10 @@ impl<'a> Walker<'a, '_> {
                             "YAML merge keys (`<<`) are not supported; repeat the settings or use an alias for the whole value".to_string()
                         } else {
                             match did_you_mean(&key, names.iter().copied()) {
-                                Some(c) => format!("did you mean `{c}`? Keys allowed here: {}", names.join(", ")),
+                                Some(c) => format!(
+                                    "did you mean `{c}`? Keys allowed here: {}",
+                                    names.join(", ")
+                                ),
                                 None => format!("keys allowed here: {}", names.join(", ")),
                             }
                         };
@@ -221,9 +253,9 @@ impl<'a> Walker<'a, '_> {
             for r in required.iter().filter_map(Value::as_str) {
                 if !entries.iter().any(|(k, _)| k.as_str() == Some(r)) {
                     path.push(PathSeg::Key(r.to_string()));
-                    let desc = props
-                        .and_then(|p| p.get(r))
-                        .and_then(|ps| describe_field(ps).or_else(|| describe_field(self.resolve(ps))));
+                    let desc = props.and_then(|p| p.get(r)).and_then(|ps| {
+                        describe_field(ps).or_else(|| describe_field(self.resolve(ps)))
+                    });
                     let where_ = if path.len() > 1 {
                         format!(" in `{}`", path_to_string(&path[..path.len() - 1]))
                     } else {
@@ -233,8 +265,12 @@ impl<'a> Walker<'a, '_> {
                         Some(d) => format!("add `{r}:` — {}", lower_first(&d)),
                         None => format!("add `{r}:`"),
                     };
-                    self.err(node.pos, path, format!("missing required field `{r}`{where_}"))
-                        .hint = Some(hint);
+                    self.err(
+                        node.pos,
+                        path,
+                        format!("missing required field `{r}`{where_}"),
+                    )
+                    .hint = Some(hint);
                     path.pop();
                 }
             }
@@ -242,7 +278,15 @@ impl<'a> Walker<'a, '_> {
         Value::Object(out)
     }
 
-    fn scalar(&mut self, node: &Node, text: &str, plain: bool, s: &Value, ts: &[&str], path: &[PathSeg]) -> Value {
+    fn scalar(
+        &mut self,
+        node: &Node,
+        text: &str,
+        plain: bool,
+        s: &Value,
+        ts: &[&str],
+        path: &[PathSeg],
+    ) -> Value {
         if plain && !node.is_null() {
             if ts.contains(&"boolean") {
                 match text {
@@ -251,17 +295,16 @@ impl<'a> Walker<'a, '_> {
                     _ => {}
                 }
             }
-            if ts.contains(&"integer") {
-                if let Ok(n) = text.replace('_', "").parse::<i64>() {
-                    return self.bounded(node, n, s, path);
-                }
+            if ts.contains(&"integer")
+                && let Ok(n) = text.replace('_', "").parse::<i64>()
+            {
+                return self.bounded(node, n, s, path);
             }
-            if ts.contains(&"number") {
-                if let Ok(f) = text.parse::<f64>() {
-                    if let Some(n) = serde_json::Number::from_f64(f) {
-                        return Value::Number(n);
-                    }
-                }
+            if ts.contains(&"number")
+                && let Ok(f) = text.parse::<f64>()
+                && let Some(n) = serde_json::Number::from_f64(f)
+            {
+                return Value::Number(n);
             }
         }
         if ts.contains(&"string") && !node.is_null() {
@@ -278,7 +321,11 @@ impl<'a> Walker<'a, '_> {
         } else {
             found
         };
-        let d = self.err(node.pos, path, format!("wrong type: expected {what}, found {found}"));
+        let d = self.err(
+            node.pos,
+            path,
+            format!("wrong type: expected {what}, found {found}"),
+        );
         if !plain && (ts.contains(&"integer") || ts.contains(&"boolean")) {
             d.hint = Some("remove the quotes".into());
         } else {
@@ -348,7 +395,12 @@ fn to_json_untyped(node: &Node) -> Value {
         NodeKind::Map(entries) => Value::Object(
             entries
                 .iter()
-                .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), to_json_untyped(v)))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap_or_default().to_string(),
+                        to_json_untyped(v),
+                    )
+                })
                 .collect(),
         ),
         NodeKind::Seq(items) => Value::Array(items.iter().map(to_json_untyped).collect()),

@@ -14,7 +14,10 @@ impl Cidr {
     /// Parses a CIDR known to be valid (used for built-in defaults only).
     pub(crate) fn parse_const(s: &str) -> Self {
         // Invariant: only called with literals from this crate, covered by tests.
-        Self(s.parse().unwrap_or_else(|_| unreachable!("bad built-in CIDR {s}")))
+        Self(
+            s.parse()
+                .unwrap_or_else(|_| unreachable!("bad built-in CIDR {s}")),
+        )
     }
 
     /// True when the two networks share any address.
@@ -157,7 +160,10 @@ mod tests {
 
     #[test]
     fn version_accepts_leading_v() {
-        assert_eq!("v1.35.2".parse::<Version>().unwrap(), Version::new(1, 35, 2));
+        assert_eq!(
+            "v1.35.2".parse::<Version>().unwrap(),
+            Version::new(1, 35, 2)
+        );
         assert!("1.35".parse::<Version>().is_err());
     }
 }

@@ -14,8 +14,16 @@ pub const SUPPORTED_KUBE_MINORS: std::ops::RangeInclusive<u64> = 33..=36;
 pub const MIN_ETCD_FOR_KUBEADM: (u64, u64, u64) = (3, 5, 24);
 
 /// Runs every semantic check; `base_dir` resolves relative file paths (the inventory's directory).
-pub fn validate(inv: &Inventory, machines: &[Machine], tree: &Node, base_dir: &Path) -> Vec<Diagnostic> {
-    let mut v = Checker { tree, out: Vec::new() };
+pub fn validate(
+    inv: &Inventory,
+    machines: &[Machine],
+    tree: &Node,
+    base_dir: &Path,
+) -> Vec<Diagnostic> {
+    let mut v = Checker {
+        tree,
+        out: Vec::new(),
+    };
     v.names(inv);
     v.groups(inv);
     v.machine_names(machines);
@@ -35,7 +43,10 @@ struct Checker<'t> {
 }
 
 fn p(parts: &[&str]) -> Vec<PathSeg> {
-    parts.iter().map(|s| PathSeg::Key((*s).to_string())).collect()
+    parts
+        .iter()
+        .map(|s| PathSeg::Key((*s).to_string()))
+        .collect()
 }
 
 fn group_path(gi: usize, rest: &[&str]) -> Vec<PathSeg> {
@@ -50,15 +61,16 @@ pub fn is_dns_label(s: &str, max: usize) -> bool {
         && s.len() <= max
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && !s.ends_with('-')
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Expands `~/` and makes relative paths relative to `base`.
 pub fn resolve_path(path: &Path, base: &Path) -> PathBuf {
-    if let Ok(rest) = path.strip_prefix("~") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(rest);
-        }
+    if let Ok(rest) = path.strip_prefix("~")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
     }
     if path.is_absolute() {
         path.to_path_buf()
@@ -138,7 +150,10 @@ impl Checker<'_> {
                 self.error(
                     &group_path(gi, &["name"]),
                     format!("duplicate group name `{}`", g.name),
-                    format!("a group `{}` is already declared on line {line}; rename one", g.name),
+                    format!(
+                        "a group `{}` is already declared on line {line}; rename one",
+                        g.name
+                    ),
                 );
             }
             if g.roles.is_empty() {
@@ -172,7 +187,11 @@ impl Checker<'_> {
                 self.out.push(
                     Diagnostic::error(
                         pos,
-                        format!("group `{}` has `openstack:` settings but the provider is `{}`", g.name, inv.provider.key()),
+                        format!(
+                            "group `{}` has `openstack:` settings but the provider is `{}`",
+                            g.name,
+                            inv.provider.key()
+                        ),
                     )
                     .with_field(path_to_string(&path))
                     .with_hint("remove the block, or set `provider: openstack`"),
@@ -230,7 +249,9 @@ impl Checker<'_> {
             };
             let path = explicit.clone().unwrap_or_else(|| m.origin.clone());
             if let Some(first) = seen.insert(addr, m) {
-                let line = self.pos(&address_path(&first.origin).unwrap_or(first.origin.clone())).line;
+                let line = self
+                    .pos(&address_path(&first.origin).unwrap_or(first.origin.clone()))
+                    .line;
                 self.error(
                     &path,
                     format!("duplicate address {addr}: machines `{}` and `{}`", first.name, m.name),
@@ -241,7 +262,10 @@ impl Checker<'_> {
                 if !net.0.contains(&addr) {
                     self.error(
                         &path,
-                        format!("address {addr} of `{}` is outside network.machine_cidr {net}", m.name),
+                        format!(
+                            "address {addr} of `{}` is outside network.machine_cidr {net}",
+                            m.name
+                        ),
                         "local machines live on the machine network; pick an address inside it",
                     );
                 } else if Some(addr) == local_host_address(inv)
@@ -355,7 +379,10 @@ impl Checker<'_> {
         if inv.storage.cinder.enabled && inv.provider != ProviderKind::Openstack {
             self.error(
                 &p(&["storage", "cinder", "enabled"]),
-                format!("Cinder storage needs the openstack provider, this inventory uses `{}`", inv.provider.key()),
+                format!(
+                    "Cinder storage needs the openstack provider, this inventory uses `{}`",
+                    inv.provider.key()
+                ),
                 "set storage.cinder.enabled: false",
             );
         }
@@ -423,7 +450,11 @@ impl Checker<'_> {
                 self.out.push(
                     Diagnostic::error(
                         pos,
-                        format!("`{}:` settings are given but the provider is `{}`", kind.key(), inv.provider.key()),
+                        format!(
+                            "`{}:` settings are given but the provider is `{}`",
+                            kind.key(),
+                            inv.provider.key()
+                        ),
                     )
                     .with_field(kind.key())
                     .with_hint(format!(
@@ -474,21 +505,24 @@ impl Checker<'_> {
                 ),
                 Some(d) if !resolve_path(d, base).is_dir() => self.error(
                     &p(&["artifacts", "dir"]),
-                    format!("artifacts.dir {} is not a readable directory", resolve_path(d, base).display()),
+                    format!(
+                        "artifacts.dir {} is not a readable directory",
+                        resolve_path(d, base).display()
+                    ),
                     "create it with `forgectl artifacts fetch --to DIR`, or fix the path",
                 ),
                 _ => {}
             },
             _ => {}
         }
-        if let Some(url) = &a.mirror_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                self.error(
-                    &p(&["artifacts", "mirror_url"]),
-                    format!("artifacts.mirror_url `{url}` is not an http(s) URL"),
-                    "write it like https://mirror.example.org/forgectl",
-                );
-            }
+        if let Some(url) = &a.mirror_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            self.error(
+                &p(&["artifacts", "mirror_url"]),
+                format!("artifacts.mirror_url `{url}` is not an http(s) URL"),
+                "write it like https://mirror.example.org/forgectl",
+            );
         }
     }
 

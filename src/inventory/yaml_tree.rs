@@ -157,7 +157,9 @@ pub fn parse(src: &str) -> Result<Parsed, Diagnostic> {
                 MAX_BYTES / 1_048_576
             ),
         )
-        .with_hint("is this the right file? Inventories describe machine groups, not each object"));
+        .with_hint(
+            "is this the right file? Inventories describe machine groups, not each object",
+        ));
     }
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
@@ -177,7 +179,9 @@ pub fn parse(src: &str) -> Result<Parsed, Diagnostic> {
                         pos,
                         "a second YAML document starts here; an inventory is a single document",
                     )
-                    .with_hint("remove the `---` line and everything after it, or split the file"));
+                    .with_hint(
+                        "remove the `---` line and everything after it, or split the file",
+                    ));
                 }
                 None
             }
@@ -186,7 +190,10 @@ pub fn parse(src: &str) -> Result<Parsed, Diagnostic> {
                 Some((
                     Node {
                         pos,
-                        kind: NodeKind::Scalar { text: text.into_owned(), plain },
+                        kind: NodeKind::Scalar {
+                            text: text.into_owned(),
+                            plain,
+                        },
                     },
                     anchor,
                 ))
@@ -228,8 +235,11 @@ pub fn parse(src: &str) -> Result<Parsed, Diagnostic> {
                     Some((n.clone(), 0))
                 }
                 None => {
-                    return Err(Diagnostic::error(pos, "this alias names an anchor that is not defined above it")
-                        .with_hint("define the anchor (`&name`) before using it (`*name`)"));
+                    return Err(Diagnostic::error(
+                        pos,
+                        "this alias names an anchor that is not defined above it",
+                    )
+                    .with_hint("define the anchor (`&name`) before using it (`*name`)"));
                 }
             },
             _ => None,
@@ -256,7 +266,10 @@ pub fn parse(src: &str) -> Result<Parsed, Diagnostic> {
                     if !matches!(node.kind, NodeKind::Scalar { .. }) {
                         return Err(Diagnostic::error(
                             node.pos,
-                            format!("a mapping key must be a plain name, found {}", node.describe()),
+                            format!(
+                                "a mapping key must be a plain name, found {}",
+                                node.describe()
+                            ),
                         ));
                     }
                     *pending = Some(node);
@@ -317,9 +330,13 @@ fn syntax_error(src: &str, e: &serde_saphyr::granit_parser::ScanError) -> Diagno
         )
         .with_hint("replace the tab with spaces (two per level is the convention in inventories)");
     } else if src.trim_start().starts_with('{') || src.trim_start().starts_with('[') {
-        d = d.with_hint("JSON is accepted too, but it must be well-formed; check brackets and commas");
+        d = d.with_hint(
+            "JSON is accepted too, but it must be well-formed; check brackets and commas",
+        );
     } else {
-        d = d.with_hint("check the indentation and the `key: value` form on this line and the one above");
+        d = d.with_hint(
+            "check the indentation and the `key: value` form on this line and the one above",
+        );
     }
     d
 }

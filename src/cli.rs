@@ -1,0 +1,187 @@
+//! Command-line definitions (clap). Only the binary knows about clap.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Build and run a multi-tenant Kubernetes platform from one inventory file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "forgectl",
+    version,
+    about,
+    long_about = "forgectl builds and runs a multi-tenant Kubernetes platform (like Wikimedia Toolforge) \
+from one inventory file: machines, external etcd, kubeadm over SSH, Calico, nginx-ingress, storage and \
+the tenant platform. Every command reads the inventory given with -f, or the embedded local default.",
+    after_help = "Examples:\n  forgectl validate -f cluster.yaml\n  forgectl plan -f cluster.yaml\n  forgectl up -f cluster.yaml --yes\n  forgectl init --provider openstack mycluster/\n\nExit codes: 0 done, 1 failed, 2 invalid input (nothing changed), 3 stopped before a phase not implemented yet."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// More detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output: errors only.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text, env = "FORGECTL_OUTPUT")]
+    pub output: OutputFormat,
+    /// When to use colours (default: only on a terminal, and not with NO_COLOR).
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    /// Base directory for cluster state [default: $XDG_STATE_HOME/forgectl or ~/.local/state/forgectl].
+    #[arg(long, global = true, env = "FORGECTL_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Directory of template overrides (same relative paths as the embedded templates/).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Provider {
+    Local,
+    Openstack,
+    Vagrant,
+    Static,
+}
+
+/// The inventory to use.
+#[derive(Debug, Args)]
+pub struct InventoryArg {
+    /// Inventory file [default: the embedded inventories/local/cluster.yaml].
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        env = "FORGECTL_INVENTORY"
+    )]
+    pub file: Option<PathBuf>,
+}
+
+/// Playbook and phase selection.
+#[derive(Debug, Args)]
+pub struct PlaybookArgs {
+    /// Playbook: a built-in name (cluster, scale, upgrade, remove-node, reset, down) or a file.
+    #[arg(long, value_name = "NAME|FILE", default_value = "cluster")]
+    pub playbook: String,
+    /// Run only these phases (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "PHASE,…")]
+    pub only: Vec<String>,
+    /// Stop after this phase.
+    #[arg(long, value_name = "PHASE")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an inventory: every problem at once, with file:line:col and how to fix it.
+    #[command(
+        after_help = "Examples:\n  forgectl validate -f cluster.yaml\n  forgectl validate -f cluster.yaml --output json\n\nExit code 2 when the inventory has errors (warnings alone exit 0)."
+    )]
+    Validate {
+        #[command(flatten)]
+        inventory: InventoryArg,
+    },
+    /// Show the ordered phases and, per phase and host, the actions a run would take.
+    #[command(
+        after_help = "Examples:\n  forgectl plan -f cluster.yaml\n  forgectl plan -f cluster.yaml --playbook upgrade\n  forgectl plan -f cluster.yaml --only etcd,lb --output json"
+    )]
+    Plan {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        #[command(flatten)]
+        playbook: PlaybookArgs,
+    },
+    /// Build the cluster, or converge it: plan, ask for approval, run phase by phase.
+    #[command(
+        after_help = "Examples:\n  forgectl up                      # the embedded local default\n  forgectl up -f cluster.yaml --dry-run\n  forgectl up -f cluster.yaml --yes --until etcd\n  forgectl up -f cluster.yaml --playbook scale --yes"
+    )]
+    Up {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        #[command(flatten)]
+        playbook: PlaybookArgs,
+        /// Approve the plan without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print the plan and stop; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete the machines and everything the provider created for the cluster.
+    #[command(
+        after_help = "Examples:\n  forgectl down -f cluster.yaml --dry-run\n  forgectl down -f cluster.yaml --yes"
+    )]
+    Down {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        /// Approve without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print the plan and stop; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write every file a run would push (configs, units, manifests) under DIR/HOST/PATH.
+    #[command(
+        after_help = "Examples:\n  forgectl render -f cluster.yaml --out rendered/\n  forgectl render -f cluster.yaml --out rendered/ --only etcd"
+    )]
+    Render {
+        #[command(flatten)]
+        inventory: InventoryArg,
+        #[command(flatten)]
+        playbook: PlaybookArgs,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Write a commented starting inventory to DIR/cluster.yaml.
+    #[command(
+        after_help = "Examples:\n  forgectl init mycluster/\n  forgectl init --provider openstack prod/"
+    )]
+    Init {
+        /// Which provider the inventory is for.
+        #[arg(long, value_enum, default_value_t = Provider::Local)]
+        provider: Provider,
+        /// Overwrite an existing cluster.yaml.
+        #[arg(long)]
+        force: bool,
+        /// Directory to write cluster.yaml into (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the inventory's JSON Schema (for editors and tooling).
+    #[command(
+        after_help = "Example:\n  forgectl schema > forgectl.schema.json\n  # then in cluster.yaml: # yaml-language-server: $schema=forgectl.schema.json"
+    )]
+    Schema,
+    /// Print shell completions.
+    #[command(
+        after_help = "Examples:\n  forgectl completions bash > /etc/bash_completion.d/forgectl\n  forgectl completions zsh > \"${fpath[1]}/_forgectl\"\n  forgectl completions fish > ~/.config/fish/completions/forgectl.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}

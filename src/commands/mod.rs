@@ -1,0 +1,43 @@
+//! The commands behind the CLI. Each takes plain options (no clap types) and returns an exit code;
+//! errors carry what went wrong and the next step to take.
+
+mod error;
+mod init;
+mod inventory_cmds;
+mod run;
+
+pub use error::{CommandError, ExitCode};
+pub use init::init;
+pub use inventory_cmds::{schema, validate};
+pub use run::{RunOptions, down, plan, render, up};
+
+use crate::inventory::{self, Loaded, diagnostics};
+use crate::output::{Format, Options, use_color};
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// Loads the inventory (or the embedded default), printing warnings to stderr.
+pub(crate) fn load_inventory(file: Option<&Path>, opts: &Options) -> Result<Loaded, CommandError> {
+    let loaded = inventory::load(file)?;
+    if !loaded.warnings.is_empty() && opts.format == Format::Text && opts.verbosity >= 0 {
+        eprint!(
+            "{}",
+            diagnostics::render(
+                &loaded.source.name,
+                &loaded.source.text,
+                &loaded.warnings,
+                stderr_palette(opts)
+            )
+        );
+    }
+    Ok(loaded)
+}
+
+/// The palette for messages on stderr.
+pub fn stderr_palette(opts: &Options) -> diagnostics::Palette {
+    if use_color(opts.color, std::io::stderr().is_terminal()) {
+        diagnostics::Palette::colored()
+    } else {
+        diagnostics::Palette::default()
+    }
+}

@@ -1,0 +1,201 @@
+//! `forgectl plan`, `up`, `down` and `render`: everything that goes through the engine.
+
+use serde_json::json;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use super::{CommandError, ExitCode, load_inventory};
+use crate::engine::{self, Outcome, Selection};
+use crate::inventory::Loaded;
+use crate::output::{Format, Options, Style};
+use crate::plan::{Op, Plan};
+use crate::playbook;
+use crate::render::Templates;
+use crate::state::{self, StateDir};
+
+/// What `plan`, `up`, `down` and `render` share.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Inventory file; None for the embedded default.
+    pub file: Option<PathBuf>,
+    /// Playbook name or path.
+    pub playbook: String,
+    /// Phase selection.
+    pub selection: Selection,
+    /// Approved in advance (`--yes`).
+    pub yes: bool,
+    /// Plan only (`--dry-run`).
+    pub dry_run: bool,
+}
+
+fn make_plan(run: &RunOptions, opts: &Options) -> Result<(Loaded, Plan), CommandError> {
+    let inv = load_inventory(run.file.as_deref(), opts)?;
+    let pb = playbook::load(&run.playbook)?;
+    let templates = Templates::load(opts.templates.as_deref())?;
+    let plan = engine::plan(&inv, &pb, &templates, &run.selection)?;
+    Ok((inv, plan))
+}
+
+fn print_plan(plan: &Plan, opts: &Options) {
+    match opts.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(plan).unwrap_or_default()),
+        Format::Text => print!("{}", plan.to_text(&Style::for_stdout(opts.color))),
+    }
+}
+
+/// Prints the plan: ordered phases and, per phase and host, the actions.
+pub fn plan(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
+    let (_, plan) = make_plan(run, opts)?;
+    print_plan(&plan, opts);
+    Ok(ExitCode::Ok)
+}
+
+/// Plans and runs the playbook (default `cluster`).
+pub fn up(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
+    execute(run, opts, "up")
+}
+
+/// Plans and runs the `down` playbook: deletes what the provider created.
+pub fn down(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
+    execute(run, opts, "down")
+}
+
+fn execute(run: &RunOptions, opts: &Options, command: &str) -> Result<ExitCode, CommandError> {
+    // Everything is validated and planned before the state dir is touched: a malformed inventory
+    // or playbook never leaves anything behind.
+    let (inv, plan) = make_plan(run, opts)?;
+    print_plan(&plan, opts);
+    if run.dry_run {
+        if opts.format == Format::Text {
+            println!("Dry run: nothing was changed.");
+        }
+        return Ok(ExitCode::Ok);
+    }
+    let runnable_actions: usize = plan
+        .phases
+        .iter()
+        .take_while(|p| Some(p.phase.as_str()) != plan.first_blocked().map(|b| b.phase.as_str()))
+        .map(|p| p.actions.len())
+        .sum();
+    if runnable_actions > 0 && !run.yes {
+        approve(command)?;
+    }
+    let base = state::base_dir(opts.state_dir.as_deref())?;
+    let dir = StateDir::open(&base, &inv.inventory.name)?;
+    let _lock = dir.lock(command)?;
+    let outcome = engine::run(&plan);
+    let record = match &outcome {
+        Outcome::Complete { phases, changed } => json!({
+            "command": command, "playbook": plan.playbook, "result": "complete",
+            "phases": phases, "changed": changed,
+        }),
+        Outcome::Stopped { ran, at, reason } => json!({
+            "command": command, "playbook": plan.playbook, "result": "stopped",
+            "ran": ran, "stopped_at": at, "reason": reason,
+        }),
+    };
+    dir.write_secret("last-run.json", record.to_string().as_bytes())?;
+    match opts.format {
+        Format::Json => println!("{record}"),
+        Format::Text => report(&outcome, command),
+    }
+    Ok(match outcome {
+        Outcome::Complete { .. } => ExitCode::Ok,
+        Outcome::Stopped { .. } => ExitCode::Incomplete,
+    })
+}
+
+fn report(outcome: &Outcome, command: &str) {
+    match outcome {
+        Outcome::Complete { phases, changed } => {
+            println!("{command}: done — {phases} phase(s), {changed} change(s).");
+        }
+        Outcome::Stopped { ran, at, reason } => {
+            let done = if ran.is_empty() {
+                "no phase ran".to_string()
+            } else {
+                format!("ran {}", ran.join(", "))
+            };
+            println!("{command}: stopped before phase `{at}`: {reason}.");
+            println!("{done}; `{at}` and the phases after it were not attempted.");
+        }
+    }
+}
+
+fn approve(command: &str) -> Result<(), CommandError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CommandError::NotApproved);
+    }
+    print!("Go ahead with `forgectl {command}` as planned above? [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        Ok(())
+    } else {
+        Err(CommandError::Declined)
+    }
+}
+
+/// Writes every file the run would push into `out/HOST/PATH`, for review and golden tests.
+pub fn render(run: &RunOptions, out: &Path, opts: &Options) -> Result<ExitCode, CommandError> {
+    let (_, plan) = make_plan(run, opts)?;
+    let mut written = Vec::new();
+    for phase in &plan.phases {
+        for action in &phase.actions {
+            let (
+                Some(host),
+                Op::Upload {
+                    path,
+                    content,
+                    sha256,
+                    mode,
+                    ..
+                },
+            ) = (&action.host, &action.op)
+            else {
+                continue;
+            };
+            let rel = Path::new(host).join(path.trim_start_matches('/'));
+            let target = out.join(&rel);
+            write_file(&target, content.as_bytes(), *mode)?;
+            written.push(json!({
+                "phase": phase.phase, "host": host, "path": path,
+                "file": target.display().to_string(), "sha256": sha256,
+            }));
+        }
+    }
+    match opts.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&written).unwrap_or_default()
+        ),
+        Format::Text => {
+            for w in &written {
+                println!("{}", w["file"].as_str().unwrap_or_default());
+            }
+            println!("{} file(s) written under {}", written.len(), out.display());
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn write_file(target: &Path, data: &[u8], mode: u32) -> Result<(), CommandError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |e: std::io::Error| CommandError::Write {
+        path: target.display().to_string(),
+        source: e,
+    };
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    std::fs::write(target, data).map_err(err)?;
+    // Owner read/write, plus only the read bits the remote file gives group and others:
+    // a file that is secret on the host stays unreadable to others here too.
+    std::fs::set_permissions(
+        target,
+        std::fs::Permissions::from_mode((mode & 0o044) | 0o600),
+    )
+    .map_err(err)?;
+    Ok(())
+}

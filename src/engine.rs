@@ -1,0 +1,187 @@
+//! The engine: builds a plan from a playbook and an inventory, and runs it phase by phase.
+
+use crate::inventory::Loaded;
+use crate::phases::{self, PhaseError, PlanContext};
+use crate::plan::{PhasePlan, Plan, Readiness};
+use crate::playbook::{self, Playbook, PlaybookError};
+use crate::render::Templates;
+
+/// Which phases of the playbook to plan and run.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these phases (`--only a,b`).
+    pub only: Vec<String>,
+    /// Up to and including this phase (`--until x`).
+    pub until: Option<String>,
+}
+
+/// Why a plan could not be made or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The playbook is unusable.
+    #[error(transparent)]
+    Playbook(#[from] PlaybookError),
+    /// A playbook names a phase forgectl does not know.
+    #[error("playbook {playbook} names an unknown phase `{phase}`; known phases: {known}")]
+    UnknownPhase {
+        /// The playbook.
+        playbook: String,
+        /// The phase.
+        phase: String,
+        /// Every known phase.
+        known: String,
+    },
+    /// `--only` / `--until` names a phase that is not in the playbook.
+    #[error(
+        "{flag} names `{phase}`, which is not a phase of playbook {playbook}; its phases: {known}"
+    )]
+    NotInPlaybook {
+        /// The flag.
+        flag: &'static str,
+        /// The phase.
+        phase: String,
+        /// The playbook.
+        playbook: String,
+        /// The playbook's phases.
+        known: String,
+    },
+    /// A phase could not plan.
+    #[error("phase {phase}: {source}")]
+    Phase {
+        /// The phase.
+        phase: String,
+        /// Why.
+        source: PhaseError,
+    },
+}
+
+/// Plans `playbook` for `inv`, limited to `selection`.
+pub fn plan(
+    inv: &Loaded,
+    pb: &Playbook,
+    templates: &Templates,
+    selection: &Selection,
+) -> Result<Plan, EngineError> {
+    let names: Vec<&str> = pb.phases.iter().map(|s| s.phase.as_str()).collect();
+    let known = || names.join(", ");
+    for phase in selection.only.iter().chain(selection.until.iter()) {
+        if !names.contains(&phase.as_str()) {
+            let flag = if selection.only.contains(phase) {
+                "--only"
+            } else {
+                "--until"
+            };
+            return Err(EngineError::NotInPlaybook {
+                flag,
+                phase: phase.clone(),
+                playbook: pb.name.clone(),
+                known: known(),
+            });
+        }
+    }
+    let ctx = PlanContext { inv, templates };
+    let mut phases = Vec::new();
+    for step in &pb.phases {
+        let Some(phase) = phases::lookup(&step.phase) else {
+            return Err(EngineError::UnknownPhase {
+                playbook: pb.name.clone(),
+                phase: step.phase.clone(),
+                known: phases::all_names().join(", "),
+            });
+        };
+        let selected = selection.only.is_empty() || selection.only.contains(&step.phase);
+        if selected {
+            let hosts = playbook::select(inv, &pb.name, step)?;
+            // A phase switched off in the inventory, or one that works on hosts when none matches,
+            // has nothing to do whether or not it is built; the plan says so and why.
+            let nothing = phase.skip_reason(&ctx).or_else(|| {
+                (!step.hosts.is_empty() && hosts.is_empty())
+                    .then(|| format!("no machine matches {}", step.hosts.join(", ")))
+            });
+            let plan = if let Some(reason) = nothing {
+                PhasePlan {
+                    phase: step.phase.clone(),
+                    title: phase.title().into(),
+                    readiness: Readiness::Ready,
+                    hosts: Vec::new(),
+                    actions: Vec::new(),
+                    note: Some(reason),
+                }
+            } else {
+                let actions = phase.plan(&ctx, &hosts).map_err(|e| EngineError::Phase {
+                    phase: step.phase.clone(),
+                    source: e,
+                })?;
+                PhasePlan {
+                    phase: step.phase.clone(),
+                    title: phase.title().into(),
+                    readiness: phase.readiness(&ctx),
+                    hosts: hosts.iter().map(|m| m.name.clone()).collect(),
+                    actions,
+                    note: None,
+                }
+            };
+            phases.push(plan);
+        }
+        if selection.until.as_deref() == Some(step.phase.as_str()) {
+            break;
+        }
+    }
+    Ok(Plan {
+        cluster: inv.inventory.name.clone(),
+        playbook: pb.name.clone(),
+        probed: false,
+        phases,
+    })
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every selected phase ran.
+    Complete {
+        /// Phases run.
+        phases: usize,
+        /// Actions that changed something.
+        changed: usize,
+    },
+    /// The run stopped before a phase that cannot run in this build; nothing after it ran.
+    Stopped {
+        /// Phases that ran before it.
+        ran: Vec<String>,
+        /// The phase it stopped at.
+        at: String,
+        /// Why it cannot run.
+        reason: String,
+    },
+}
+
+/// Runs the plan's phases in order, stopping before the first one that cannot run.
+///
+/// Only phases that are `Ready` reach this point with actions; host actions arrive with the SSH
+/// executor, so a `Ready` phase today has none.
+pub fn run(plan: &Plan) -> Outcome {
+    let mut ran = Vec::new();
+    for p in &plan.phases {
+        let reason = match &p.readiness {
+            Readiness::Ready if p.actions.is_empty() => {
+                ran.push(p.phase.clone());
+                continue;
+            }
+            Readiness::Ready => "its actions need the SSH executor (issue #3)".to_string(),
+            Readiness::PlanOnly { missing } => format!("running it needs {missing}"),
+            Readiness::NotImplemented { arrives_with } => {
+                format!("it is not implemented yet (arrives with {arrives_with})")
+            }
+        };
+        return Outcome::Stopped {
+            ran,
+            at: p.phase.clone(),
+            reason,
+        };
+    }
+    Outcome::Complete {
+        phases: ran.len(),
+        changed: 0,
+    }
+}

@@ -1,0 +1,94 @@
+//! The lb phase: haproxy in front of the API servers and the ingress nodes.
+
+use serde::Serialize;
+
+use super::etcd::address_or_name;
+use super::{NEEDS_SSH, Phase, PhaseError, PlanContext};
+use crate::inventory::{Machine, Role};
+use crate::plan::{Action, Readiness};
+
+/// Configures haproxy on the lb machines.
+pub struct Lb;
+
+/// haproxy's configuration file.
+pub const CONFIG: &str = "/etc/haproxy/haproxy.cfg";
+
+#[derive(Clone, Serialize)]
+struct Backend {
+    name: String,
+    address: String,
+}
+
+#[derive(Serialize)]
+struct LbContext<'a> {
+    cluster: &'a str,
+    name: &'a str,
+    api_port: u16,
+    control_planes: Vec<Backend>,
+    ingress_nodes: Vec<Backend>,
+}
+
+fn backends<'a>(ms: impl Iterator<Item = &'a Machine>) -> Vec<Backend> {
+    ms.map(|m| Backend {
+        name: m.name.clone(),
+        address: address_or_name(m),
+    })
+    .collect()
+}
+
+impl Phase for Lb {
+    fn name(&self) -> &'static str {
+        "lb"
+    }
+
+    fn title(&self) -> &'static str {
+        "haproxy in front of the API servers and the ingress nodes"
+    }
+
+    fn readiness(&self, _: &PlanContext<'_>) -> Readiness {
+        Readiness::PlanOnly {
+            missing: NEEDS_SSH.into(),
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
+        let inv = &ctx.inv.inventory;
+        let ingress = if inv.ingress.enabled {
+            backends(ctx.inv.with_role(Role::Ingress))
+        } else {
+            Vec::new()
+        };
+        let mut actions = Vec::new();
+        for m in hosts {
+            let c = LbContext {
+                cluster: &inv.name,
+                name: &m.name,
+                api_port: inv.api.port,
+                control_planes: backends(ctx.inv.with_role(Role::ControlPlane)),
+                ingress_nodes: ingress.clone(),
+            };
+            let cfg = ctx.templates.render("lb/haproxy.cfg.tera", &c)?;
+            actions.push(Action::run(
+                &m.name,
+                "apt-get install -y --no-install-recommends haproxy",
+                Some("command -v haproxy"),
+                "install haproxy",
+            ));
+            actions.push(Action::upload(
+                &m.name,
+                CONFIG,
+                0o644,
+                "root:root",
+                cfg,
+                "haproxy configuration",
+            ));
+            actions.push(Action::run(
+                &m.name,
+                "haproxy -c -f /etc/haproxy/haproxy.cfg && systemctl enable haproxy && systemctl reload-or-restart haproxy",
+                None,
+                "check the configuration and (re)load haproxy",
+            ));
+        }
+        Ok(actions)
+    }
+}

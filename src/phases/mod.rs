@@ -1,0 +1,72 @@
+//! Phases: each turns the inventory (and, later, host facts) into a list of actions.
+//!
+//! Phases never perform side effects themselves and never call each other; the engine runs the
+//! actions they plan. Phases not built yet are listed by name with what will bring them, so a plan
+//! never silently skips them.
+
+mod etcd;
+mod lb;
+mod pending;
+mod provision;
+
+use crate::inventory::{Loaded, Machine};
+use crate::plan::{Action, Readiness};
+use crate::render::{RenderError, Templates};
+
+/// What a phase gets to plan with.
+pub struct PlanContext<'a> {
+    /// The inventory.
+    pub inv: &'a Loaded,
+    /// The templates.
+    pub templates: &'a Templates,
+}
+
+/// Why a phase could not plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PhaseError {
+    /// A template failed.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The inventory lacks something this phase needs.
+    #[error("{0}")]
+    Inventory(String),
+}
+
+/// A step of a playbook.
+pub trait Phase: Sync {
+    /// Name used in playbooks and `--only` / `--until`.
+    fn name(&self) -> &'static str;
+    /// One line for people.
+    fn title(&self) -> &'static str;
+    /// Whether it can run in this build, for this inventory.
+    fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness;
+    /// Why the phase does not apply to this inventory at all (a feature switched off), if so.
+    fn skip_reason(&self, _ctx: &PlanContext<'_>) -> Option<String> {
+        None
+    }
+    /// The actions it would take on `hosts`.
+    fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError>;
+}
+
+static BUILT: &[&dyn Phase] = &[&provision::Provision, &etcd::Etcd, &lb::Lb];
+
+/// The phase called `name`, if any (built or pending).
+pub fn lookup(name: &str) -> Option<&'static dyn Phase> {
+    BUILT
+        .iter()
+        .copied()
+        .find(|p| p.name() == name)
+        .or_else(|| pending::lookup(name))
+}
+
+/// Every phase name forgectl knows, built ones first.
+pub fn all_names() -> Vec<&'static str> {
+    BUILT
+        .iter()
+        .map(|p| p.name())
+        .chain(pending::names())
+        .collect()
+}
+
+/// What the SSH-based phases wait for.
+pub const NEEDS_SSH: &str = "the SSH executor (issue #3)";

@@ -1,0 +1,154 @@
+//! Phases that are named in playbooks but not built yet, with what will bring each one.
+
+use super::{Phase, PhaseError, PlanContext};
+use crate::inventory::{Inventory, Machine};
+use crate::plan::{Action, Readiness};
+
+/// A phase that is not implemented yet.
+pub struct Pending {
+    name: &'static str,
+    title: &'static str,
+    arrives_with: &'static str,
+}
+
+/// Phases that only apply when a feature of the inventory is switched on.
+fn switched_off(name: &str, inv: &Inventory) -> Option<&'static str> {
+    match name {
+        "ingress" if !inv.ingress.enabled => Some("ingress.enabled is false"),
+        "storage-nfs" if !inv.storage.nfs.enabled => Some("storage.nfs.enabled is false"),
+        "storage-cinder" if !inv.storage.cinder.enabled => Some("storage.cinder.enabled is false"),
+        _ => None,
+    }
+}
+
+const PENDING: &[Pending] = &[
+    p(
+        "facts",
+        "Probe the hosts (OS, versions, what is installed and running)",
+        "the SSH executor, issue #3",
+    ),
+    p(
+        "host-prep",
+        "Swap off, kernel modules, sysctls, host names, packages",
+        "issue #6",
+    ),
+    p(
+        "pki",
+        "Make the etcd, Kubernetes and front-proxy CAs and certificates",
+        "issue #4",
+    ),
+    p(
+        "runtime",
+        "Install and configure containerd, runc and CNI plugins",
+        "issue #6",
+    ),
+    p(
+        "kube-packages",
+        "Install kubeadm, kubelet and kubectl",
+        "issue #6",
+    ),
+    p(
+        "kubeadm-init",
+        "kubeadm init on the first control plane, with external etcd",
+        "issue #6",
+    ),
+    p(
+        "kubeadm-join",
+        "Join control planes one by one, then workers in batches",
+        "issue #6",
+    ),
+    p(
+        "cni-calico",
+        "Apply Calico and wait for calico-node on every node",
+        "issue #6",
+    ),
+    p(
+        "ingress",
+        "Deploy nginx-ingress and its haproxy / TLS front",
+        "issue #6",
+    ),
+    p(
+        "storage-nfs",
+        "NFS server, exports and client mounts",
+        "issue #6",
+    ),
+    p(
+        "storage-cinder",
+        "Cinder CSI driver and StorageClass",
+        "issue #6",
+    ),
+    p(
+        "platform",
+        "Tool accounts, admission webhooks, pod security, webservice, jobs",
+        "issue #7",
+    ),
+    p(
+        "upgrade-control-plane",
+        "Upgrade control planes one at a time",
+        "a later issue (day two)",
+    ),
+    p(
+        "upgrade-workers",
+        "Drain, upgrade and uncordon workers in batches",
+        "a later issue (day two)",
+    ),
+    p("drain", "Cordon and drain nodes", "a later issue (day two)"),
+    p(
+        "kubeadm-reset",
+        "kubeadm reset and clean the node",
+        "a later issue (day two)",
+    ),
+    p(
+        "etcd-reset",
+        "Stop etcd and remove its data and certificates",
+        "issue #4",
+    ),
+    p(
+        "deprovision",
+        "Delete the machines and the provider's resources",
+        "issue #3 (local) and issue #5 (cloud)",
+    ),
+];
+
+const fn p(name: &'static str, title: &'static str, arrives_with: &'static str) -> Pending {
+    Pending {
+        name,
+        title,
+        arrives_with,
+    }
+}
+
+impl Phase for Pending {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn title(&self) -> &'static str {
+        self.title
+    }
+
+    fn readiness(&self, _: &PlanContext<'_>) -> Readiness {
+        Readiness::NotImplemented {
+            arrives_with: self.arrives_with.into(),
+        }
+    }
+
+    fn skip_reason(&self, ctx: &PlanContext<'_>) -> Option<String> {
+        switched_off(self.name, &ctx.inv.inventory).map(str::to_string)
+    }
+
+    fn plan(&self, _: &PlanContext<'_>, _: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
+        Ok(Vec::new())
+    }
+}
+
+pub(super) fn lookup(name: &str) -> Option<&'static dyn Phase> {
+    PENDING
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| p as &dyn Phase)
+}
+
+pub(super) fn names() -> impl Iterator<Item = &'static str> {
+    PENDING.iter().map(|p| p.name)
+}

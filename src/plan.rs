@@ -1,0 +1,282 @@
+//! Plans: what each phase would do on each host, as data. `plan`, `--dry-run`, `render` and `up`
+//! all read the same plan, so they cannot drift apart.
+
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// One thing to do, on a host or on the machine running forgectl.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Action {
+    /// The machine it runs on; None for work forgectl does itself (cloud APIs, the Kubernetes API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// What it does, for people.
+    pub description: String,
+    /// What exactly.
+    pub op: Op,
+}
+
+/// The kinds of action the executor knows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Op {
+    /// Write a file (atomically: temp file + rename) with this mode and owner.
+    Upload {
+        /// Absolute path on the host.
+        path: String,
+        /// Permission bits.
+        mode: u32,
+        /// `user:group`.
+        owner: String,
+        /// The content (never printed; `plan` shows its size and checksum).
+        #[serde(skip)]
+        content: String,
+        /// sha256 of the content, hex.
+        sha256: String,
+        /// Size in bytes.
+        bytes: usize,
+    },
+    /// Run a shell command; `unless` is a command whose success means it is already done.
+    Run {
+        /// The command.
+        command: String,
+        /// Check that skips the command when it succeeds.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unless: Option<String>,
+    },
+    /// Work done by forgectl itself (provider or Kubernetes API calls).
+    Local {
+        /// What is called.
+        call: String,
+    },
+}
+
+impl Action {
+    /// An upload of `content` to `path` on `host`.
+    pub fn upload(
+        host: &str,
+        path: &str,
+        mode: u32,
+        owner: &str,
+        content: String,
+        why: &str,
+    ) -> Self {
+        let sha256 = sha256_hex(content.as_bytes());
+        Self {
+            host: Some(host.into()),
+            description: why.into(),
+            op: Op::Upload {
+                path: path.into(),
+                mode,
+                owner: owner.into(),
+                bytes: content.len(),
+                content,
+                sha256,
+            },
+        }
+    }
+
+    /// A command on `host`, skipped when `unless` succeeds.
+    pub fn run(host: &str, command: &str, unless: Option<&str>, why: &str) -> Self {
+        Self {
+            host: Some(host.into()),
+            description: why.into(),
+            op: Op::Run {
+                command: command.into(),
+                unless: unless.map(str::to_string),
+            },
+        }
+    }
+}
+
+/// sha256 of `data` in lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// How far a phase is built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Readiness {
+    /// Plans and runs.
+    Ready,
+    /// Plans completely (its files can be rendered and reviewed), but running it needs a part
+    /// forgectl does not have yet.
+    PlanOnly {
+        /// What is missing.
+        missing: String,
+    },
+    /// Not built yet.
+    NotImplemented {
+        /// What will bring it.
+        arrives_with: String,
+    },
+}
+
+/// The plan of one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhasePlan {
+    /// Phase name.
+    pub phase: String,
+    /// What it does, for people.
+    pub title: String,
+    /// Whether it can run.
+    pub readiness: Readiness,
+    /// The machines it works on.
+    pub hosts: Vec<String>,
+    /// Its actions in order (empty when not implemented, or when everything is done).
+    pub actions: Vec<Action>,
+    /// Why there is nothing to do, when that is known without asking the hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The whole plan: a playbook's phases for one inventory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Cluster name.
+    pub cluster: String,
+    /// Playbook name.
+    pub playbook: String,
+    /// True when hosts were probed; false means this is the full intended plan.
+    pub probed: bool,
+    /// Phases in order.
+    pub phases: Vec<PhasePlan>,
+}
+
+impl Plan {
+    /// The first phase that cannot run, if any.
+    pub fn first_blocked(&self) -> Option<&PhasePlan> {
+        self.phases.iter().find(|p| p.readiness != Readiness::Ready)
+    }
+
+    /// Total number of actions.
+    pub fn action_count(&self) -> usize {
+        self.phases.iter().map(|p| p.actions.len()).sum()
+    }
+
+    /// The plan for people.
+    pub fn to_text(&self, style: &crate::output::Style) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{}Plan for cluster {} — playbook {}, {} phases{}",
+            style.bold,
+            self.cluster,
+            self.playbook,
+            self.phases.len(),
+            style.reset
+        );
+        if !self.probed {
+            let _ = writeln!(
+                out,
+                "Hosts not probed yet: this is the full intended plan; a run skips what is already done."
+            );
+        }
+        out.push('\n');
+        let width = self.phases.iter().map(|p| p.phase.len()).max().unwrap_or(0);
+        for (i, p) in self.phases.iter().enumerate() {
+            let state = match &p.readiness {
+                Readiness::Ready if p.note.is_some() => format!(
+                    "{}nothing to do{}: {}",
+                    style.green,
+                    style.reset,
+                    p.note.as_deref().unwrap_or_default()
+                ),
+                Readiness::Ready if p.actions.is_empty() => {
+                    format!("{}nothing to do{}", style.green, style.reset)
+                }
+                Readiness::Ready => format!(
+                    "{}{} action(s){}",
+                    style.green,
+                    p.actions.len(),
+                    style.reset
+                ),
+                Readiness::PlanOnly { missing } => format!(
+                    "{}{} action(s), plan only{}: running needs {missing}",
+                    style.yellow,
+                    p.actions.len(),
+                    style.reset
+                ),
+                Readiness::NotImplemented { arrives_with } => format!(
+                    "{}not implemented yet{} (arrives with {arrives_with})",
+                    style.red, style.reset
+                ),
+            };
+            let hosts = if p.hosts.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", summarize_hosts(&p.hosts))
+            };
+            let _ = writeln!(
+                out,
+                "{:>2}. {}{:width$}{}  {}{hosts} — {state}",
+                i + 1,
+                style.bold,
+                p.phase,
+                style.reset,
+                p.title
+            );
+            for a in &p.actions {
+                let host = a.host.as_deref().unwrap_or("forgectl");
+                let what = match &a.op {
+                    Op::Upload {
+                        path,
+                        mode,
+                        owner,
+                        sha256,
+                        bytes,
+                        ..
+                    } => format!(
+                        "upload {path} ({mode:04o} {owner}, {bytes} B, sha256 {})",
+                        &sha256[..12]
+                    ),
+                    Op::Run { command, unless } => match unless {
+                        Some(u) => format!("run    {command}   (unless: {u})"),
+                        None => format!("run    {command}"),
+                    },
+                    Op::Local { call } => format!("call   {call}"),
+                };
+                let _ = writeln!(out, "      {}{host}{}  {what}", style.dim, style.reset);
+            }
+        }
+        let blocked = self
+            .phases
+            .iter()
+            .filter(|p| matches!(p.readiness, Readiness::NotImplemented { .. }))
+            .count();
+        let plan_only = self
+            .phases
+            .iter()
+            .filter(|p| matches!(p.readiness, Readiness::PlanOnly { .. }))
+            .count();
+        let _ = writeln!(
+            out,
+            "\n{} action(s) in {} phase(s); {plan_only} phase(s) plan only, {blocked} not implemented yet.",
+            self.action_count(),
+            self.phases.len()
+        );
+        out
+    }
+}
+
+/// `etcd-1, etcd-2, etcd-3` or `worker-1 … worker-40 (40 hosts)` for long lists.
+fn summarize_hosts(hosts: &[String]) -> String {
+    if hosts.len() <= 4 {
+        hosts.join(", ")
+    } else {
+        format!(
+            "{}, {} … {} ({} hosts)",
+            hosts[0],
+            hosts[1],
+            hosts[hosts.len() - 1],
+            hosts.len()
+        )
+    }
+}
