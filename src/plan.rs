@@ -28,6 +28,9 @@ pub enum Op {
         mode: u32,
         /// `user:group`.
         owner: String,
+        /// The template it was rendered from, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
         /// The content (never printed; `plan` shows its size and checksum).
         #[serde(skip)]
         content: String,
@@ -52,12 +55,13 @@ pub enum Op {
 }
 
 impl Action {
-    /// An upload of `content` to `path` on `host`.
-    pub fn upload(
+    /// An upload of `content`, rendered from `template` if given, to `path` on `host`.
+    pub fn upload_rendered(
         host: &str,
         path: &str,
         mode: u32,
         owner: &str,
+        template: Option<&str>,
         content: String,
         why: &str,
     ) -> Self {
@@ -69,6 +73,7 @@ impl Action {
                 path: path.into(),
                 mode,
                 owner: owner.into(),
+                template: template.map(str::to_string),
                 bytes: content.len(),
                 content,
                 sha256,

@@ -210,7 +210,7 @@ fn no_etcd_at_all_is_an_error() {
         &BASE.replace("roles: [etcd]", "roles: [worker]"),
         "no machine has the role `etcd`",
     );
-    assert_at(&d, Severity::Error, 8, "groups");
+    assert_at(&d, Severity::Error, 7, "groups");
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn zero_control_planes() {
         &BASE.replace("    count: 1", "    count: 0"),
         "no machine has the role `control-plane`",
     );
-    assert_at(&d, Severity::Error, 8, "groups");
+    assert_at(&d, Severity::Error, 7, "groups");
 }
 
 #[test]
@@ -273,7 +273,7 @@ fn role_that_no_machine_has() {
         &BASE.replace("    count: 1", "    count: 3"),
         "no machine has the role `lb`",
     );
-    assert_at(&d, Severity::Error, 8, "groups");
+    assert_at(&d, Severity::Error, 7, "groups");
 }
 
 #[test]
@@ -413,4 +413,13 @@ fn invalid_names() {
         "cluster name `Demo_Cluster`",
     );
     assert_at(&d, Severity::Error, 1, "name");
+}
+
+#[test]
+fn local_bridge_name_must_fit_the_kernel_limit() {
+    let d = find(
+        &format!("{BASE}local:\n  bridge: a-very-long-bridge-name\n"),
+        "not a usable bridge name",
+    );
+    assert_at(&d, Severity::Error, 18, "local.bridge");
 }

@@ -3,6 +3,7 @@
 pub mod diagnostics;
 pub mod machines;
 pub mod model;
+pub mod reference;
 pub mod schema_check;
 pub mod types;
 pub mod validate;

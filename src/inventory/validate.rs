@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::diagnostics::{Diagnostic, Pos};
 use super::machines::{FIRST_LOCAL_HOST, Machine, local_host_address};
 use super::model::{ArtifactSource, Inventory, ProviderKind, Role};
-use super::yaml_tree::{Node, PathSeg, path_to_string};
+use super::yaml_tree::{Node, NodeKind, PathSeg, path_to_string};
 
 /// Kubernetes minor versions forgectl supports (1.MINOR).
 pub const SUPPORTED_KUBE_MINORS: std::ops::RangeInclusive<u64> = 33..=36;
@@ -25,6 +25,7 @@ pub fn validate(
         out: Vec::new(),
     };
     v.names(inv);
+    v.local_settings(inv);
     v.groups(inv);
     v.machine_names(machines);
     v.addresses(inv, machines);
@@ -80,24 +81,25 @@ pub fn resolve_path(path: &Path, base: &Path) -> PathBuf {
 }
 
 impl Checker<'_> {
-    /// Position of `path`: the value if written, else the closest written ancestor.
+    /// Position of `path`: a written scalar itself, the key of a written list or mapping, else the
+    /// closest written ancestor.
     fn pos(&self, path: &[PathSeg]) -> Pos {
-        self.tree.walk(path).0.pos
+        let (node, found) = self.tree.walk(path);
+        match node.kind {
+            NodeKind::Seq(_) | NodeKind::Map(_) if found => self.key_pos(path),
+            _ => node.pos,
+        }
     }
 
     /// Position of the key of `path` (for "remove this block" messages).
     fn key_pos(&self, path: &[PathSeg]) -> Pos {
-        match path.split_last() {
-            Some((PathSeg::Key(k), parent)) => {
-                let (node, found) = self.tree.walk(parent);
-                if found {
-                    node.key_pos(k).unwrap_or(node.pos)
-                } else {
-                    node.pos
-                }
+        if let Some((PathSeg::Key(k), parent)) = path.split_last() {
+            let (node, found) = self.tree.walk(parent);
+            if found && let Some(p) = node.key_pos(k) {
+                return p;
             }
-            _ => self.pos(path),
         }
+        self.tree.walk(path).0.pos
     }
 
     fn written(&self, path: &[PathSeg]) -> bool {
@@ -124,6 +126,24 @@ impl Checker<'_> {
                 &p(&["name"]),
                 format!("cluster name `{}` is not a valid name", inv.name),
                 "use lowercase letters, digits and `-`, starting with a letter, at most 40 characters",
+            );
+        }
+    }
+
+    fn local_settings(&mut self, inv: &Inventory) {
+        let Some(bridge) = inv.local.as_ref().and_then(|l| l.bridge.as_deref()) else {
+            return;
+        };
+        let ok = !bridge.is_empty()
+            && bridge.len() <= 15
+            && bridge
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            self.error(
+                &p(&["local", "bridge"]),
+                format!("`{bridge}` is not a usable bridge name"),
+                "Linux interface names have at most 15 characters: letters, digits, `-` and `_`",
             );
         }
     }

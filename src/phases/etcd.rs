@@ -2,17 +2,25 @@
 
 use serde::Serialize;
 
-use super::{NEEDS_SSH, Phase, PhaseError, PlanContext};
+use super::{NEEDS_SSH, Phase, PhaseError, PlanContext, Target};
 use crate::inventory::{Machine, Role};
 use crate::plan::{Action, Readiness};
 
 /// Installs the etcd configuration and unit on the etcd machines and starts the members.
 pub struct Etcd;
 
-/// Where etcd's files live on a member.
-pub const ENV_FILE: &str = "/etc/etcd/etcd.env";
+/// etcd's configuration on a member (readable by the etcd group only).
+pub const ENV_FILE: Target = Target {
+    path: "/etc/etcd/etcd.env",
+    mode: 0o640,
+    owner: "root:etcd",
+};
 /// The systemd unit.
-pub const UNIT_FILE: &str = "/etc/systemd/system/etcd.service";
+pub const UNIT_FILE: Target = Target {
+    path: "/etc/systemd/system/etcd.service",
+    mode: 0o644,
+    owner: "root:root",
+};
 /// Certificates and keys.
 pub const PKI_DIR: &str = "/etc/etcd/pki";
 /// The etcd binary (from the artifact source).
@@ -76,33 +84,29 @@ impl Phase for Etcd {
                 initial_cluster: &initial_cluster,
                 cluster_state: "new",
                 pki_dir: PKI_DIR,
-                env_file: ENV_FILE,
+                env_file: ENV_FILE.path,
                 etcd_binary: BINARY,
             };
-            let env = ctx.templates.render("etcd/etcd.env.tera", &member)?;
-            let unit = ctx.templates.render("etcd/etcd.service.tera", &member)?;
             actions.push(Action::run(
                 &m.name,
                 &format!("install -d -o etcd -g etcd -m 0700 {}", e.data_dir),
                 Some(&format!("test -d {}", e.data_dir)),
                 "create the data directory on local disk",
             ));
-            actions.push(Action::upload(
+            actions.push(ctx.rendered(
                 &m.name,
-                ENV_FILE,
-                0o640,
-                "root:etcd",
-                env,
+                &ENV_FILE,
+                "etcd/etcd.env.tera",
+                &member,
                 "etcd member configuration",
-            ));
-            actions.push(Action::upload(
+            )?);
+            actions.push(ctx.rendered(
                 &m.name,
-                UNIT_FILE,
-                0o644,
-                "root:root",
-                unit,
+                &UNIT_FILE,
+                "etcd/etcd.service.tera",
+                &member,
                 "etcd systemd unit",
-            ));
+            )?);
             actions.push(Action::run(
                 &m.name,
                 "systemctl daemon-reload && systemctl enable --now etcd.service",

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::etcd::address_or_name;
-use super::{NEEDS_SSH, Phase, PhaseError, PlanContext};
+use super::{NEEDS_SSH, Phase, PhaseError, PlanContext, Target};
 use crate::inventory::{Machine, Role};
 use crate::plan::{Action, Readiness};
 
@@ -11,7 +11,11 @@ use crate::plan::{Action, Readiness};
 pub struct Lb;
 
 /// haproxy's configuration file.
-pub const CONFIG: &str = "/etc/haproxy/haproxy.cfg";
+pub const CONFIG: Target = Target {
+    path: "/etc/haproxy/haproxy.cfg",
+    mode: 0o644,
+    owner: "root:root",
+};
 
 #[derive(Clone, Serialize)]
 struct Backend {
@@ -67,21 +71,19 @@ impl Phase for Lb {
                 control_planes: backends(ctx.inv.with_role(Role::ControlPlane)),
                 ingress_nodes: ingress.clone(),
             };
-            let cfg = ctx.templates.render("lb/haproxy.cfg.tera", &c)?;
             actions.push(Action::run(
                 &m.name,
                 "apt-get install -y --no-install-recommends haproxy",
                 Some("command -v haproxy"),
                 "install haproxy",
             ));
-            actions.push(Action::upload(
+            actions.push(ctx.rendered(
                 &m.name,
-                CONFIG,
-                0o644,
-                "root:root",
-                cfg,
+                &CONFIG,
+                "lb/haproxy.cfg.tera",
+                &c,
                 "haproxy configuration",
-            ));
+            )?);
             actions.push(Action::run(
                 &m.name,
                 "haproxy -c -f /etc/haproxy/haproxy.cfg && systemctl enable haproxy && systemctl reload-or-restart haproxy",

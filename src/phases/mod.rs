@@ -21,6 +21,39 @@ pub struct PlanContext<'a> {
     pub templates: &'a Templates,
 }
 
+/// Where and how a rendered file lands on a host.
+pub struct Target {
+    /// Absolute path.
+    pub path: &'static str,
+    /// Permission bits.
+    pub mode: u32,
+    /// `user:group`.
+    pub owner: &'static str,
+}
+
+impl PlanContext<'_> {
+    /// An upload of `template` rendered with `vars` to `target` on `host`.
+    pub fn rendered(
+        &self,
+        host: &str,
+        target: &Target,
+        template: &str,
+        vars: &impl serde::Serialize,
+        why: &str,
+    ) -> Result<Action, PhaseError> {
+        let content = self.templates.render(template, vars)?;
+        Ok(Action::upload_rendered(
+            host,
+            target.path,
+            target.mode,
+            target.owner,
+            Some(template),
+            content,
+            why,
+        ))
+    }
+}
+
 /// Why a phase could not plan.
 #[derive(Debug, thiserror::Error)]
 pub enum PhaseError {

@@ -1,0 +1,492 @@
+//! The built binary, run the way users run it: exit codes, messages, files written.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+
+fn forgectl() -> Command {
+    let mut c = Command::cargo_bin("forgectl").unwrap();
+    c.env_remove("FORGECTL_STATE_DIR")
+        .env_remove("FORGECTL_INVENTORY")
+        .env_remove("FORGECTL_OUTPUT")
+        .env("NO_COLOR", "1");
+    c
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("inventories")
+        .join(name)
+        .join("cluster.yaml")
+}
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("cluster.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const BROKEN: &str = "name: demo\nprovider: local\nprovder: x\ngroups:\n  - name: etcd\n    roles: [etcd]\n    count: two\n";
+
+#[test]
+fn validate_accepts_every_example_inventory() {
+    for name in ["local", "static", "openstack", "vagrant", "toolforge-like"] {
+        forgectl()
+            .args(["validate", "-f"])
+            .arg(example(name))
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(": valid — cluster"));
+    }
+    forgectl()
+        .args(["validate", "-f"])
+        .arg(example("toolforge-like"))
+        .assert()
+        .stdout(predicate::str::contains("53 machines in 6 groups"));
+}
+
+#[test]
+fn validate_without_file_checks_the_embedded_default() {
+    forgectl()
+        .arg("validate")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "<embedded>/inventories/local/cluster.yaml: valid",
+        ));
+}
+
+#[test]
+fn validate_reports_every_error_with_position_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), BROKEN);
+    let shown = f.display().to_string();
+    forgectl()
+        .args(["validate", "-f"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("error: unknown key `provder`"))
+        .stderr(predicate::str::contains(format!(
+            "--> {shown}:3:1 (provder)"
+        )))
+        .stderr(predicate::str::contains("did you mean `provider`?"))
+        .stderr(predicate::str::contains(format!(
+            "--> {shown}:7:12 (groups[0].count)"
+        )))
+        .stderr(predicate::str::contains(
+            "expected a whole number, found `two`",
+        ))
+        .stderr(predicate::str::contains("has 2 error(s)"))
+        .stderr(predicate::str::contains("\x1b[").not());
+}
+
+#[test]
+fn validate_json_lists_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), BROKEN);
+    let out = forgectl()
+        .args(["validate", "--output", "json", "-f"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["valid"], false);
+    let d = v["diagnostics"].as_array().unwrap();
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[0]["line"], 3);
+    assert_eq!(d[0]["field"], "provder");
+    assert_eq!(d[1]["line"], 7);
+    assert_eq!(d[1]["severity"], "error");
+}
+
+#[test]
+fn missing_file_and_directory_are_clear() {
+    forgectl()
+        .args(["validate", "-f", "/nonexistent/forgectl.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "cannot read the inventory /nonexistent/forgectl.yaml",
+        ))
+        .stderr(predicate::str::contains("next:"));
+    let dir = tempfile::tempdir().unwrap();
+    forgectl()
+        .args(["validate", "-f"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "this is a directory, not an inventory file",
+        ));
+}
+
+#[test]
+fn binary_garbage_is_refused_without_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("cluster.yaml");
+    std::fs::write(&f, [0x7f, 0x45, 0x4c, 0x46, 0xff, 0xfe, 0x00, 0x01]).unwrap();
+    forgectl()
+        .args(["validate", "-f"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a text file"))
+        .stderr(predicate::str::contains("panicked").not());
+}
+
+#[test]
+fn plan_prints_every_phase_and_marks_the_unbuilt_ones() {
+    forgectl()
+        .arg("plan")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Plan for cluster forge-local — playbook cluster, 15 phases"))
+        .stdout(predicate::str::contains("1. provision"))
+        .stdout(predicate::str::contains("not implemented yet (arrives with the local provider, issue #3)"))
+        .stdout(predicate::str::contains("etcd-2  upload /etc/etcd/etcd.env (0640 root:etcd"))
+        .stdout(predicate::str::contains("15. platform"))
+        .stdout(predicate::str::contains("storage-cinder  Cinder CSI driver and StorageClass — nothing to do: storage.cinder.enabled is false"));
+}
+
+#[test]
+fn plan_json_is_machine_readable_and_never_contains_file_contents() {
+    let out = forgectl()
+        .args(["plan", "--output", "json", "-f"])
+        .arg(example("static"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["cluster"], "forge-static");
+    assert_eq!(v["probed"], false);
+    let phases = v["phases"].as_array().unwrap();
+    assert_eq!(phases[0]["phase"], "provision");
+    assert_eq!(phases[0]["readiness"]["state"], "ready");
+    assert_eq!(phases[1]["readiness"]["state"], "not_implemented");
+    let lb = phases.iter().find(|p| p["phase"] == "lb").unwrap();
+    assert_eq!(lb["hosts"], serde_json::json!(["lb-1"]));
+    let upload = &lb["actions"][1];
+    assert_eq!(upload["op"]["kind"], "upload");
+    assert_eq!(upload["op"]["path"], "/etc/haproxy/haproxy.cfg");
+    assert_eq!(upload["op"]["template"], "lb/haproxy.cfg.tera");
+    assert_eq!(upload["op"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(upload["op"].get("content").is_none());
+}
+
+#[test]
+fn plan_only_and_until_select_phases_and_reject_unknown_ones() {
+    let out = forgectl()
+        .args(["plan", "--output", "json", "--only", "etcd,lb", "-f"])
+        .arg(example("static"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let names: Vec<&str> = v["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["etcd", "lb"]);
+    forgectl()
+        .args(["plan", "--until", "pki"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("4. pki"))
+        .stdout(predicate::str::contains("5. etcd").not());
+    forgectl()
+        .args(["plan", "--only", "etdc"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--only names `etdc`, which is not a phase of playbook cluster",
+        ));
+    forgectl()
+        .args(["plan", "--playbook", "upgrade"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("playbook upgrade, 3 phases"));
+    forgectl()
+        .args(["plan", "--playbook", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no playbook named `nope`; built-in playbooks: cluster, scale",
+        ));
+}
+
+#[test]
+fn playbook_from_a_file_with_an_unknown_phase_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("custom.yaml");
+    std::fs::write(
+        &pb,
+        "name: custom\nphases:\n  - phase: etcd\n    hosts: [etcd]\n  - phase: frobnicate\n",
+    )
+    .unwrap();
+    forgectl()
+        .args(["plan", "--playbook"])
+        .arg(&pb)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "names an unknown phase `frobnicate`",
+        ));
+    std::fs::write(
+        &pb,
+        "name: custom\nphases:\n  - phase: etcd\n    hosts: [etcd]\n",
+    )
+    .unwrap();
+    forgectl()
+        .args(["plan", "--playbook"])
+        .arg(&pb)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("playbook custom, 1 phases"));
+}
+
+#[test]
+fn up_stops_before_the_first_unbuilt_phase_and_says_so() {
+    let state = tempfile::tempdir().unwrap();
+    forgectl()
+        .args(["up", "--yes", "--state-dir"])
+        .arg(state.path())
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "up: stopped before phase `provision`: it is not implemented yet (arrives with the local provider, issue #3).",
+        ));
+    forgectl()
+        .args(["up", "--yes", "--state-dir"])
+        .arg(state.path())
+        .arg("-f")
+        .arg(example("static"))
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "ran provision; `facts` and the phases after it were not attempted.",
+        ));
+    let record = std::fs::read_to_string(state.path().join("forge-static/last-run.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(v["stopped_at"], "facts");
+    assert_eq!(v["ran"], serde_json::json!(["provision"]));
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    forgectl()
+        .args(["up", "--dry-run", "--state-dir"])
+        .arg(state.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Dry run: nothing was changed."));
+    assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn malformed_inventory_never_touches_the_state_dir() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), BROKEN);
+    for cmd in ["up", "down"] {
+        forgectl()
+            .args([cmd, "--yes", "--state-dir"])
+            .arg(state.path())
+            .arg("-f")
+            .arg(&f)
+            .assert()
+            .code(2);
+    }
+    assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_second_run_on_the_same_cluster_is_refused_naming_the_holder() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = forgectl::state::StateDir::open(state.path(), "forge-static").unwrap();
+    let _held = dir.lock("up").unwrap();
+    forgectl()
+        .args(["up", "--yes", "--state-dir"])
+        .arg(state.path())
+        .arg("-f")
+        .arg(example("static"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "another forgectl run is working on cluster forge-static",
+        ))
+        .stderr(predicate::str::contains(format!(
+            "pid {}",
+            std::process::id()
+        )))
+        .stderr(predicate::str::contains("wait for that run to finish"));
+}
+
+#[test]
+fn down_is_wired_through_the_engine() {
+    forgectl()
+        .args(["down", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("playbook down, 1 phases"))
+        .stdout(predicate::str::contains("deprovision"));
+}
+
+#[test]
+fn render_writes_what_the_run_would_push() {
+    let out = tempfile::tempdir().unwrap();
+    forgectl()
+        .args(["render", "-f"])
+        .arg(example("static"))
+        .arg("--out")
+        .arg(out.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("7 file(s) written"));
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/static");
+    for rel in [
+        "lb-1/etc/haproxy/haproxy.cfg",
+        "etcd-2/etc/etcd/etcd.env",
+        "etcd-3/etc/systemd/system/etcd.service",
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(out.path().join(rel)).unwrap(),
+            std::fs::read_to_string(golden.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.path().join("etcd-1/etc/etcd/etcd.env"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        mode, 0o640,
+        "a file secret on the host is not world-readable here either"
+    );
+}
+
+#[test]
+fn init_writes_a_valid_inventory_per_provider_and_never_overwrites() {
+    let base = tempfile::tempdir().unwrap();
+    for provider in ["local", "openstack", "vagrant", "static"] {
+        let dir = base.path().join(format!("my-{provider}"));
+        forgectl()
+            .args(["init", "--provider", provider])
+            .arg(&dir)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("wrote"));
+        let f = dir.join("cluster.yaml");
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(text.contains(&format!("name: my-{provider}\n")), "{text}");
+        assert!(text.contains("# "), "the inventory is commented");
+        forgectl()
+            .args(["validate", "-f"])
+            .arg(&f)
+            .assert()
+            .success();
+        forgectl()
+            .args(["init", "--provider", provider])
+            .arg(&dir)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("already exists"))
+            .stderr(predicate::str::contains("--force"));
+    }
+}
+
+#[test]
+fn schema_is_json_schema_with_descriptions() {
+    let out = forgectl()
+        .arg("schema")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(v["$schema"].as_str().unwrap().contains("json-schema.org"));
+    assert_eq!(v["title"], "Inventory");
+    let req: Vec<&str> = v["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(req, ["name", "provider", "groups"]);
+    assert!(
+        v["properties"]["groups"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("roles")
+    );
+    assert_eq!(v["additionalProperties"], false);
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        forgectl()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("validate"))
+            .stdout(predicate::str::contains("forgectl"));
+    }
+}
+
+#[test]
+fn every_command_has_examples_in_its_help() {
+    for cmd in [
+        "validate",
+        "plan",
+        "up",
+        "down",
+        "render",
+        "init",
+        "schema",
+        "completions",
+    ] {
+        forgectl()
+            .args([cmd, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Example"));
+    }
+    forgectl()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Exit codes"));
+}
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), BROKEN);
+    let mut c = Command::cargo_bin("forgectl").unwrap();
+    c.env_remove("NO_COLOR")
+        .args(["validate", "-f"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("\x1b[").not());
+    forgectl()
+        .args(["validate", "--color", "always", "-f"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("\x1b[1m\x1b[31merror"));
+}

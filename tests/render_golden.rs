@@ -1,0 +1,197 @@
+//! Golden-file tests: every file a run would push, for the example inventories, byte for byte.
+//! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test render_golden`
+//! and review the diff.
+
+use forgectl::engine::{self, Selection};
+use forgectl::inventory;
+use forgectl::plan::Op;
+use forgectl::playbook;
+use forgectl::render::{RenderError, Templates};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+const INVENTORIES: &[&str] = &["local", "static", "openstack", "vagrant", "toolforge-like"];
+/// Inventories whose every rendered file is kept as a golden file.
+const GOLDEN: &[&str] = &["local", "static"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// host/path → (template, content) for `cluster.yaml` of inventories/NAME.
+fn render(name: &str, templates: &Templates) -> BTreeMap<PathBuf, (Option<String>, String)> {
+    let path = root().join("inventories").join(name).join("cluster.yaml");
+    let inv = inventory::load(Some(&path)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let pb = playbook::load("cluster").unwrap();
+    let plan = engine::plan(&inv, &pb, templates, &Selection::default()).unwrap();
+    let mut out = BTreeMap::new();
+    for p in &plan.phases {
+        for a in &p.actions {
+            if let (
+                Some(host),
+                Op::Upload {
+                    path,
+                    content,
+                    template,
+                    ..
+                },
+            ) = (&a.host, &a.op)
+            {
+                let key = Path::new(host).join(path.trim_start_matches('/'));
+                assert!(
+                    out.insert(key, (template.clone(), content.clone()))
+                        .is_none()
+                );
+            }
+        }
+    }
+    out
+}
+
+fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rendered_files_match_golden_files() {
+    let templates = Templates::load(None).unwrap();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for name in GOLDEN {
+        let dir = root().join("tests/golden").join(name);
+        let rendered = render(name, &templates);
+        assert!(!rendered.is_empty(), "{name} renders nothing");
+        if update {
+            let _ = std::fs::remove_dir_all(&dir);
+            for (rel, (_, content)) in &rendered {
+                let p = dir.join(rel);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, content).unwrap();
+            }
+        }
+        for (rel, (_, content)) in &rendered {
+            let golden = std::fs::read_to_string(dir.join(rel))
+                .unwrap_or_else(|e| panic!("{name}: missing golden file {}: {e}", rel.display()));
+            assert_eq!(
+                content,
+                &golden,
+                "{name}: {} differs from its golden file",
+                rel.display()
+            );
+        }
+        let stale: Vec<_> = files_under(&dir)
+            .into_iter()
+            .filter(|f| !rendered.contains_key(f))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "{name}: golden files no longer rendered: {stale:?}"
+        );
+    }
+}
+
+#[test]
+fn every_template_is_used_by_an_example_inventory() {
+    let templates = Templates::load(None).unwrap();
+    let mut used = BTreeSet::new();
+    for name in INVENTORIES {
+        used.extend(
+            render(name, &templates)
+                .into_values()
+                .filter_map(|(t, _)| t),
+        );
+    }
+    let all: BTreeSet<String> = templates.names().iter().cloned().collect();
+    assert_eq!(used, all, "templates without a golden test");
+}
+
+#[test]
+fn haproxy_balances_to_every_control_plane_and_ingress_node() {
+    let templates = Templates::load(None).unwrap();
+    let files = render("static", &templates);
+    let (_, cfg) = &files[Path::new("lb-1/etc/haproxy/haproxy.cfg")];
+    for server in [
+        "server control-1 192.0.2.21:6443",
+        "server control-2 192.0.2.22:6443",
+        "server control-3 192.0.2.23:6443",
+        "server worker-1 192.0.2.31:443",
+        "server worker-2 192.0.2.32:80",
+    ] {
+        assert!(cfg.contains(server), "missing `{server}` in:\n{cfg}");
+    }
+}
+
+#[test]
+fn etcd_members_list_each_other_over_tls() {
+    let templates = Templates::load(None).unwrap();
+    let files = render("local", &templates);
+    let (_, env) = &files[Path::new("etcd-2/etc/etcd/etcd.env")];
+    assert!(env.contains("ETCD_NAME=etcd-2\n"));
+    assert!(env.contains(
+        "ETCD_INITIAL_CLUSTER=etcd-1=https://10.77.0.10:2380,etcd-2=https://10.77.0.11:2380,etcd-3=https://10.77.0.12:2380\n"
+    ));
+    assert!(
+        env.contains("ETCD_LISTEN_CLIENT_URLS=https://10.77.0.11:2379,https://127.0.0.1:2379\n")
+    );
+    assert!(
+        env.contains("ETCD_CLIENT_CERT_AUTH=true")
+            && env.contains("ETCD_PEER_CLIENT_CERT_AUTH=true")
+    );
+}
+
+#[test]
+fn override_dir_replaces_one_template_and_bad_overrides_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etcd")).unwrap();
+    std::fs::write(dir.path().join("etcd/etcd.env.tera"), "NAME={{ name }}\n").unwrap();
+    let templates = Templates::load(Some(dir.path())).unwrap();
+    let files = render("local", &templates);
+    assert_eq!(
+        files[Path::new("etcd-1/etc/etcd/etcd.env")].1,
+        "NAME=etcd-1\n"
+    );
+    // Other templates keep their embedded text.
+    assert!(
+        files[Path::new("etcd-1/etc/systemd/system/etcd.service")]
+            .1
+            .contains("[Service]")
+    );
+
+    std::fs::write(dir.path().join("etcd/etcd.env.tera"), "{% if %}\n").unwrap();
+    match Templates::load(Some(dir.path())) {
+        Err(RenderError::Parse { name, .. }) => assert_eq!(name, "etcd/etcd.env.tera"),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
+
+#[test]
+fn real_haproxy_accepts_the_rendered_config() {
+    let templates = Templates::load(None).unwrap();
+    let files = render("static", &templates);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(&cfg, &files[Path::new("lb-1/etc/haproxy/haproxy.cfg")].1).unwrap();
+    let out = std::process::Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .expect("haproxy is needed for this test: apt-get install haproxy (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "haproxy -c refused the config:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
