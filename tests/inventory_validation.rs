@@ -423,3 +423,55 @@ fn local_bridge_name_must_fit_the_kernel_limit() {
     );
     assert_at(&d, Severity::Error, 18, "local.bridge");
 }
+
+/// Mangled versions of every example inventory never panic and always load or explain why.
+#[test]
+fn mangled_inventories_never_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventories");
+    let mut texts = vec![BASE.to_string()];
+    for name in ["local", "static", "openstack", "vagrant", "toolforge-like"] {
+        texts.push(std::fs::read_to_string(root.join(name).join("cluster.yaml")).unwrap());
+    }
+    let mut variants = Vec::new();
+    for text in &texts {
+        let lines: Vec<&str> = text.lines().collect();
+        for i in 0..lines.len() {
+            let mut without = lines.clone();
+            without.remove(i);
+            variants.push(without.join("\n"));
+            let mut tabbed = lines.clone();
+            let t = format!("\t{}", lines[i]);
+            tabbed[i] = &t;
+            variants.push(tabbed.join("\n"));
+            let mut doubled = lines.clone();
+            doubled.insert(i, lines[i]);
+            variants.push(doubled.join("\n"));
+            if i + 1 < lines.len() {
+                let mut swapped = lines.clone();
+                swapped.swap(i, i + 1);
+                variants.push(swapped.join("\n"));
+            }
+        }
+        for (cut, _) in text.char_indices().step_by(7) {
+            variants.push(text[..cut].to_string());
+        }
+        for junk in [": : :", "- - -", "{", "[", "&a *a", "!!binary x", "? complex\n: key", "\"unterminated"] {
+            variants.push(format!("{text}\n{junk}\n"));
+        }
+    }
+    for v in &variants {
+        let result = std::panic::catch_unwind(|| load(v));
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(LoadError::Invalid { diagnostics, .. })) => {
+                assert!(diagnostics.iter().any(|d| d.is_error()), "invalid without an error: {v}");
+                for d in &diagnostics {
+                    assert!(d.pos.line >= 1 && d.pos.line <= v.lines().count().max(1) + 1, "{d:?} in\n{v}");
+                }
+            }
+            Ok(Err(e)) => panic!("unexpected error kind {e} for\n{v}"),
+            Err(_) => panic!("panicked on:\n{v}"),
+        }
+    }
+    assert!(variants.len() > 1000, "{}", variants.len());
+}
