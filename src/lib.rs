@@ -11,4 +11,5 @@ pub mod phases;
 pub mod plan;
 pub mod playbook;
 pub mod render;
+pub mod ssh;
 pub mod state;

@@ -1,0 +1,99 @@
+//! Running host commands for the local provider, and its prerequisites.
+
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Command;
+
+use super::LocalError;
+
+/// Runs `program args…`, failing with its stderr when it exits non-zero or runs past `limit`.
+pub async fn run(program: &str, args: &[&str], limit: Duration) -> Result<String, LocalError> {
+    let shown = format!("{program} {}", args.join(" "));
+    tracing::debug!(command = %shown, "host command");
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| LocalError::Command {
+            command: shown.clone(),
+            cause: e.to_string(),
+        })?;
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .map_err(|_| LocalError::Command {
+            command: shown.clone(),
+            cause: format!("did not finish within {limit:?}"),
+        })?
+        .map_err(|e| LocalError::Command {
+            command: shown.clone(),
+            cause: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(LocalError::Command {
+            command: shown,
+            cause: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Like [`run`], but a failure is only logged (for idempotent cleanup of things that may be gone).
+pub async fn run_quiet(program: &str, args: &[&str]) -> bool {
+    match run(program, args, Duration::from_secs(30)).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "cleanup step had nothing to do");
+            false
+        }
+    }
+}
+
+/// Host programs the local provider needs, and the Debian package of each.
+const NEEDED: &[(&str, &str)] = &[
+    ("debootstrap", "debootstrap"),
+    ("systemd-nspawn", "systemd-container"),
+    ("ip", "iproute2"),
+    ("mount", "mount"),
+];
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// Checks that we are root and the host programs exist; installs missing packages with apt-get.
+pub async fn prerequisites() -> Result<(), LocalError> {
+    // SAFETY-free check: geteuid via /proc/self/status avoids a libc dependency.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("");
+    if euid != "0" {
+        return Err(LocalError::NotRoot);
+    }
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(prog, _)| !on_path(prog))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing host packages the local provider needs: {}", missing.join(" "));
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&missing);
+    let installed = run("apt-get", &args, Duration::from_secs(600)).await;
+    if installed.is_err() {
+        run("apt-get", &["update"], Duration::from_secs(300)).await?;
+        run("apt-get", &args, Duration::from_secs(600)).await.map_err(|_| LocalError::Missing {
+            command: format!("apt-get install -y {}", missing.join(" ")),
+        })?;
+    }
+    Ok(())
+}
