@@ -39,6 +39,15 @@ pub struct Global {
     /// Base directory for cluster state [default: $XDG_STATE_HOME/forgectl or ~/.local/state/forgectl].
     #[arg(long, global = true, env = "FORGECTL_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Inventory file [default: the embedded inventories/local/cluster.yaml].
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        value_name = "FILE",
+        env = "FORGECTL_INVENTORY"
+    )]
+    pub file: Option<PathBuf>,
     /// Directory of template overrides (same relative paths as the embedded templates/).
     #[arg(long, global = true, value_name = "DIR")]
     pub templates: Option<PathBuf>,
@@ -65,19 +74,6 @@ pub enum Provider {
     Static,
 }
 
-/// The inventory to use.
-#[derive(Debug, Args)]
-pub struct InventoryArg {
-    /// Inventory file [default: the embedded inventories/local/cluster.yaml].
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "FILE",
-        env = "FORGECTL_INVENTORY"
-    )]
-    pub file: Option<PathBuf>,
-}
-
 /// Playbook and phase selection.
 #[derive(Debug, Args)]
 pub struct PlaybookArgs {
@@ -98,17 +94,12 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  forgectl validate -f cluster.yaml\n  forgectl validate -f cluster.yaml --output json\n\nExit code 2 when the inventory has errors (warnings alone exit 0)."
     )]
-    Validate {
-        #[command(flatten)]
-        inventory: InventoryArg,
-    },
+    Validate,
     /// Show the ordered phases and, per phase and host, the actions a run would take.
     #[command(
         after_help = "Examples:\n  forgectl plan -f cluster.yaml\n  forgectl plan -f cluster.yaml --playbook upgrade\n  forgectl plan -f cluster.yaml --only etcd,lb --output json"
     )]
     Plan {
-        #[command(flatten)]
-        inventory: InventoryArg,
         #[command(flatten)]
         playbook: PlaybookArgs,
     },
@@ -117,8 +108,6 @@ pub enum Command {
         after_help = "Examples:\n  forgectl up                      # the embedded local default\n  forgectl up -f cluster.yaml --dry-run\n  forgectl up -f cluster.yaml --yes --until etcd\n  forgectl up -f cluster.yaml --playbook scale --yes"
     )]
     Up {
-        #[command(flatten)]
-        inventory: InventoryArg,
         #[command(flatten)]
         playbook: PlaybookArgs,
         /// Approve the plan without asking.
@@ -133,8 +122,6 @@ pub enum Command {
         after_help = "Examples:\n  forgectl down -f cluster.yaml --dry-run\n  forgectl down -f cluster.yaml --yes"
     )]
     Down {
-        #[command(flatten)]
-        inventory: InventoryArg,
         /// Approve without asking.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -147,8 +134,6 @@ pub enum Command {
         after_help = "Examples:\n  forgectl render -f cluster.yaml --out rendered/\n  forgectl render -f cluster.yaml --out rendered/ --only etcd"
     )]
     Render {
-        #[command(flatten)]
-        inventory: InventoryArg,
         #[command(flatten)]
         playbook: PlaybookArgs,
         /// Output directory.
@@ -170,6 +155,32 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Run a command on the cluster's hosts over SSH, with each host's output prefixed.
+    #[command(
+        after_help = "Examples:\n  forgectl exec -- uptime\n  forgectl exec -f cluster.yaml --hosts etcd -- systemctl is-active etcd\n  forgectl exec --hosts worker-1,worker-2 --sudo -- journalctl -u kubelet -n 20\n\nExit code 1 when the command fails (or cannot run) on any host."
+    )]
+    Exec {
+        /// Hosts: roles, machine names or `all` (comma-separated) [default: all].
+        #[arg(long, value_delimiter = ',', value_name = "ROLE|NAME,…")]
+        hosts: Vec<String>,
+        /// Seconds the command may run on each host [default: ssh.command_timeout].
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        /// Run as root (through sudo when ssh.user is not root).
+        #[arg(long)]
+        sudo: bool,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Local machines: list them, stop / start them, and rehearse failures.
+    #[command(
+        after_help = "Examples:\n  forgectl machines list\n  forgectl machines kill etcd-2      # crash: SIGKILL to its systemd\n  forgectl machines start etcd-2\n  forgectl machines freeze worker-1  # hang every process\n  forgectl machines cut control-1    # unplug its network; `heal` plugs it back"
+    )]
+    Machines {
+        #[command(subcommand)]
+        verb: MachineVerb,
+    },
     /// Print the inventory's JSON Schema (for editors and tooling).
     #[command(
         after_help = "Example:\n  forgectl schema > forgectl.schema.json\n  # then in cluster.yaml: # yaml-language-server: $schema=forgectl.schema.json"
@@ -184,4 +195,25 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// What to do with local machines.
+#[derive(Debug, Subcommand)]
+pub enum MachineVerb {
+    /// List the machines with address, state and PID.
+    List,
+    /// Clean poweroff; the disk is kept.
+    Stop { name: String },
+    /// Boot a stopped machine.
+    Start { name: String },
+    /// Crash the machine (SIGKILL to its PID 1).
+    Kill { name: String },
+    /// Hang the machine: freeze every process.
+    Freeze { name: String },
+    /// Undo `freeze`.
+    Thaw { name: String },
+    /// Unplug the machine's network.
+    Cut { name: String },
+    /// Plug the network back in.
+    Heal { name: String },
 }

@@ -1,8 +1,9 @@
 //! The engine: builds a plan from a playbook and an inventory, and runs it phase by phase.
 
+use crate::executor::{ExecError, Executor};
 use crate::inventory::Loaded;
-use crate::phases::{self, PhaseError, PlanContext};
-use crate::plan::{PhasePlan, Plan, Readiness};
+use crate::phases::{self, PhaseError, PlanContext, Presence};
+use crate::plan::{Op, PhasePlan, Plan, Readiness};
 use crate::playbook::{self, Playbook, PlaybookError};
 use crate::render::Templates;
 
@@ -60,6 +61,7 @@ pub fn plan(
     inv: &Loaded,
     pb: &Playbook,
     templates: &Templates,
+    present: &Presence,
     selection: &Selection,
 ) -> Result<Plan, EngineError> {
     let names: Vec<&str> = pb.phases.iter().map(|s| s.phase.as_str()).collect();
@@ -79,7 +81,11 @@ pub fn plan(
             });
         }
     }
-    let ctx = PlanContext { inv, templates };
+    let ctx = PlanContext {
+        inv,
+        templates,
+        present,
+    };
     let mut phases = Vec::new();
     for step in &pb.phases {
         let Some(phase) = phases::lookup(&step.phase) else {
@@ -136,7 +142,7 @@ pub fn plan(
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// Every selected phase ran.
     Complete {
@@ -149,39 +155,108 @@ pub enum Outcome {
     Stopped {
         /// Phases that ran before it.
         ran: Vec<String>,
+        /// Actions that changed something before it.
+        changed: usize,
         /// The phase it stopped at.
         at: String,
         /// Why it cannot run.
         reason: String,
     },
+    /// A phase failed.
+    Failed {
+        /// Phases that completed before it.
+        ran: Vec<String>,
+        /// Actions that changed something before the failure.
+        changed: usize,
+        /// The phase that failed.
+        at: String,
+        /// Why.
+        error: ExecError,
+    },
 }
 
-/// Runs the plan's phases in order, stopping before the first one that cannot run.
-///
-/// Only phases that are `Ready` reach this point with actions; host actions arrive with the SSH
-/// executor, so a `Ready` phase today has none.
-pub fn run(plan: &Plan) -> Outcome {
+/// Runs the plan's phases in order with `exec`, stopping before the first one that cannot run
+/// and at the first failure.
+pub async fn run(plan: &Plan, exec: &Executor<'_>) -> Outcome {
     let mut ran = Vec::new();
+    let mut changed = 0;
     for p in &plan.phases {
         let reason = match &p.readiness {
-            Readiness::Ready if p.actions.is_empty() => {
-                ran.push(p.phase.clone());
-                continue;
-            }
-            Readiness::Ready => "its actions need the SSH executor (issue #3)".to_string(),
-            Readiness::PlanOnly { missing } => format!("running it needs {missing}"),
-            Readiness::NotImplemented { arrives_with } => {
-                format!("it is not implemented yet (arrives with {arrives_with})")
-            }
+            Readiness::Ready => None,
+            Readiness::PlanOnly { missing } => Some(format!("running it needs {missing}")),
+            Readiness::NotImplemented { arrives_with } => Some(format!(
+                "it is not implemented yet (arrives with {arrives_with})"
+            )),
         };
-        return Outcome::Stopped {
-            ran,
-            at: p.phase.clone(),
-            reason,
-        };
+        if let (Some(reason), None) = (reason, &p.note) {
+            return Outcome::Stopped {
+                ran,
+                changed,
+                at: p.phase.clone(),
+                reason,
+            };
+        }
+        tracing::info!(phase = %p.phase, actions = p.actions.len(), "phase starts");
+        match run_phase(p, exec).await {
+            Ok(n) => changed += n,
+            Err(error) => {
+                return Outcome::Failed {
+                    ran,
+                    changed,
+                    at: p.phase.clone(),
+                    error,
+                };
+            }
+        }
+        ran.push(p.phase.clone());
     }
     Outcome::Complete {
         phases: ran.len(),
-        changed: 0,
+        changed,
     }
+}
+
+/// Runs one phase's actions; returns how many changed something.
+async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecError> {
+    let names = |want: fn(&Op) -> Option<&String>| -> Vec<String> {
+        p.actions
+            .iter()
+            .filter_map(|a| want(&a.op))
+            .cloned()
+            .collect()
+    };
+    let create = names(|op| match op {
+        Op::CreateMachine { machine, .. } => Some(machine),
+        _ => None,
+    });
+    let delete = names(|op| match op {
+        Op::DeleteMachine { machine } => Some(machine),
+        _ => None,
+    });
+    let probe: Vec<String> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a.op, Op::Probe))
+        .filter_map(|a| a.host.clone())
+        .collect();
+    if p.actions
+        .iter()
+        .any(|a| matches!(a.op, Op::Upload { .. } | Op::Run { .. }))
+    {
+        return Err(ExecError::Unsupported(format!(
+            "phase {} has host commands and uploads, which this build does not run yet",
+            p.phase
+        )));
+    }
+    let mut changed = 0;
+    if !create.is_empty() {
+        changed += exec.create(&create).await?;
+    }
+    if !probe.is_empty() {
+        exec.probe(&probe).await?;
+    }
+    if !delete.is_empty() {
+        changed += exec.delete(&delete).await?;
+    }
+    Ok(changed)
 }

@@ -5,11 +5,13 @@
 
 pub mod commands;
 pub mod engine;
+pub mod executor;
 pub mod inventory;
 pub mod output;
 pub mod phases;
 pub mod plan;
 pub mod playbook;
+pub mod providers;
 pub mod render;
 pub mod ssh;
 pub mod state;

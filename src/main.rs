@@ -3,16 +3,28 @@
 mod cli;
 
 use clap::{CommandFactory, Parser};
-use forgectl::commands::{self, CommandError, ExitCode, RunOptions};
+use forgectl::commands::{self, CommandError, ExecOptions, ExitCode, RunOptions};
 use forgectl::engine::Selection;
 use forgectl::inventory::{LoadError, ProviderKind, diagnostics};
 use forgectl::output::{ColorChoice, Format, Options};
+use forgectl::providers::local::Verb;
+use std::path::PathBuf;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let opts = options(&cli.global);
     init_tracing(&opts);
-    let code = match dispatch(cli.command, &opts) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(ExitCode::Failed as u8);
+        }
+    };
+    let code = match runtime.block_on(dispatch(cli.command, cli.global.file.clone(), &opts)) {
         Ok(code) => code,
         Err(e) => report(&e, &opts),
     };
@@ -59,7 +71,7 @@ fn init_tracing(opts: &Options) {
 }
 
 fn run_options(
-    inv: cli::InventoryArg,
+    file: Option<PathBuf>,
     pb: Option<cli::PlaybookArgs>,
     yes: bool,
     dry_run: bool,
@@ -75,7 +87,7 @@ fn run_options(
         None => ("down".to_string(), Selection::default()),
     };
     RunOptions {
-        file: inv.file,
+        file,
         playbook,
         selection,
         yes,
@@ -83,34 +95,43 @@ fn run_options(
     }
 }
 
-fn dispatch(cmd: cli::Command, opts: &Options) -> Result<ExitCode, CommandError> {
+async fn dispatch(
+    cmd: cli::Command,
+    file: Option<PathBuf>,
+    opts: &Options,
+) -> Result<ExitCode, CommandError> {
     use cli::Command as C;
     match cmd {
-        C::Validate { inventory } => commands::validate(inventory.file.as_deref(), opts),
-        C::Plan {
-            inventory,
-            playbook,
-        } => commands::plan(&run_options(inventory, Some(playbook), false, true), opts),
+        C::Validate => commands::validate(file.as_deref(), opts),
+        C::Plan { playbook } => {
+            commands::plan(
+                &run_options(file.clone(), Some(playbook), false, true),
+                opts,
+            )
+            .await
+        }
         C::Up {
-            inventory,
             playbook,
             yes,
             dry_run,
-        } => commands::up(&run_options(inventory, Some(playbook), yes, dry_run), opts),
-        C::Down {
-            inventory,
-            yes,
-            dry_run,
-        } => commands::down(&run_options(inventory, None, yes, dry_run), opts),
-        C::Render {
-            inventory,
-            playbook,
-            out,
-        } => commands::render(
-            &run_options(inventory, Some(playbook), false, true),
-            &out,
-            opts,
-        ),
+        } => {
+            commands::up(
+                &run_options(file.clone(), Some(playbook), yes, dry_run),
+                opts,
+            )
+            .await
+        }
+        C::Down { yes, dry_run } => {
+            commands::down(&run_options(file.clone(), None, yes, dry_run), opts).await
+        }
+        C::Render { playbook, out } => {
+            commands::render(
+                &run_options(file.clone(), Some(playbook), false, true),
+                &out,
+                opts,
+            )
+            .await
+        }
         C::Init {
             provider,
             force,
@@ -125,6 +146,35 @@ fn dispatch(cmd: cli::Command, opts: &Options) -> Result<ExitCode, CommandError>
             commands::init(kind, &dir, force)
         }
         C::Schema => commands::schema(),
+        C::Exec {
+            hosts,
+            timeout,
+            sudo,
+            command,
+        } => {
+            let e = ExecOptions {
+                hosts,
+                command: command.join(" "),
+                timeout: timeout.map(std::time::Duration::from_secs),
+                sudo,
+            };
+            commands::exec(file.as_deref(), &e, opts).await
+        }
+        C::Machines { verb } => {
+            use cli::MachineVerb as M;
+            let file = file.as_deref();
+            let (name, v) = match verb {
+                M::List => return commands::machines_list(file, opts).await,
+                M::Stop { name } => (name, Verb::Stop),
+                M::Start { name } => (name, Verb::Start),
+                M::Kill { name } => (name, Verb::Kill),
+                M::Freeze { name } => (name, Verb::Freeze),
+                M::Thaw { name } => (name, Verb::Thaw),
+                M::Cut { name } => (name, Verb::Cut),
+                M::Heal { name } => (name, Verb::Heal),
+            };
+            commands::machines_apply(file, &name, v, opts).await
+        }
         C::Completions { shell } => {
             clap_complete::generate(
                 shell,

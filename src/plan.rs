@@ -47,11 +47,21 @@ pub enum Op {
         #[serde(skip_serializing_if = "Option::is_none")]
         unless: Option<String>,
     },
-    /// Work done by forgectl itself (provider or Kubernetes API calls).
-    Local {
-        /// What is called.
-        call: String,
+    /// Create a machine through the provider (forgectl itself, no SSH).
+    CreateMachine {
+        /// The machine.
+        machine: String,
+        /// Its address, when known before creation.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
     },
+    /// Delete a machine and what the provider made for it.
+    DeleteMachine {
+        /// The machine.
+        machine: String,
+    },
+    /// Connect over SSH and read the host's facts; changes nothing.
+    Probe,
 }
 
 impl Action {
@@ -79,6 +89,20 @@ impl Action {
                 sha256,
             },
         }
+    }
+
+    /// An action forgectl performs itself, about `host`.
+    pub fn local(host: Option<&str>, op: Op, why: &str) -> Self {
+        Self {
+            host: host.map(str::to_string),
+            description: why.into(),
+            op,
+        }
+    }
+
+    /// True for actions that change something (everything but probes).
+    pub fn changes(&self) -> bool {
+        !matches!(self.op, Op::Probe)
     }
 
     /// A command on `host`, skipped when `unless` succeeds.
@@ -246,7 +270,14 @@ impl Plan {
                         Some(u) => format!("run    {command}   (unless: {u})"),
                         None => format!("run    {command}"),
                     },
-                    Op::Local { call } => format!("call   {call}"),
+                    Op::CreateMachine { machine, address } => match address {
+                        Some(a) => format!("create machine {machine} ({a})"),
+                        None => format!("create machine {machine}"),
+                    },
+                    Op::DeleteMachine { machine } => {
+                        format!("delete machine {machine} and everything made for it")
+                    }
+                    Op::Probe => "probe  OS, kernel and systemd state over SSH".to_string(),
                 };
                 let _ = writeln!(out, "      {}{host}{}  {what}", style.dim, style.reset);
             }

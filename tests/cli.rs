@@ -145,8 +145,11 @@ fn plan_prints_every_phase_and_marks_the_unbuilt_ones() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Plan for cluster forge-local — playbook cluster, 15 phases"))
-        .stdout(predicate::str::contains("1. provision"))
-        .stdout(predicate::str::contains("not implemented yet (arrives with the local provider, issue #3)"))
+        .stdout(predicate::str::contains("1. provision       Create the machines that do not exist yet — 6 action(s)"))
+        .stdout(predicate::str::contains("etcd-1  create machine etcd-1 (10.77.0.10)"))
+        .stdout(predicate::str::contains("worker-2  probe  OS, kernel and systemd state over SSH"))
+        .stdout(predicate::str::contains("host-prep       Swap off"))
+        .stdout(predicate::str::contains("not implemented yet (arrives with issue #6)"))
         .stdout(predicate::str::contains("etcd-2  upload /etc/etcd/etcd.env (0640 root:etcd"))
         .stdout(predicate::str::contains("15. platform"))
         .stdout(predicate::str::contains("storage-cinder  Cinder CSI driver and StorageClass — nothing to do: storage.cinder.enabled is false"));
@@ -168,7 +171,10 @@ fn plan_json_is_machine_readable_and_never_contains_file_contents() {
     let phases = v["phases"].as_array().unwrap();
     assert_eq!(phases[0]["phase"], "provision");
     assert_eq!(phases[0]["readiness"]["state"], "ready");
-    assert_eq!(phases[1]["readiness"]["state"], "not_implemented");
+    assert_eq!(phases[0]["note"], "static hosts exist already");
+    assert_eq!(phases[1]["phase"], "facts");
+    assert_eq!(phases[1]["actions"][0]["op"]["kind"], "probe");
+    assert_eq!(phases[2]["readiness"]["state"], "not_implemented");
     let lb = phases.iter().find(|p| p["phase"] == "lb").unwrap();
     assert_eq!(lb["hosts"], serde_json::json!(["lb-1"]));
     let upload = &lb["actions"][1];
@@ -256,29 +262,69 @@ fn playbook_from_a_file_with_an_unknown_phase_is_refused() {
 
 #[test]
 fn up_stops_before_the_first_unbuilt_phase_and_says_so() {
+    // Static hosts: provision has nothing to do. (No SSH here: the example's addresses are not ours.)
     let state = tempfile::tempdir().unwrap();
     forgectl()
-        .args(["up", "--yes", "--state-dir"])
+        .args(["up", "--yes", "--until", "provision", "--state-dir"])
         .arg(state.path())
+        .arg("-f")
+        .arg(example("static"))
         .assert()
-        .code(3)
+        .success()
         .stdout(predicate::str::contains(
-            "up: stopped before phase `provision`: it is not implemented yet (arrives with the local provider, issue #3).",
+            "up: done — 1 phase(s), 0 change(s).",
         ));
     forgectl()
-        .args(["up", "--yes", "--state-dir"])
+        .args(["up", "--yes", "--only", "provision,host-prep", "--state-dir"])
         .arg(state.path())
         .arg("-f")
         .arg(example("static"))
         .assert()
         .code(3)
         .stdout(predicate::str::contains(
-            "ran provision; `facts` and the phases after it were not attempted.",
-        ));
+            "up: stopped before phase `host-prep`: it is not implemented yet (arrives with issue #6).",
+        ))
+        .stdout(predicate::str::contains("ran provision (0 change(s)); `host-prep` and the phases after it were not attempted."));
     let record = std::fs::read_to_string(state.path().join("forge-static/last-run.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&record).unwrap();
-    assert_eq!(v["stopped_at"], "facts");
+    assert_eq!(v["stopped_at"], "host-prep");
     assert_eq!(v["ran"], serde_json::json!(["provision"]));
+}
+
+#[test]
+fn inventory_file_can_come_before_the_command() {
+    forgectl()
+        .arg("-f")
+        .arg(example("static"))
+        .arg("validate")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("cluster forge-static"));
+}
+
+#[test]
+fn machines_verbs_refuse_other_providers_and_unknown_machines() {
+    forgectl()
+        .args(["machines", "list", "-f"])
+        .arg(example("static"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "works on local machines; this inventory uses the static provider",
+        ));
+    let state = tempfile::tempdir().unwrap();
+    forgectl()
+        .args(["machines", "list", "--state-dir"])
+        .arg(state.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no machines"));
+    forgectl()
+        .args(["machines", "kill", "nope", "--state-dir"])
+        .arg(state.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no local machine named nope"));
 }
 
 #[test]

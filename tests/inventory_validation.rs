@@ -455,7 +455,16 @@ fn mangled_inventories_never_panic() {
         for (cut, _) in text.char_indices().step_by(7) {
             variants.push(text[..cut].to_string());
         }
-        for junk in [": : :", "- - -", "{", "[", "&a *a", "!!binary x", "? complex\n: key", "\"unterminated"] {
+        for junk in [
+            ": : :",
+            "- - -",
+            "{",
+            "[",
+            "&a *a",
+            "!!binary x",
+            "? complex\n: key",
+            "\"unterminated",
+        ] {
             variants.push(format!("{text}\n{junk}\n"));
         }
     }
@@ -464,9 +473,15 @@ fn mangled_inventories_never_panic() {
         match result {
             Ok(Ok(_)) => {}
             Ok(Err(LoadError::Invalid { diagnostics, .. })) => {
-                assert!(diagnostics.iter().any(|d| d.is_error()), "invalid without an error: {v}");
+                assert!(
+                    diagnostics.iter().any(|d| d.is_error()),
+                    "invalid without an error: {v}"
+                );
                 for d in &diagnostics {
-                    assert!(d.pos.line >= 1 && d.pos.line <= v.lines().count().max(1) + 1, "{d:?} in\n{v}");
+                    assert!(
+                        d.pos.line >= 1 && d.pos.line <= v.lines().count().max(1) + 1,
+                        "{d:?} in\n{v}"
+                    );
                 }
             }
             Ok(Err(e)) => panic!("unexpected error kind {e} for\n{v}"),

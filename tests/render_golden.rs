@@ -4,6 +4,7 @@
 
 use forgectl::engine::{self, Selection};
 use forgectl::inventory;
+use forgectl::phases::Presence;
 use forgectl::plan::Op;
 use forgectl::playbook;
 use forgectl::render::{RenderError, Templates};
@@ -23,7 +24,14 @@ fn render(name: &str, templates: &Templates) -> BTreeMap<PathBuf, (Option<String
     let path = root().join("inventories").join(name).join("cluster.yaml");
     let inv = inventory::load(Some(&path)).unwrap_or_else(|e| panic!("{name}: {e}"));
     let pb = playbook::load("cluster").unwrap();
-    let plan = engine::plan(&inv, &pb, templates, &Selection::default()).unwrap();
+    let plan = engine::plan(
+        &inv,
+        &pb,
+        templates,
+        &Presence::default(),
+        &Selection::default(),
+    )
+    .unwrap();
     let mut out = BTreeMap::new();
     for p in &plan.phases {
         for a in &p.actions {

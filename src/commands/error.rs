@@ -54,6 +54,12 @@ pub enum CommandError {
     /// A target already exists.
     #[error("{0} already exists")]
     Exists(String),
+    /// The command line asks for something that does not fit.
+    #[error("{0}")]
+    Usage(String),
+    /// Carrying out an action failed.
+    #[error(transparent)]
+    Exec(#[from] crate::executor::ExecError),
 }
 
 impl CommandError {
@@ -64,7 +70,8 @@ impl CommandError {
             | Self::Engine(_)
             | Self::Playbook(_)
             | Self::NotApproved
-            | Self::Exists(_) => ExitCode::Invalid,
+            | Self::Exists(_)
+            | Self::Usage(_) => ExitCode::Invalid,
             Self::Render(RenderError::Parse { .. }) => ExitCode::Invalid,
             _ => ExitCode::Failed,
         }
@@ -96,6 +103,7 @@ impl CommandError {
                 "re-run with --yes to approve, or with --dry-run to only see the plan".into()
             }
             Self::Exists(_) => "pass --force to overwrite it, or choose another directory".into(),
+            Self::Exec(e) => e.next_step(),
             _ => return None,
         })
     }

@@ -2,13 +2,17 @@
 //! errors carry what went wrong and the next step to take.
 
 mod error;
+mod exec;
 mod init;
 mod inventory_cmds;
+mod machines;
 mod run;
 
 pub use error::{CommandError, ExitCode};
+pub use exec::{ExecOptions, exec};
 pub use init::init;
 pub use inventory_cmds::{schema, validate};
+pub use machines::{machines_apply, machines_list};
 pub use run::{RunOptions, down, plan, render, up};
 
 use crate::inventory::{self, Loaded, diagnostics};

@@ -6,10 +6,14 @@ use std::path::{Path, PathBuf};
 
 use super::{CommandError, ExitCode, load_inventory};
 use crate::engine::{self, Outcome, Selection};
+use crate::executor::Executor;
 use crate::inventory::Loaded;
+use crate::inventory::ProviderKind;
 use crate::output::{Format, Options, Style};
+use crate::phases::Presence;
 use crate::plan::{Op, Plan};
 use crate::playbook;
+use crate::providers::local::{self, LocalProvider};
 use crate::render::Templates;
 use crate::state::{self, StateDir};
 
@@ -28,11 +32,40 @@ pub struct RunOptions {
     pub dry_run: bool,
 }
 
-fn make_plan(run: &RunOptions, opts: &Options) -> Result<(Loaded, Plan), CommandError> {
+/// What exists already: for local machines, read from the state dir (no root needed to look).
+async fn presence(inv: &Loaded, opts: &Options) -> Presence {
+    let mut p = Presence::default();
+    match inv.inventory.provider {
+        ProviderKind::Local => {
+            let Ok(base) = state::base_dir(opts.state_dir.as_deref()) else {
+                return p;
+            };
+            let dir = base.join(&inv.inventory.name);
+            if !dir.exists() {
+                return p;
+            }
+            for m in LocalProvider::new(inv, &dir, true).list().await {
+                if m.state != local::State::Stopped {
+                    p.running.insert(m.name.clone());
+                }
+                p.existing.insert(m.name);
+            }
+        }
+        ProviderKind::Static => {
+            p.existing = inv.machines.iter().map(|m| m.name.clone()).collect();
+            p.running = p.existing.clone();
+        }
+        ProviderKind::Openstack | ProviderKind::Vagrant => {}
+    }
+    p
+}
+
+async fn make_plan(run: &RunOptions, opts: &Options) -> Result<(Loaded, Plan), CommandError> {
     let inv = load_inventory(run.file.as_deref(), opts)?;
     let pb = playbook::load(&run.playbook)?;
     let templates = Templates::load(opts.templates.as_deref())?;
-    let plan = engine::plan(&inv, &pb, &templates, &run.selection)?;
+    let present = presence(&inv, opts).await;
+    let plan = engine::plan(&inv, &pb, &templates, &present, &run.selection)?;
     Ok((inv, plan))
 }
 
@@ -44,26 +77,30 @@ fn print_plan(plan: &Plan, opts: &Options) {
 }
 
 /// Prints the plan: ordered phases and, per phase and host, the actions.
-pub fn plan(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
-    let (_, plan) = make_plan(run, opts)?;
+pub async fn plan(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
+    let (_, plan) = make_plan(run, opts).await?;
     print_plan(&plan, opts);
     Ok(ExitCode::Ok)
 }
 
 /// Plans and runs the playbook (default `cluster`).
-pub fn up(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
-    execute(run, opts, "up")
+pub async fn up(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
+    execute(run, opts, "up").await
 }
 
 /// Plans and runs the `down` playbook: deletes what the provider created.
-pub fn down(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
-    execute(run, opts, "down")
+pub async fn down(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
+    execute(run, opts, "down").await
 }
 
-fn execute(run: &RunOptions, opts: &Options, command: &str) -> Result<ExitCode, CommandError> {
+async fn execute(
+    run: &RunOptions,
+    opts: &Options,
+    command: &str,
+) -> Result<ExitCode, CommandError> {
     // Everything is validated and planned before the state dir is touched: a malformed inventory
     // or playbook never leaves anything behind.
-    let (inv, plan) = make_plan(run, opts)?;
+    let (inv, plan) = make_plan(run, opts).await?;
     print_plan(&plan, opts);
     if run.dry_run {
         if opts.format == Format::Text {
@@ -83,15 +120,36 @@ fn execute(run: &RunOptions, opts: &Options, command: &str) -> Result<ExitCode, 
     let base = state::base_dir(opts.state_dir.as_deref())?;
     let dir = StateDir::open(&base, &inv.inventory.name)?;
     let _lock = dir.lock(command)?;
-    let outcome = engine::run(&plan);
+    let exec = Executor::new(
+        &inv,
+        &dir,
+        opts.verbosity < 0 || opts.format == Format::Json,
+    );
+    let outcome = engine::run(&plan, &exec).await;
+    exec.close().await;
     let record = match &outcome {
         Outcome::Complete { phases, changed } => json!({
             "command": command, "playbook": plan.playbook, "result": "complete",
             "phases": phases, "changed": changed,
         }),
-        Outcome::Stopped { ran, at, reason } => json!({
+        Outcome::Stopped {
+            ran,
+            changed,
+            at,
+            reason,
+        } => json!({
             "command": command, "playbook": plan.playbook, "result": "stopped",
-            "ran": ran, "stopped_at": at, "reason": reason,
+            "ran": ran, "changed": changed, "stopped_at": at, "reason": reason,
+        }),
+        Outcome::Failed {
+            ran,
+            changed,
+            at,
+            error,
+        } => json!({
+            "command": command, "playbook": plan.playbook, "result": "failed",
+            "ran": ran, "changed": changed, "failed_at": at, "error": error.to_string(),
+            "next_step": error.next_step(),
         }),
     };
     dir.write_secret("last-run.json", record.to_string().as_bytes())?;
@@ -102,22 +160,46 @@ fn execute(run: &RunOptions, opts: &Options, command: &str) -> Result<ExitCode, 
     Ok(match outcome {
         Outcome::Complete { .. } => ExitCode::Ok,
         Outcome::Stopped { .. } => ExitCode::Incomplete,
+        Outcome::Failed { .. } => ExitCode::Failed,
     })
 }
 
 fn report(outcome: &Outcome, command: &str) {
+    let done = |ran: &[String], changed: usize| {
+        if ran.is_empty() {
+            "no phase ran".to_string()
+        } else {
+            format!("ran {} ({changed} change(s))", ran.join(", "))
+        }
+    };
     match outcome {
         Outcome::Complete { phases, changed } => {
             println!("{command}: done — {phases} phase(s), {changed} change(s).");
         }
-        Outcome::Stopped { ran, at, reason } => {
-            let done = if ran.is_empty() {
-                "no phase ran".to_string()
-            } else {
-                format!("ran {}", ran.join(", "))
-            };
+        Outcome::Stopped {
+            ran,
+            changed,
+            at,
+            reason,
+        } => {
             println!("{command}: stopped before phase `{at}`: {reason}.");
-            println!("{done}; `{at}` and the phases after it were not attempted.");
+            println!(
+                "{}; `{at}` and the phases after it were not attempted.",
+                done(ran, *changed)
+            );
+        }
+        Outcome::Failed {
+            ran,
+            changed,
+            at,
+            error,
+        } => {
+            eprintln!("{command}: phase `{at}` failed: {error}");
+            eprintln!("  = next: {}", error.next_step());
+            println!(
+                "{}; `{at}` failed, the phases after it were not attempted.",
+                done(ran, *changed)
+            );
         }
     }
 }
@@ -138,8 +220,12 @@ fn approve(command: &str) -> Result<(), CommandError> {
 }
 
 /// Writes every file the run would push into `out/HOST/PATH`, for review and golden tests.
-pub fn render(run: &RunOptions, out: &Path, opts: &Options) -> Result<ExitCode, CommandError> {
-    let (_, plan) = make_plan(run, opts)?;
+pub async fn render(
+    run: &RunOptions,
+    out: &Path,
+    opts: &Options,
+) -> Result<ExitCode, CommandError> {
+    let (_, plan) = make_plan(run, opts).await?;
     let mut written = Vec::new();
     for phase in &plan.phases {
         for action in &phase.actions {

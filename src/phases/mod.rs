@@ -4,10 +4,14 @@
 //! actions they plan. Phases not built yet are listed by name with what will bring them, so a plan
 //! never silently skips them.
 
+mod deprovision;
 mod etcd;
+mod facts;
 mod lb;
 mod pending;
 mod provision;
+
+use std::collections::BTreeSet;
 
 use crate::inventory::{Loaded, Machine};
 use crate::plan::{Action, Readiness};
@@ -19,6 +23,17 @@ pub struct PlanContext<'a> {
     pub inv: &'a Loaded,
     /// The templates.
     pub templates: &'a Templates,
+    /// What exists already, as far as the provider knows.
+    pub present: &'a Presence,
+}
+
+/// Machines that exist and run, as the provider reports them (no SSH needed).
+#[derive(Debug, Clone, Default)]
+pub struct Presence {
+    /// Machines that exist (running or stopped).
+    pub existing: BTreeSet<String>,
+    /// Machines that run.
+    pub running: BTreeSet<String>,
 }
 
 /// Where and how a rendered file lands on a host.
@@ -81,7 +96,13 @@ pub trait Phase: Sync {
     fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError>;
 }
 
-static BUILT: &[&dyn Phase] = &[&provision::Provision, &etcd::Etcd, &lb::Lb];
+static BUILT: &[&dyn Phase] = &[
+    &provision::Provision,
+    &facts::Facts,
+    &etcd::Etcd,
+    &lb::Lb,
+    &deprovision::Deprovision,
+];
 
 /// The phase called `name`, if any (built or pending).
 pub fn lookup(name: &str) -> Option<&'static dyn Phase> {

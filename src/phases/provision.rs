@@ -1,10 +1,10 @@
-//! The provision phase: make sure every machine of the inventory exists.
+//! The provision phase: make sure every machine of the inventory exists and runs.
 
 use super::{Phase, PhaseError, PlanContext};
 use crate::inventory::{Machine, ProviderKind};
-use crate::plan::{Action, Readiness};
+use crate::plan::{Action, Op, Readiness};
 
-/// Creates missing machines through the inventory's provider.
+/// Creates missing machines (and starts stopped ones) through the inventory's provider.
 pub struct Provision;
 
 impl Phase for Provision {
@@ -18,18 +18,50 @@ impl Phase for Provision {
 
     fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
         match ctx.inv.inventory.provider {
-            // Static hosts exist already: there is nothing to create.
-            ProviderKind::Static => Readiness::Ready,
-            ProviderKind::Local => Readiness::NotImplemented {
-                arrives_with: "the local provider, issue #3".into(),
-            },
+            ProviderKind::Static | ProviderKind::Local => Readiness::Ready,
             ProviderKind::Openstack | ProviderKind::Vagrant => Readiness::NotImplemented {
                 arrives_with: "issue #5".into(),
             },
         }
     }
 
-    fn plan(&self, _: &PlanContext<'_>, _: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
-        Ok(Vec::new())
+    fn skip_reason(&self, ctx: &PlanContext<'_>) -> Option<String> {
+        match ctx.inv.inventory.provider {
+            ProviderKind::Static => Some("static hosts exist already".into()),
+            ProviderKind::Local
+                if ctx
+                    .inv
+                    .machines
+                    .iter()
+                    .all(|m| ctx.present.running.contains(&m.name)) =>
+            {
+                Some(format!("all {} machines run", ctx.inv.machines.len()))
+            }
+            _ => None,
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext<'_>, _: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
+        Ok(ctx
+            .inv
+            .machines
+            .iter()
+            .filter(|m| !ctx.present.running.contains(&m.name))
+            .map(|m| {
+                let why = if ctx.present.existing.contains(&m.name) {
+                    "start the stopped machine"
+                } else {
+                    "create the machine"
+                };
+                Action::local(
+                    Some(&m.name),
+                    Op::CreateMachine {
+                        machine: m.name.clone(),
+                        address: m.address.map(|a| a.to_string()),
+                    },
+                    why,
+                )
+            })
+            .collect())
     }
 }

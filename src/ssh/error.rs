@@ -62,27 +62,12 @@ pub enum SshError {
         method: String,
     },
     /// The host key differs from the recorded one: possibly an attack, possibly a rebuilt machine.
-    #[error(
-        "{host} ({address}:{port}): HOST KEY CHANGED — recorded {expected} ({file}:{line}), offered {offered}; refusing to connect"
-    )]
-    HostKeyChanged {
-        /// Machine name.
-        host: String,
-        /// Address.
-        address: String,
-        /// Port.
-        port: u16,
-        /// Fingerprint on record.
-        expected: String,
-        /// Fingerprint offered now.
-        offered: String,
-        /// known_hosts file with the record.
-        file: String,
-        /// Its line.
-        line: usize,
-    },
+    #[error("{0}")]
+    HostKeyChanged(Box<KeyChange>),
     /// Strict checking and no record of this host.
-    #[error("{host} ({address}:{port}): host key {offered} is not in {files} (host_key_policy: strict)")]
+    #[error(
+        "{host} ({address}:{port}): host key {offered} is not in {files} (host_key_policy: strict)"
+    )]
     HostKeyUnknown {
         /// Machine name.
         host: String,
@@ -137,28 +122,61 @@ pub enum SshError {
     },
 }
 
+/// A host key that differs from the one on record.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{host} ({address}:{port}): HOST KEY CHANGED — recorded {expected} ({file}:{line}), offered {offered}; refusing to connect"
+)]
+pub struct KeyChange {
+    /// Machine name.
+    pub host: String,
+    /// Address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// Fingerprint on record.
+    pub expected: String,
+    /// Fingerprint offered now.
+    pub offered: String,
+    /// known_hosts file with the record.
+    pub file: String,
+    /// Its line.
+    pub line: usize,
+}
+
 impl SshError {
     /// Worth retrying while a machine boots: refused, timed out, reset.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Refused { .. } | Self::Timeout { .. } | Self::Connect { .. })
+        matches!(
+            self,
+            Self::Refused { .. } | Self::Timeout { .. } | Self::Connect { .. }
+        )
     }
 
     /// What to do about it.
     pub fn next_step(&self) -> &'static str {
         match self {
-            Self::Refused { .. } => "is sshd running and the port right? For local machines: `forgectl machines list`",
+            Self::Refused { .. } => {
+                "is sshd running and the port right? For local machines: `forgectl machines list`"
+            }
             Self::Timeout { .. } | Self::CommandTimeout { .. } => {
                 "is the machine up and reachable (bastion, firewall)? Raise ssh.connect_timeout / ssh.command_timeout if it is slow"
             }
-            Self::Connect { .. } | Self::Lost { .. } => "check the machine and the network, then run again: completed steps are skipped",
-            Self::AuthFailed { .. } => "check ssh.user and ssh.key (or the keys in ssh-agent) and the host's authorized_keys",
-            Self::HostKeyChanged { .. } => {
+            Self::Connect { .. } | Self::Lost { .. } => {
+                "check the machine and the network, then run again: completed steps are skipped"
+            }
+            Self::AuthFailed { .. } => {
+                "check ssh.user and ssh.key (or the keys in ssh-agent) and the host's authorized_keys"
+            }
+            Self::HostKeyChanged(_) => {
                 "if the machine was rebuilt on purpose, delete the line named above from that known_hosts file; otherwise investigate"
             }
             Self::HostKeyUnknown { .. } => {
                 "add the host to known_hosts (ssh-keyscan, then verify the fingerprint), or set ssh.host_key_policy: accept-new"
             }
-            Self::Key { .. } => "check the key path and, for an encrypted key, FORGECTL_SSH_PASSPHRASE",
+            Self::Key { .. } => {
+                "check the key path and, for an encrypted key, FORGECTL_SSH_PASSPHRASE"
+            }
             Self::Transfer { .. } => "check free space and permissions on the host",
         }
     }

@@ -5,6 +5,7 @@ use russh::keys::{self, HashAlg, PublicKey};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use super::error::KeyChange;
 use super::{Endpoint, SshError};
 use crate::inventory::model::HostKeyPolicy;
 
@@ -29,18 +30,23 @@ static LEARN: Mutex<()> = Mutex::new(());
 impl HostKeyCheck {
     /// Checks `key` for `ep` (blocking file I/O: call from spawn_blocking).
     pub fn verify(&self, ep: &Endpoint, key: &PublicKey) -> Result<(), SshError> {
-        let files: Vec<&PathBuf> = self.trusted.iter().chain(std::iter::once(&self.recorded)).collect();
+        let files: Vec<&PathBuf> = self
+            .trusted
+            .iter()
+            .chain(std::iter::once(&self.recorded))
+            .collect();
         for file in &files {
             match keys::check_known_hosts_path(&ep.address, ep.port, key, file) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(keys::Error::KeyChanged { line }) => {
-                    let expected = keys::known_hosts::known_host_keys_path(&ep.address, ep.port, file)
-                        .ok()
-                        .and_then(|ks| ks.into_iter().find(|(l, _)| *l == line))
-                        .map(|(_, k)| fingerprint(&k))
-                        .unwrap_or_else(|| "(unreadable record)".into());
-                    return Err(SshError::HostKeyChanged {
+                    let expected =
+                        keys::known_hosts::known_host_keys_path(&ep.address, ep.port, file)
+                            .ok()
+                            .and_then(|ks| ks.into_iter().find(|(l, _)| *l == line))
+                            .map(|(_, k)| fingerprint(&k))
+                            .unwrap_or_else(|| "(unreadable record)".into());
+                    return Err(SshError::HostKeyChanged(Box::new(KeyChange {
                         host: ep.name.clone(),
                         address: ep.address.clone(),
                         port: ep.port,
@@ -48,7 +54,7 @@ impl HostKeyCheck {
                         offered: fingerprint(key),
                         file: file.display().to_string(),
                         line,
-                    });
+                    })));
                 }
                 // An unreadable or malformed file holds no usable record.
                 Err(_) => {}
@@ -57,22 +63,28 @@ impl HostKeyCheck {
         match self.policy {
             HostKeyPolicy::AcceptNew => {
                 let _guard = LEARN.lock().unwrap_or_else(|p| p.into_inner());
-                keys::known_hosts::learn_known_hosts_path(&ep.address, ep.port, key, &self.recorded).map_err(|e| {
-                    SshError::Connect {
+                keys::known_hosts::learn_known_hosts_path(&ep.address, ep.port, key, &self.recorded)
+                    .map_err(|e| SshError::Connect {
                         host: ep.name.clone(),
                         address: ep.address.clone(),
                         port: ep.port,
                         user: ep.user.clone(),
-                        cause: format!("cannot record the host key in {}: {e}", self.recorded.display()),
-                    }
-                })
+                        cause: format!(
+                            "cannot record the host key in {}: {e}",
+                            self.recorded.display()
+                        ),
+                    })
             }
             HostKeyPolicy::Strict => Err(SshError::HostKeyUnknown {
                 host: ep.name.clone(),
                 address: ep.address.clone(),
                 port: ep.port,
                 offered: fingerprint(key),
-                files: files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+                files: files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }

@@ -7,7 +7,7 @@ mod host_keys;
 mod pool;
 mod session;
 
-pub use error::SshError;
+pub use error::{KeyChange, SshError};
 pub use host_keys::{HostKeyCheck, fingerprint};
 pub use pool::{HostResult, Pool};
 pub use session::{Output, Session};
@@ -63,7 +63,10 @@ pub const MAX_CHANNELS: usize = 8;
 
 /// Quotes `s` for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', r"'\''"))

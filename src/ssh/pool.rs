@@ -41,9 +41,13 @@ impl Pool {
             let mut map = self.sessions.lock().await;
             map.entry(ep.name.clone()).or_default().clone()
         };
-        cell.get_or_try_init(|| async { Session::connect(ep, self.settings.clone()).await.map(Arc::new) })
-            .await
-            .cloned()
+        cell.get_or_try_init(|| async {
+            Session::connect(ep, self.settings.clone())
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
     }
 
     /// Forgets the session of `host` (after it broke), so the next use reconnects.

@@ -53,7 +53,10 @@ struct Checker {
 impl client::Handler for Checker {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let key = key.public_key();
         let check = self.settings.host_keys.clone();
         let ep = self.ep.clone();
@@ -92,7 +95,9 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("endpoint", &self.endpoint).finish()
+        f.debug_struct("Session")
+            .field("endpoint", &self.endpoint)
+            .finish()
     }
 }
 
@@ -134,7 +139,9 @@ impl Session {
             Some(b) => {
                 let mut direct = (*settings).clone();
                 direct.bastion = None;
-                Some(Arc::new(Box::pin(Self::connect(b, Arc::new(direct))).await?))
+                Some(Arc::new(
+                    Box::pin(Self::connect(b, Arc::new(direct))).await?,
+                ))
             }
             None => None,
         };
@@ -154,7 +161,11 @@ impl Session {
         }
     }
 
-    async fn attempt(ep: &Endpoint, settings: Arc<Settings>, via: Option<Arc<Session>>) -> Result<Self, SshError> {
+    async fn attempt(
+        ep: &Endpoint,
+        settings: Arc<Settings>,
+        via: Option<Arc<Session>>,
+    ) -> Result<Self, SshError> {
         let limit = settings.connect_timeout;
         let config = Arc::new(client::Config {
             nodelay: true,
@@ -179,7 +190,12 @@ impl Session {
                 Some(b) => {
                     let ch = b
                         .handle
-                        .channel_open_direct_tcpip(ep.address.clone(), u32::from(ep.port), "127.0.0.1", 0)
+                        .channel_open_direct_tcpip(
+                            ep.address.clone(),
+                            u32::from(ep.port),
+                            "127.0.0.1",
+                            0,
+                        )
                         .await
                         .map_err(|e| SshError::Connect {
                             host: ep.name.clone(),
@@ -220,6 +236,22 @@ impl Session {
         })
     }
 
+    /// Opens a session channel. The server may still count a channel we just closed against its
+    /// MaxSessions for a moment, so a refusal is retried a few times with a short backoff.
+    async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let mut delay = Duration::from_millis(10);
+        for _ in 0..6 {
+            match self.handle.channel_open_session().await {
+                Err(russh::Error::ChannelOpenFailure(_)) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.handle.channel_open_session().await
+    }
+
     /// The endpoint this session is connected to.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
@@ -244,57 +276,77 @@ impl Session {
         self.exec_with(command, None, self.command_timeout).await
     }
 
-    /// Runs `command`, feeding `stdin` if given, stopping it after `limit`.
-    pub async fn exec_with(&self, command: &str, stdin: Option<&[u8]>, limit: Duration) -> Result<Output, SshError> {
+    /// Runs `command`, feeding `stdin` if given. Everything (opening the channel included) is
+    /// bounded by `limit`, so a host that stops answering yields a timeout, never a hang.
+    pub async fn exec_with(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        limit: Duration,
+    ) -> Result<Output, SshError> {
+        let started = Instant::now();
+        match tokio::time::timeout(limit, self.exec_inner(command, stdin)).await {
+            Ok(r) => r.map(|mut o| {
+                o.duration = started.elapsed();
+                o
+            }),
+            Err(_) => Err(SshError::CommandTimeout {
+                host: self.endpoint.name.clone(),
+                command: command.to_string(),
+                after: limit,
+            }),
+        }
+    }
+
+    async fn exec_inner(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, SshError> {
         let lost = |cause: String| SshError::Lost {
             host: self.endpoint.name.clone(),
             command: command.to_string(),
             cause,
         };
-        let _permit = self.channels.acquire().await.map_err(|e| lost(e.to_string()))?;
-        let started = Instant::now();
-        let mut ch = self
-            .handle
-            .channel_open_session()
+        let _permit = self
+            .channels
+            .acquire()
             .await
             .map_err(|e| lost(e.to_string()))?;
-        ch.exec(true, command).await.map_err(|e| lost(e.to_string()))?;
+        let mut ch = self.open_channel().await.map_err(|e| lost(e.to_string()))?;
+        // Dropping the channel (on timeout) closes it.
+        ch.exec(true, command)
+            .await
+            .map_err(|e| lost(e.to_string()))?;
         if let Some(data) = stdin {
             ch.data(data).await.map_err(|e| lost(e.to_string()))?;
-        }
-        if stdin.is_some() {
             ch.eof().await.map_err(|e| lost(e.to_string()))?;
         }
         let mut out = Output::default();
-        let collect = async {
-            while let Some(msg) = ch.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
-                    ChannelMsg::ExitStatus { exit_status } => out.exit_code = Some(exit_status),
-                    ChannelMsg::ExitSignal { signal_name, .. } => out.signal = Some(format!("{signal_name:?}")),
-                    _ => {}
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => out.exit_code = Some(exit_status),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    out.signal = Some(format!("{signal_name:?}"))
                 }
+                _ => {}
             }
-        };
-        if tokio::time::timeout(limit, collect).await.is_err() {
-            let _ = ch.close().await;
-            return Err(SshError::CommandTimeout {
-                host: self.endpoint.name.clone(),
-                command: command.to_string(),
-                after: limit,
-            });
         }
-        out.duration = started.elapsed();
         if out.exit_code.is_none() && out.signal.is_none() {
-            return Err(lost("the connection closed before the command finished".into()));
+            return Err(lost(
+                "the connection closed before the command finished".into(),
+            ));
         }
         Ok(out)
     }
 
     /// Writes `data` to `path` with `mode` and `owner` (`user:group`), atomically: SFTP to a private
     /// temp file, then (as root) move next to the target, chown, chmod and rename over it.
-    pub async fn upload(&self, path: &str, data: &[u8], mode: u32, owner: &str) -> Result<(), SshError> {
+    pub async fn upload(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: u32,
+        owner: &str,
+    ) -> Result<(), SshError> {
         let fail = |cause: String| SshError::Transfer {
             host: self.endpoint.name.clone(),
             op: "upload",
@@ -302,10 +354,16 @@ impl Session {
             cause,
         };
         let tmp = format!("/tmp/.forgectl-upload-{:032x}", rand_suffix());
-        {
-            let _permit = self.channels.acquire().await.map_err(|e| fail(e.to_string()))?;
-            let ch = self.handle.channel_open_session().await.map_err(|e| fail(e.to_string()))?;
-            ch.request_subsystem(true, "sftp").await.map_err(|e| fail(e.to_string()))?;
+        let sent = tokio::time::timeout(self.command_timeout, async {
+            let _permit = self
+                .channels
+                .acquire()
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let ch = self.open_channel().await.map_err(|e| fail(e.to_string()))?;
+            ch.request_subsystem(true, "sftp")
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             let sftp = russh_sftp::client::SftpSession::new(ch.into_stream())
                 .await
                 .map_err(|e| fail(format!("SFTP: {e}")))?;
@@ -322,9 +380,24 @@ impl Session {
                 )
                 .await
                 .map_err(|e| fail(format!("SFTP open {tmp}: {e}")))?;
-            f.write_all(data).await.map_err(|e| fail(format!("SFTP write: {e}")))?;
-            f.shutdown().await.map_err(|e| fail(format!("SFTP close: {e}")))?;
+            f.write_all(data)
+                .await
+                .map_err(|e| fail(format!("SFTP write: {e}")))?;
+            f.shutdown()
+                .await
+                .map_err(|e| fail(format!("SFTP close: {e}")))?;
             let _ = sftp.close().await;
+            Ok::<(), SshError>(())
+        })
+        .await;
+        match sent {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(fail(format!(
+                    "no progress within {:?}",
+                    self.command_timeout
+                )));
+            }
         }
         let q = shell_quote(path);
         let script = format!(
@@ -342,7 +415,9 @@ impl Session {
 
     /// Reads `path` (as root).
     pub async fn download(&self, path: &str) -> Result<Vec<u8>, SshError> {
-        let out = self.exec(&self.as_root(&format!("cat -- {}", shell_quote(path)))).await?;
+        let out = self
+            .exec(&self.as_root(&format!("cat -- {}", shell_quote(path))))
+            .await?;
         if !out.success() {
             return Err(SshError::Transfer {
                 host: self.endpoint.name.clone(),
@@ -356,7 +431,10 @@ impl Session {
 
     /// Closes the connection politely.
     pub async fn close(&self) {
-        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
     }
 }
 
@@ -369,7 +447,11 @@ fn rand_suffix() -> u128 {
     u128::from_le_bytes(buf)
 }
 
-async fn authenticate(handle: &mut Handle<Checker>, ep: &Endpoint, creds: &Credentials) -> Result<(), SshError> {
+async fn authenticate(
+    handle: &mut Handle<Checker>,
+    ep: &Endpoint,
+    creds: &Credentials,
+) -> Result<(), SshError> {
     let failed = |method: String| SshError::AuthFailed {
         host: ep.name.clone(),
         address: ep.address.clone(),
@@ -388,24 +470,33 @@ async fn authenticate(handle: &mut Handle<Checker>, ep: &Endpoint, creds: &Crede
         Credentials::KeyFile(path) => {
             let p = path.clone();
             let passphrase = std::env::var("FORGECTL_SSH_PASSPHRASE").ok();
-            let key = tokio::task::spawn_blocking(move || keys::load_secret_key(&p, passphrase.as_deref()))
+            let key = tokio::task::spawn_blocking(move || {
+                keys::load_secret_key(&p, passphrase.as_deref())
+            })
+            .await
+            .map_err(|e| SshError::Key {
+                path: path.display().to_string(),
+                cause: e.to_string(),
+            })?
+            .map_err(|e| SshError::Key {
+                path: path.display().to_string(),
+                cause: match e {
+                    keys::Error::KeyIsEncrypted => {
+                        "the key is encrypted: set FORGECTL_SSH_PASSPHRASE, or use ssh-agent".into()
+                    }
+                    other => other.to_string(),
+                },
+            })?;
+            let hash = handle
+                .best_supported_rsa_hash()
                 .await
-                .map_err(|e| SshError::Key {
-                    path: path.display().to_string(),
-                    cause: e.to_string(),
-                })?
-                .map_err(|e| SshError::Key {
-                    path: path.display().to_string(),
-                    cause: match e {
-                        keys::Error::KeyIsEncrypted => {
-                            "the key is encrypted: set FORGECTL_SSH_PASSPHRASE, or use ssh-agent".into()
-                        }
-                        other => other.to_string(),
-                    },
-                })?;
-            let hash = handle.best_supported_rsa_hash().await.map_err(proto)?.flatten();
+                .map_err(proto)?
+                .flatten();
             let res = handle
-                .authenticate_publickey(ep.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .authenticate_publickey(
+                    ep.user.clone(),
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                )
                 .await
                 .map_err(proto)?;
             if res.success() {
@@ -422,7 +513,11 @@ async fn authenticate(handle: &mut Handle<Checker>, ep: &Endpoint, creds: &Crede
                 .request_identities()
                 .await
                 .map_err(|e| failed(format!("ssh-agent: {e}")))?;
-            let hash = handle.best_supported_rsa_hash().await.map_err(proto)?.flatten();
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(proto)?
+                .flatten();
             for id in ids {
                 let keys::agent::AgentIdentity::PublicKey { key, .. } = id else {
                     continue;

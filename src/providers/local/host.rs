@@ -85,15 +85,20 @@ pub async fn prerequisites() -> Result<(), LocalError> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("installing host packages the local provider needs: {}", missing.join(" "));
+    eprintln!(
+        "installing host packages the local provider needs: {}",
+        missing.join(" ")
+    );
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend(&missing);
     let installed = run("apt-get", &args, Duration::from_secs(600)).await;
     if installed.is_err() {
         run("apt-get", &["update"], Duration::from_secs(300)).await?;
-        run("apt-get", &args, Duration::from_secs(600)).await.map_err(|_| LocalError::Missing {
-            command: format!("apt-get install -y {}", missing.join(" ")),
-        })?;
+        run("apt-get", &args, Duration::from_secs(600))
+            .await
+            .map_err(|_| LocalError::Missing {
+                command: format!("apt-get install -y {}", missing.join(" ")),
+            })?;
     }
     Ok(())
 }

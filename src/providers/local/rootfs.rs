@@ -33,12 +33,14 @@ pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(d).join("forgectl");
     }
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/forgectl")
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+        .join(".cache/forgectl")
 }
 
 /// The Debian mirror the host's apt uses (the machines' rootfs comes from the same place).
 pub fn host_mirror() -> String {
-    let sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
+    let sources =
+        std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
     if let Some(uri) = sources
         .lines()
         .filter_map(|l| l.strip_prefix("URIs:"))
@@ -70,7 +72,11 @@ pub struct Recipe {
 impl Recipe {
     /// The base packages plus `extra`, for `suite` from the host's mirror.
     pub fn new(suite: &str, extra: &[String]) -> Self {
-        let mut packages: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect();
+        let mut packages: Vec<String> = BASE_PACKAGES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().cloned())
+            .collect();
         packages.sort();
         packages.dedup();
         Self {
@@ -82,7 +88,12 @@ impl Recipe {
 
     /// The cache key: changes whenever the suite, mirror or package list does.
     pub fn key(&self) -> String {
-        let text = format!("{}\n{}\n{}", self.suite, self.mirror, self.packages.join(","));
+        let text = format!(
+            "{}\n{}\n{}",
+            self.suite,
+            self.mirror,
+            self.packages.join(",")
+        );
         format!("{}-{}", self.suite, &sha256_hex(text.as_bytes())[..12])
     }
 }
@@ -95,13 +106,25 @@ pub async fn ensure(recipe: &Recipe, quiet: bool) -> Result<PathBuf, LocalError>
     if target.join("usr/sbin/sshd").exists() {
         return Ok(target);
     }
-    tokio::fs::create_dir_all(&base).await.map_err(|e| LocalError::io(&base, e))?;
+    tokio::fs::create_dir_all(&base)
+        .await
+        .map_err(|e| LocalError::io(&base, e))?;
     let tmp = base.join(format!(".build-{}-{}", recipe.key(), std::process::id()));
     let _ = tokio::fs::remove_dir_all(&tmp).await;
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.enable_steady_tick(Duration::from_millis(200));
-    bar.set_message(format!("building the machines' root filesystem ({} from {}), once", recipe.suite, recipe.mirror));
+    bar.set_message(format!(
+        "building the machines' root filesystem ({} from {}), once",
+        recipe.suite, recipe.mirror
+    ));
     let result = debootstrap(recipe, &tmp, &bar).await;
     match result {
         Ok(()) => {
@@ -125,7 +148,12 @@ pub async fn ensure(recipe: &Recipe, quiet: bool) -> Result<PathBuf, LocalError>
 
 async fn debootstrap(recipe: &Recipe, dir: &Path, bar: &ProgressBar) -> Result<(), LocalError> {
     let include = format!("--include={}", recipe.packages.join(","));
-    let shown = format!("debootstrap --variant=minbase {include} {} {} {}", recipe.suite, dir.display(), recipe.mirror);
+    let shown = format!(
+        "debootstrap --variant=minbase {include} {} {} {}",
+        recipe.suite,
+        dir.display(),
+        recipe.mirror
+    );
     // stderr joins stdout so the error lines end up in the message, and the pipe never fills.
     let script = format!(
         "exec debootstrap --variant=minbase {} {} {} {} 2>&1",

@@ -1,0 +1,145 @@
+//! `forgectl exec`: run one command on many hosts over SSH.
+
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::{CommandError, ExitCode, load_inventory};
+use crate::executor::{endpoints, ssh_settings};
+use crate::output::{Format, Options};
+use crate::playbook::{self, Step};
+use crate::ssh::{Output, Pool};
+use crate::state;
+
+/// What `exec` needs.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Host selectors (roles, names, `all`).
+    pub hosts: Vec<String>,
+    /// The command line (joined with spaces, run by the remote shell).
+    pub command: String,
+    /// Per-host timeout.
+    pub timeout: Option<Duration>,
+    /// Run as root (sudo when the login user is not root).
+    pub sudo: bool,
+}
+
+/// Runs the command on the selected hosts, prints each host's output with a prefix and a summary.
+pub async fn exec(
+    file: Option<&Path>,
+    e: &ExecOptions,
+    opts: &Options,
+) -> Result<ExitCode, CommandError> {
+    let inv = load_inventory(file, opts)?;
+    let step = Step {
+        phase: "exec".into(),
+        hosts: if e.hosts.is_empty() {
+            vec!["all".into()]
+        } else {
+            e.hosts.clone()
+        },
+    };
+    let machines = playbook::select(&inv, "exec", &step)?;
+    if machines.is_empty() {
+        return Err(CommandError::Usage(format!(
+            "--hosts {} matches no machine",
+            e.hosts.join(",")
+        )));
+    }
+    let dir = state::StateDir::open(
+        &state::base_dir(opts.state_dir.as_deref())?,
+        &inv.inventory.name,
+    )?;
+    let mut settings = ssh_settings(&inv, &dir);
+    if let Some(t) = e.timeout {
+        settings.command_timeout = t;
+    }
+    let limit = settings.command_timeout;
+    let pool = Pool::new(settings);
+    let eps = endpoints(&inv, &machines);
+    let started = Instant::now();
+    let results = pool
+        .each(&eps, |s| {
+            let cmd = if e.sudo {
+                s.as_root(&e.command)
+            } else {
+                e.command.clone()
+            };
+            async move { s.exec_with(&cmd, None, limit).await }
+        })
+        .await;
+    let wall = started.elapsed();
+    pool.close().await;
+    let failed = results
+        .iter()
+        .filter(|r| !r.result.as_ref().is_ok_and(Output::success))
+        .count();
+    match opts.format {
+        Format::Json => {
+            let hosts: Vec<_> = results
+                .iter()
+                .map(|r| match &r.result {
+                    Ok(o) => json!({
+                        "host": r.host, "exit_code": o.exit_code, "signal": o.signal,
+                        "stdout": String::from_utf8_lossy(&o.stdout), "stderr": String::from_utf8_lossy(&o.stderr),
+                        "ms": o.duration.as_secs_f64() * 1000.0,
+                    }),
+                    Err(err) => json!({ "host": r.host, "error": err.to_string(), "next_step": err.next_step() }),
+                })
+                .collect();
+            println!(
+                "{}",
+                json!({ "hosts": hosts, "failed": failed, "wall_ms": wall.as_secs_f64() * 1000.0 })
+            );
+        }
+        Format::Text => {
+            let width = results
+                .iter()
+                .map(|r| r.host.len())
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            for r in &results {
+                if let Ok(o) = &r.result {
+                    for line in String::from_utf8_lossy(&o.stdout).lines() {
+                        println!("{:width$} | {line}", r.host);
+                    }
+                    for line in String::from_utf8_lossy(&o.stderr).lines() {
+                        println!("{:width$} ! {line}", r.host);
+                    }
+                }
+            }
+            if opts.verbosity >= 0 {
+                println!();
+                println!("{:width$}  RESULT", "HOST");
+                for r in &results {
+                    let what = match &r.result {
+                        Ok(o) if o.success() => {
+                            format!("ok ({:.0} ms)", o.duration.as_secs_f64() * 1000.0)
+                        }
+                        Ok(o) => match (&o.exit_code, &o.signal) {
+                            (Some(c), _) => {
+                                format!("exit {c} ({:.0} ms)", o.duration.as_secs_f64() * 1000.0)
+                            }
+                            (None, Some(s)) => format!("killed by {s}"),
+                            _ => "ended without status".into(),
+                        },
+                        Err(err) => format!("error: {err}"),
+                    };
+                    println!("{:width$}  {what}", r.host);
+                }
+                println!(
+                    "{} host(s): {} ok, {failed} failed, {:.2} s",
+                    results.len(),
+                    results.len() - failed,
+                    wall.as_secs_f64()
+                );
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failed
+    })
+}

@@ -1,0 +1,56 @@
+//! The deprovision phase: delete the machines and everything the provider made for them.
+
+use super::{Phase, PhaseError, PlanContext};
+use crate::inventory::{Machine, ProviderKind};
+use crate::plan::{Action, Op, Readiness};
+
+/// Deletes every machine the provider made for the cluster.
+pub struct Deprovision;
+
+impl Phase for Deprovision {
+    fn name(&self) -> &'static str {
+        "deprovision"
+    }
+
+    fn title(&self) -> &'static str {
+        "Delete the machines and everything the provider made for them"
+    }
+
+    fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
+        match ctx.inv.inventory.provider {
+            ProviderKind::Static | ProviderKind::Local => Readiness::Ready,
+            ProviderKind::Openstack | ProviderKind::Vagrant => Readiness::NotImplemented {
+                arrives_with: "issue #5".into(),
+            },
+        }
+    }
+
+    fn skip_reason(&self, ctx: &PlanContext<'_>) -> Option<String> {
+        match ctx.inv.inventory.provider {
+            ProviderKind::Static => {
+                Some("static hosts are never deleted (use the reset playbook)".into())
+            }
+            ProviderKind::Local if ctx.present.existing.is_empty() => {
+                Some("no machine exists".into())
+            }
+            _ => None,
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext<'_>, _: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
+        Ok(ctx
+            .present
+            .existing
+            .iter()
+            .map(|name| {
+                Action::local(
+                    Some(name),
+                    Op::DeleteMachine {
+                        machine: name.clone(),
+                    },
+                    "delete the machine, its disk and its network",
+                )
+            })
+            .collect())
+    }
+}

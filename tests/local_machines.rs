@@ -1,0 +1,547 @@
+//! Real local machines (systemd + sshd in namespaces) and the SSH executor against them.
+//! Needs root and the host packages `.ci/run` installs; builds (or reuses) the cached rootfs.
+//! One test function on purpose: the machines are brought up once for every check.
+
+use assert_cmd::Command;
+use forgectl::inventory::model::HostKeyPolicy;
+use forgectl::ssh::{Credentials, Endpoint, HostKeyCheck, Session, Settings, SshError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CLUSTER: &str = "fgtest-ssh";
+const NET: &str = "10.77.50";
+
+const INVENTORY: &str = "\
+name: fgtest-ssh
+provider: local
+local:
+  bridge: fgtest-ssh0
+network:
+  machine_cidr: 10.77.50.0/24
+ingress:
+  enabled: false
+ssh:
+  connect_timeout: 3
+groups:
+  - name: etcd
+    roles: [etcd]
+    count: 1
+  - name: cp
+    roles: [control-plane]
+    count: 1
+  - name: w
+    roles: [worker]
+    count: 1
+";
+
+/// Everything on the host that machines could leave behind.
+fn host_snapshot(state: &Path) -> Vec<String> {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut snap = Vec::new();
+    snap.extend(
+        run(&["ip", "netns", "list"])
+            .lines()
+            .map(|l| format!("netns {l}")),
+    );
+    snap.extend(
+        run(&["ip", "-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(':').nth(1).map(|n| format!("link {}", n.trim()))),
+    );
+    let state = state.display().to_string();
+    snap.extend(
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&state) || l.contains("forgectl"))
+            .map(|l| format!("mount {l}")),
+    );
+    for h in [
+        "/sys/fs/cgroup/unified/forgectl",
+        "/sys/fs/cgroup/systemd/forgectl",
+        "/sys/fs/cgroup/forgectl",
+    ] {
+        if Path::new(h).join(CLUSTER).exists() {
+            snap.push(format!("cgroup {h}/{CLUSTER}"));
+        }
+    }
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(&state) {
+            snap.push(format!("process {}", p.file_name().to_string_lossy()));
+        }
+    }
+    snap.sort();
+    snap
+}
+
+struct Cluster {
+    inventory: PathBuf,
+    state: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn forgectl(&self) -> Command {
+        let mut c = Command::cargo_bin("forgectl").unwrap();
+        c.env("NO_COLOR", "1")
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .arg("-f")
+            .arg(&self.inventory);
+        c
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.state.path().join(CLUSTER)
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            credentials: Credentials::KeyFile(self.dir().join("id_ed25519")),
+            host_keys: HostKeyCheck {
+                policy: HostKeyPolicy::Strict,
+                trusted: vec![],
+                recorded: self.dir().join("known_hosts"),
+            },
+            connect_timeout: Duration::from_secs(3),
+            retry_for: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(30),
+            bastion: None,
+            max_channels: 8,
+            host_concurrency: 30,
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Whatever happened, leave nothing running.
+        let _ = self.forgectl().args(["down", "--yes"]).output();
+    }
+}
+
+fn ep(name: &str, last: u8, user: &str) -> Endpoint {
+    Endpoint {
+        name: name.into(),
+        address: format!("{NET}.{last}"),
+        port: 22,
+        user: user.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_machines_and_ssh_executor() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
+        "this test needs root (namespaces, mounts, cgroups); CI runs it as root"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let inventory = work.path().join("cluster.yaml");
+    std::fs::write(&inventory, INVENTORY).unwrap();
+    let cluster = Cluster {
+        inventory,
+        state: tempfile::tempdir().unwrap(),
+    };
+    let before = host_snapshot(cluster.state.path());
+
+    // up: machines are made, booted and probed over SSH; the run stops at the first unbuilt phase.
+    let started = Instant::now();
+    cluster
+        .forgectl()
+        .args(["up", "--yes"])
+        .assert()
+        .code(3)
+        .stdout(predicates::str::contains("ran provision, facts"));
+    eprintln!(
+        "up with 3 machines: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let facts = std::fs::read_to_string(cluster.dir().join("facts.json")).unwrap();
+    assert!(
+        facts.contains("Debian GNU/Linux 12 (bookworm)")
+            && facts.contains("\"systemd\": \"running\""),
+        "{facts}"
+    );
+
+    // A second up changes nothing.
+    cluster
+        .forgectl()
+        .args(["up", "--yes"])
+        .assert()
+        .code(3)
+        .stdout(predicates::str::contains(
+            "nothing to do: all 3 machines run",
+        ))
+        .stdout(predicates::str::contains("(0 change(s))"));
+
+    // exec on every host, with prefixes and a summary.
+    cluster
+        .forgectl()
+        .args(["exec", "--", "hostname"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("etcd-1 | etcd-1"))
+        .stdout(predicates::str::contains("w-1    | w-1"))
+        .stdout(predicates::str::contains("3 host(s): 3 ok, 0 failed"));
+    cluster
+        .forgectl()
+        .args(["exec", "--hosts", "worker", "--", "exit 3"])
+        .assert()
+        .code(1)
+        .stdout(predicates::str::is_match(r"w-1 +exit 3 \(").unwrap());
+
+    let t0 = Instant::now();
+    let section = |name: &str| eprintln!("[{:>6.1} s] {name}", t0.elapsed().as_secs_f64());
+    let settings = Arc::new(cluster.settings());
+    let etcd = Session::connect(&ep("etcd-1", 10, "root"), settings.clone())
+        .await
+        .unwrap();
+
+    section("Commands: exit co");
+    // Commands: exit code, stdout, stderr, stdin.
+    let out = etcd.exec("echo out; echo err >&2; exit 7").await.unwrap();
+    assert_eq!(
+        (out.exit_code, out.stdout_text(), out.stderr_text()),
+        (Some(7), "out".into(), "err".into())
+    );
+    let out = etcd
+        .exec_with("wc -c", Some(b"12345"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "5");
+
+    section("Upload with mode");
+    // Upload with mode, owner and atomic replace; download.
+    etcd.upload(
+        "/etc/fgtest/a.conf",
+        b"a much longer first version\n",
+        0o640,
+        "root:root",
+    )
+    .await
+    .unwrap();
+    etcd.upload("/etc/fgtest/a.conf", b"v2\n", 0o640, "root:root")
+        .await
+        .unwrap();
+    assert_eq!(etcd.download("/etc/fgtest/a.conf").await.unwrap(), b"v2\n");
+    let out = etcd.exec("stat -c '%a %U:%G' /etc/fgtest/a.conf; ls -A /etc/fgtest /tmp | grep -c forgectl || true").await.unwrap();
+    assert_eq!(out.stdout_text(), "640 root:root\n0");
+
+    section("Eight channels");
+    // Eight channels at once on one connection, more queue instead of failing.
+    let cmds: Vec<String> = (0..20).map(|i| format!("sleep 0.2; echo {i}")).collect();
+    let many: Vec<_> = cmds
+        .iter()
+        .map(|c| etcd.exec_with(c, None, Duration::from_secs(10)))
+        .collect();
+    let outs = futures::future::join_all(many).await;
+    assert!(
+        outs.iter().all(|o| o.as_ref().is_ok_and(|o| o.success())),
+        "{outs:?}"
+    );
+
+    section("Command timeout.");
+    // Command timeout.
+    let t = Instant::now();
+    let e = etcd
+        .exec_with("sleep 30", None, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SshError::CommandTimeout { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+
+    section("sudo as a non-roo");
+    // sudo as a non-root user.
+    let setup = "useradd -m -s /bin/bash fgtest && install -d -o fgtest -m 700 /home/fgtest/.ssh && \
+                 install -o fgtest -m 600 /root/.ssh/authorized_keys /home/fgtest/.ssh/ && \
+                 echo 'fgtest ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/fgtest";
+    assert!(etcd.exec(setup).await.unwrap().success());
+    let user = Session::connect(&ep("etcd-1", 10, "fgtest"), settings.clone())
+        .await
+        .unwrap();
+    assert_eq!(user.exec("id -un").await.unwrap().stdout_text(), "fgtest");
+    assert_eq!(
+        user.exec(&user.as_root("id -u"))
+            .await
+            .unwrap()
+            .stdout_text(),
+        "0"
+    );
+    user.upload("/etc/fgtest/b.conf", b"secret\n", 0o600, "root:root")
+        .await
+        .unwrap();
+    assert_eq!(
+        user.download("/etc/fgtest/b.conf").await.unwrap(),
+        b"secret\n"
+    );
+    assert_eq!(
+        etcd.exec("stat -c '%a %U' /etc/fgtest/b.conf")
+            .await
+            .unwrap()
+            .stdout_text(),
+        "600 root"
+    );
+
+    section("Wrong key");
+    // Wrong key: authentication fails with a clear error.
+    let bad_key = cluster.state.path().join("other_key");
+    std::fs::write(
+        &bad_key,
+        forgectl::providers::local::new_ed25519("x").unwrap().0,
+    )
+    .unwrap();
+    let mut s = cluster.settings();
+    s.credentials = Credentials::KeyFile(bad_key);
+    let e = Session::connect(&ep("etcd-1", 10, "root"), Arc::new(s))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SshError::AuthFailed { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("etcd-1 (root@10.77.50.10:22): authentication failed"),
+        "{e}"
+    );
+
+    section("Host keys:");
+    // Host keys: a changed key is refused showing both fingerprints; unknown + strict is refused;
+    // accept-new records the key and trusts it next time.
+    let known = std::fs::read_to_string(cluster.dir().join("known_hosts")).unwrap();
+    let cp_key = known
+        .lines()
+        .find(|l| l.starts_with(&format!("{NET}.11 ")))
+        .unwrap();
+    let swapped = cluster.state.path().join("swapped_known_hosts");
+    std::fs::write(
+        &swapped,
+        cp_key.replace(&format!("{NET}.11 "), &format!("{NET}.10 ")) + "\n",
+    )
+    .unwrap();
+    let mut s = cluster.settings();
+    s.host_keys.recorded = swapped.clone();
+    let e = Session::connect(&ep("etcd-1", 10, "root"), Arc::new(s))
+        .await
+        .unwrap_err();
+    match &e {
+        SshError::HostKeyChanged(c) => {
+            assert_ne!(c.expected, c.offered);
+            assert!(c.expected.starts_with("SHA256:") && c.offered.starts_with("SHA256:"));
+            assert_eq!(c.line, 1);
+        }
+        other => panic!("expected a host key mismatch, got {other}"),
+    }
+    assert!(e.to_string().contains("HOST KEY CHANGED"), "{e}");
+    let empty = cluster.state.path().join("empty_known_hosts");
+    let mut s = cluster.settings();
+    s.host_keys.recorded = empty.clone();
+    let e = Session::connect(&ep("etcd-1", 10, "root"), Arc::new(s.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e}");
+    s.host_keys.policy = HostKeyPolicy::AcceptNew;
+    Session::connect(&ep("etcd-1", 10, "root"), Arc::new(s.clone()))
+        .await
+        .unwrap();
+    s.host_keys.policy = HostKeyPolicy::Strict;
+    Session::connect(&ep("etcd-1", 10, "root"), Arc::new(s))
+        .await
+        .unwrap();
+    assert!(
+        std::fs::read_to_string(&empty)
+            .unwrap()
+            .contains(&format!("{NET}.10 ssh-ed25519 "))
+    );
+
+    section("Bastion:");
+    // Bastion: w-1 does not answer the host (blackhole route in its namespace) but answers etcd-1.
+    let ns = format!("fg-{CLUSTER}-w-1");
+    let ok = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "blackhole",
+            &format!("{NET}.1/32"),
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let direct = Session::connect(&ep("w-1", 12, "root"), settings.clone()).await;
+    assert!(direct.is_err(), "w-1 should not be reachable directly");
+    let mut s = cluster.settings();
+    s.bastion = Some(ep("etcd-1", 10, "root"));
+    let via = Session::connect(&ep("w-1", 12, "root"), Arc::new(s))
+        .await
+        .unwrap();
+    assert_eq!(via.exec("hostname").await.unwrap().stdout_text(), "w-1");
+    via.upload("/root/through-bastion", b"ok", 0o600, "root:root")
+        .await
+        .unwrap();
+    std::process::Command::new("ip")
+        .args([
+            "-n",
+            &ns,
+            "route",
+            "del",
+            "blackhole",
+            &format!("{NET}.1/32"),
+        ])
+        .status()
+        .unwrap();
+
+    section("A machine that cr");
+    // A machine that crashes mid-command: a clear error for it, the others unaffected.
+    let cp = Arc::new(
+        Session::connect(&ep("cp-1", 11, "root"), settings.clone())
+            .await
+            .unwrap(),
+    );
+    let long = {
+        let cp = cp.clone();
+        tokio::spawn(async move {
+            cp.exec_with("sleep 20", None, Duration::from_secs(30))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster
+        .forgectl()
+        .args(["machines", "kill", "cp-1"])
+        .assert()
+        .success()
+        .stdout("cp-1: stopped\n");
+    let e = long.await.unwrap().unwrap_err();
+    assert!(matches!(e, SshError::Lost { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("cp-1: connection lost during `sleep 20`"),
+        "{e}"
+    );
+    assert!(etcd.exec("true").await.unwrap().success());
+    cluster
+        .forgectl()
+        .args(["machines", "start", "cp-1"])
+        .assert()
+        .success()
+        .stdout("cp-1: running\n");
+    let cp = Session::connect(&ep("cp-1", 11, "root"), settings.clone())
+        .await
+        .unwrap();
+    assert!(
+        cp.exec("test -f /etc/hostname").await.unwrap().success(),
+        "the disk survives a crash"
+    );
+
+    section("Cut off:");
+    // Cut off: an open session times out within the command timeout; a new one within the
+    // connect timeout.
+    cluster
+        .forgectl()
+        .args(["machines", "cut", "cp-1"])
+        .assert()
+        .success()
+        .stdout("cp-1: cut\n");
+    let t = Instant::now();
+    let e = cp
+        .exec_with("true", None, Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    // Depending on ARP timing the kernel reports the host unreachable or nothing at all.
+    assert!(
+        matches!(e, SshError::CommandTimeout { .. } | SshError::Lost { .. }),
+        "{e}"
+    );
+    assert!(e.to_string().starts_with("cp-1: "), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    let t = Instant::now();
+    let e = Session::connect(&ep("cp-1", 11, "root"), settings.clone())
+        .await
+        .unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(e.to_string().contains("cp-1 (root@10.77.50.11:22)"), "{e}");
+    cluster
+        .forgectl()
+        .args(["machines", "heal", "cp-1"])
+        .assert()
+        .success()
+        .stdout("cp-1: running\n");
+
+    section("Freeze:");
+    // Freeze: the machine hangs; thaw: it answers again.
+    cluster
+        .forgectl()
+        .args(["machines", "freeze", "w-1"])
+        .assert()
+        .success()
+        .stdout("w-1: frozen\n");
+    let e = Session::connect(&ep("w-1", 12, "root"), settings.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SshError::Timeout { .. }), "{e}");
+    cluster
+        .forgectl()
+        .args(["machines", "thaw", "w-1"])
+        .assert()
+        .success()
+        .stdout("w-1: running\n");
+    Session::connect(&ep("w-1", 12, "root"), settings.clone())
+        .await
+        .unwrap();
+
+    section("Clean stop");
+    // Clean stop and start keep the disk.
+    cluster
+        .forgectl()
+        .args(["machines", "stop", "w-1"])
+        .assert()
+        .success()
+        .stdout("w-1: stopped\n");
+    cluster
+        .forgectl()
+        .args(["machines", "list"])
+        .assert()
+        .success()
+        .stdout(predicates::str::is_match(r"w-1\s+10\.77\.50\.12\s+stopped\s+-").unwrap());
+    cluster
+        .forgectl()
+        .args(["machines", "start", "w-1"])
+        .assert()
+        .success();
+    let w = Session::connect(&ep("w-1", 12, "root"), settings.clone())
+        .await
+        .unwrap();
+    assert_eq!(w.download("/root/through-bastion").await.unwrap(), b"ok");
+
+    section("down removes");
+    // down removes everything; a second down is a no-op; the host is as it was.
+    for s in [etcd, user, cp, w, via] {
+        s.close().await;
+    }
+    cluster
+        .forgectl()
+        .args(["down", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "down: done — 1 phase(s), 3 change(s).",
+        ));
+    cluster
+        .forgectl()
+        .args(["down", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "nothing to do: no machine exists",
+        ));
+    assert_eq!(host_snapshot(cluster.state.path()), before);
+}
