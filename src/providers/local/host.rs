@@ -102,3 +102,26 @@ pub async fn prerequisites() -> Result<(), LocalError> {
     }
     Ok(())
 }
+
+/// Each machine's systemd needs several inotify instances; the kernel's default per-user limit
+/// (128) runs out at about 20 machines. Raises the limits when they are below what `machines`
+/// need (never lowers them) and says so.
+pub fn ensure_inotify(machines: usize) -> Result<(), LocalError> {
+    let needed_instances = (machines as u64 * 32 + 256).max(1024);
+    let needed_watches = (machines as u64 * 8192 + 65536).max(524_288);
+    for (name, needed) in [
+        ("max_user_instances", needed_instances),
+        ("max_user_watches", needed_watches),
+    ] {
+        let path = std::path::Path::new("/proc/sys/fs/inotify").join(name);
+        let current: u64 = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if current < needed {
+            std::fs::write(&path, needed.to_string()).map_err(|e| LocalError::io(&path, e))?;
+            tracing::warn!("raised fs.inotify.{name} from {current} to {needed} for {machines} local machines");
+        }
+    }
+    Ok(())
+}

@@ -229,6 +229,7 @@ impl LocalProvider {
         authorized_key: &str,
     ) -> Result<Vec<Status>, LocalError> {
         host::prerequisites().await?;
+        host::ensure_inotify(machines.len().max(self.existing().len()))?;
         let rootfs = rootfs::ensure(&self.recipe, self.quiet).await?;
         net::ensure_bridge(&self.bridge, self.host_address, self.network).await?;
         let before = self.existing();
@@ -485,9 +486,7 @@ impl LocalProvider {
     /// Removes every machine, the bridge and the local state. A second call finds nothing to do.
     pub async fn destroy(&self) -> Vec<String> {
         let names = self.existing();
-        for n in &names {
-            self.remove(n).await;
-        }
+        futures::future::join_all(names.iter().map(|n| self.remove(n))).await;
         net::remove_bridge(&self.bridge).await;
         let _ = std::fs::remove_file(self.known_hosts());
         let local = self.state_dir.join("local");
