@@ -15,7 +15,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let n: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(50);
     let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
     let text = format!(
@@ -35,7 +38,11 @@ async fn main() {
         exec.delete(&names).await.ok();
         std::process::exit(1);
     }
-    println!("{} machines up in {:.1} s", names.len(), t.elapsed().as_secs_f64());
+    println!(
+        "{} machines up in {:.1} s",
+        names.len(),
+        t.elapsed().as_secs_f64()
+    );
 
     let machines: Vec<&Machine> = inv.machines.iter().collect();
     let eps = endpoints(&inv, &machines);
@@ -43,7 +50,9 @@ async fn main() {
     // Round 0 includes connecting (handshake + auth); later rounds reuse the connections.
     for round in 0..=rounds {
         let t = Instant::now();
-        let results = pool.each(&eps, |s| async move { s.exec("true").await }).await;
+        let results = pool
+            .each(&eps, |s| async move { s.exec("true").await })
+            .await;
         let wall = t.elapsed();
         let mut lat: Vec<Duration> = results
             .iter()
@@ -51,7 +60,11 @@ async fn main() {
             .collect();
         let failed = results.len() - lat.len();
         lat.sort();
-        let label = if round == 0 { "connect + exec" } else { "exec (reused)" };
+        let label = if round == 0 {
+            "connect + exec"
+        } else {
+            "exec (reused)"
+        };
         println!(
             "round {round} ({label}): wall {:>7.1} ms; per host p50 {:>5.1} ms, p90 {:>5.1} ms, p99 {:>5.1} ms, max {:>5.1} ms; failed {failed}",
             wall.as_secs_f64() * 1000.0,
@@ -87,5 +100,9 @@ async fn main() {
     }
     let t = Instant::now();
     exec.delete(&names).await.ok();
-    println!("{} machines removed in {:.1} s", names.len(), t.elapsed().as_secs_f64());
+    println!(
+        "{} machines removed in {:.1} s",
+        names.len(),
+        t.elapsed().as_secs_f64()
+    );
 }

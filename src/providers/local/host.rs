@@ -120,7 +120,9 @@ pub fn ensure_inotify(machines: usize) -> Result<(), LocalError> {
             .unwrap_or(0);
         if current < needed {
             std::fs::write(&path, needed.to_string()).map_err(|e| LocalError::io(&path, e))?;
-            tracing::warn!("raised fs.inotify.{name} from {current} to {needed} for {machines} local machines");
+            tracing::warn!(
+                "raised fs.inotify.{name} from {current} to {needed} for {machines} local machines"
+            );
         }
     }
     Ok(())
