@@ -79,6 +79,19 @@ pub enum LocalError {
         /// The verb.
         verb: String,
     },
+    /// Another state dir already runs a machine with the same names on this host.
+    #[error(
+        "machine {machine}: network namespace {netns} already exists but this state dir ({state}) did not make it; \
+         another forgectl state dir probably runs a cluster with the same name on this host"
+    )]
+    Conflict {
+        /// Machine.
+        machine: String,
+        /// The namespace in the way.
+        netns: String,
+        /// This state dir.
+        state: String,
+    },
     /// Interrupted (Ctrl-C) while creating machines; what was created was removed again.
     #[error("interrupted; the machines created by this run were removed")]
     Interrupted,
@@ -231,7 +244,7 @@ impl LocalProvider {
         host::prerequisites().await?;
         host::ensure_inotify(machines.len().max(self.existing().len()))?;
         let rootfs = rootfs::ensure(&self.recipe, self.quiet).await?;
-        net::ensure_bridge(&self.bridge, self.host_address, self.network).await?;
+        let made_bridge = net::ensure_bridge(&self.bridge, self.host_address, self.network).await?;
         let before = self.existing();
         let work = async {
             let starts = machines
@@ -258,7 +271,8 @@ impl LocalProvider {
                 for name in &created {
                     self.remove(name).await;
                 }
-                if self.existing().is_empty() {
+                // Only a bridge this call made goes: it may carry machines of another state dir.
+                if made_bridge && self.existing().is_empty() {
                     net::remove_bridge(&self.bridge).await;
                 }
                 Err(e)
@@ -285,13 +299,20 @@ impl LocalProvider {
         {
             return Ok(self.status_of(r, &dirs, &cg).await);
         }
+        let mnet = MachineNet::new(&self.cluster, &m.name, address);
+        if record.is_none() && net::netns_exists(&mnet.netns).await? {
+            return Err(LocalError::Conflict {
+                machine: m.name.clone(),
+                netns: mnet.netns,
+                state: self.state_dir.display().to_string(),
+            });
+        }
         std::fs::create_dir_all(&dirs.base).map_err(|e| LocalError::io(&dirs.base, e))?;
         machine::mount_root(&dirs, rootfs).await?;
         let host_key = match &record {
             Some(r) => r.host_key.clone(),
             None => machine::customize(&dirs, &m.name, authorized_key)?,
         };
-        let mnet = MachineNet::new(&self.cluster, &m.name, address);
         let mut rec = record.take().unwrap_or(Record {
             name: m.name.clone(),
             net: mnet.clone(),

@@ -46,9 +46,11 @@ async fn link_exists(name: &str) -> bool {
     run("ip", &["link", "show", "dev", name], T).await.is_ok()
 }
 
-/// Creates the bridge with the host address if missing, and brings it up.
-pub async fn ensure_bridge(bridge: &str, host: IpAddr, net: IpNet) -> Result<(), LocalError> {
-    if !link_exists(bridge).await {
+/// Creates the bridge with the host address if missing, and brings it up. Returns true when
+/// this call created it.
+pub async fn ensure_bridge(bridge: &str, host: IpAddr, net: IpNet) -> Result<bool, LocalError> {
+    let created = !link_exists(bridge).await;
+    if created {
         run("ip", &["link", "add", bridge, "type", "bridge"], T).await?;
     }
     let cidr = format!("{host}/{}", net.prefix_len());
@@ -57,16 +59,20 @@ pub async fn ensure_bridge(bridge: &str, host: IpAddr, net: IpNet) -> Result<(),
         run("ip", &["addr", "add", &cidr, "dev", bridge], T).await?;
     }
     run("ip", &["link", "set", bridge, "up"], T).await?;
-    Ok(())
+    Ok(created)
+}
+
+/// True when a network namespace called `name` exists.
+pub async fn netns_exists(name: &str) -> Result<bool, LocalError> {
+    let namespaces = run("ip", &["netns", "list"], T).await?;
+    Ok(namespaces
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name)))
 }
 
 /// Creates the machine's namespace and veth pair if missing, addresses it and brings it up.
 pub async fn ensure_machine(bridge: &str, net: &MachineNet, prefix: u8) -> Result<(), LocalError> {
-    let namespaces = run("ip", &["netns", "list"], T).await?;
-    if !namespaces
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(net.netns.as_str()))
-    {
+    if !netns_exists(&net.netns).await? {
         run("ip", &["netns", "add", &net.netns], T).await?;
     }
     let ns = net.netns.as_str();
