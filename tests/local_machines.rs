@@ -98,6 +98,15 @@ impl Cluster {
         c
     }
 
+    /// `forgectl machines VERB NAME`, expecting the machine to end up in `state`.
+    fn machine(&self, verb: &str, name: &str, state: &str) {
+        self.forgectl()
+            .args(["machines", verb, name])
+            .assert()
+            .success()
+            .stdout(format!("{name}: {state}\n"));
+    }
+
     fn dir(&self) -> PathBuf {
         self.state.path().join(CLUSTER)
     }
@@ -414,12 +423,7 @@ async fn local_machines_and_ssh_executor() {
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    cluster
-        .forgectl()
-        .args(["machines", "kill", "cp-1"])
-        .assert()
-        .success()
-        .stdout("cp-1: stopped\n");
+    cluster.machine("kill", "cp-1", "stopped");
     let e = long.await.unwrap().unwrap_err();
     assert!(matches!(e, SshError::Lost { .. }), "{e}");
     assert!(
@@ -428,12 +432,7 @@ async fn local_machines_and_ssh_executor() {
         "{e}"
     );
     assert!(etcd.exec("true").await.unwrap().success());
-    cluster
-        .forgectl()
-        .args(["machines", "start", "cp-1"])
-        .assert()
-        .success()
-        .stdout("cp-1: running\n");
+    cluster.machine("start", "cp-1", "running");
     let cp = Session::connect(&ep("cp-1", 11, "root"), settings.clone())
         .await
         .unwrap();
@@ -445,12 +444,7 @@ async fn local_machines_and_ssh_executor() {
     section("Cut off:");
     // Cut off: an open session times out within the command timeout; a new one within the
     // connect timeout.
-    cluster
-        .forgectl()
-        .args(["machines", "cut", "cp-1"])
-        .assert()
-        .success()
-        .stdout("cp-1: cut\n");
+    cluster.machine("cut", "cp-1", "cut");
     let t = Instant::now();
     let e = cp
         .exec_with("true", None, Duration::from_secs(2))
@@ -469,43 +463,23 @@ async fn local_machines_and_ssh_executor() {
         .unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(e.to_string().contains("cp-1 (root@10.77.50.11:22)"), "{e}");
-    cluster
-        .forgectl()
-        .args(["machines", "heal", "cp-1"])
-        .assert()
-        .success()
-        .stdout("cp-1: running\n");
+    cluster.machine("heal", "cp-1", "running");
 
     section("Freeze:");
     // Freeze: the machine hangs; thaw: it answers again.
-    cluster
-        .forgectl()
-        .args(["machines", "freeze", "w-1"])
-        .assert()
-        .success()
-        .stdout("w-1: frozen\n");
+    cluster.machine("freeze", "w-1", "frozen");
     let e = Session::connect(&ep("w-1", 12, "root"), settings.clone())
         .await
         .unwrap_err();
     assert!(matches!(e, SshError::Timeout { .. }), "{e}");
-    cluster
-        .forgectl()
-        .args(["machines", "thaw", "w-1"])
-        .assert()
-        .success()
-        .stdout("w-1: running\n");
+    cluster.machine("thaw", "w-1", "running");
     Session::connect(&ep("w-1", 12, "root"), settings.clone())
         .await
         .unwrap();
 
     section("Clean stop");
     // Clean stop and start keep the disk.
-    cluster
-        .forgectl()
-        .args(["machines", "stop", "w-1"])
-        .assert()
-        .success()
-        .stdout("w-1: stopped\n");
+    cluster.machine("stop", "w-1", "stopped");
     cluster
         .forgectl()
         .args(["machines", "list"])

@@ -17,12 +17,7 @@ impl Phase for Deprovision {
     }
 
     fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
-        match ctx.inv.inventory.provider {
-            ProviderKind::Static | ProviderKind::Local => Readiness::Ready,
-            ProviderKind::Openstack | ProviderKind::Vagrant => Readiness::NotImplemented {
-                arrives_with: "issue #5".into(),
-            },
-        }
+        super::provider_readiness(ctx)
     }
 
     fn skip_reason(&self, ctx: &PlanContext<'_>) -> Option<String> {

@@ -122,5 +122,16 @@ pub fn all_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// Readiness of the phases that talk to the provider: built for `local` and `static`.
+pub(crate) fn provider_readiness(ctx: &PlanContext<'_>) -> Readiness {
+    use crate::inventory::ProviderKind;
+    match ctx.inv.inventory.provider {
+        ProviderKind::Static | ProviderKind::Local => Readiness::Ready,
+        ProviderKind::Openstack | ProviderKind::Vagrant => Readiness::NotImplemented {
+            arrives_with: "issue #5".into(),
+        },
+    }
+}
+
 /// What the SSH-based phases wait for.
 pub const NEEDS_SSH: &str = "the SSH executor (issue #3)";
