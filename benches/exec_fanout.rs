@@ -46,7 +46,7 @@ async fn main() {
 
     let machines: Vec<&Machine> = inv.machines.iter().collect();
     let eps = endpoints(&inv, &machines);
-    let pool = Pool::new(ssh_settings(&inv, &state));
+    let pool = Pool::new(ssh_settings(&inv, &state).expect("ssh settings"));
     // Round 0 includes connecting (handshake + auth); later rounds reuse the connections.
     for round in 0..=rounds {
         let t = Instant::now();

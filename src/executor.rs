@@ -28,6 +28,9 @@ pub enum ExecError {
     /// One or more hosts failed over SSH.
     #[error("{}", .0.iter().map(|(h, e)| format!("{h}: {e}")).collect::<Vec<_>>().join("; "))]
     Hosts(Vec<(String, SshError)>),
+    /// The SSH settings are unusable (e.g. the key cannot be read).
+    #[error(transparent)]
+    Ssh(SshError),
     /// The state dir failed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -54,6 +57,7 @@ impl ExecError {
                 .first()
                 .map(|(_, e)| e.next_step().to_string())
                 .unwrap_or_default(),
+            Self::Ssh(e) => e.next_step().into(),
             Self::State(_) => "check the state dir and its permissions".into(),
             Self::Unsupported(_) => "see `forgectl plan` for what this build can do".into(),
         }
@@ -89,13 +93,15 @@ pub fn endpoints(inv: &Loaded, machines: &[&Machine]) -> Vec<Endpoint> {
         .collect()
 }
 
-/// SSH settings from the inventory and the state dir.
-pub fn ssh_settings(inv: &Loaded, state: &StateDir) -> Settings {
+/// SSH settings from the inventory and the state dir (reads the private key, once).
+pub fn ssh_settings(inv: &Loaded, state: &StateDir) -> Result<Settings, SshError> {
     let s = &inv.inventory.ssh;
     let credentials = match (&s.key, inv.inventory.provider) {
-        (Some(k), _) => Credentials::KeyFile(resolve_path(k, &inv.source.base_dir)),
-        (None, ProviderKind::Local) => Credentials::KeyFile(state.path().join(CLUSTER_KEY)),
-        (None, _) => Credentials::Agent,
+        (Some(k), _) => Credentials::from_key_file(&resolve_path(k, &inv.source.base_dir), None)?,
+        (None, ProviderKind::Local) => {
+            Credentials::from_key_file(&state.path().join(CLUSTER_KEY), None)?
+        }
+        (None, _) => Credentials::Agent { socket: None },
     };
     let mut trusted = Vec::new();
     if let Some(home) = std::env::var_os("HOME") {
@@ -110,7 +116,7 @@ pub fn ssh_settings(inv: &Loaded, state: &StateDir) -> Settings {
         port: b.port,
         user: b.user.clone().unwrap_or_else(|| s.user.clone()),
     });
-    Settings {
+    Ok(Settings {
         credentials,
         host_keys: HostKeyCheck {
             policy: s.host_key_policy,
@@ -123,7 +129,7 @@ pub fn ssh_settings(inv: &Loaded, state: &StateDir) -> Settings {
         bastion,
         max_channels: ssh::MAX_CHANNELS,
         host_concurrency: s.concurrency as usize,
-    }
+    })
 }
 
 /// Carries out actions for one cluster.
@@ -208,11 +214,14 @@ impl<'a> Executor<'a> {
     }
 
     /// The SSH pool, made on first use.
-    pub async fn pool(&self) -> Arc<Pool> {
+    pub async fn pool(&self) -> Result<Arc<Pool>, ExecError> {
         self.pool
-            .get_or_init(|| async { Arc::new(Pool::new(ssh_settings(self.inv, self.state))) })
+            .get_or_try_init(|| async {
+                let settings = ssh_settings(self.inv, self.state).map_err(ExecError::Ssh)?;
+                Ok(Arc::new(Pool::new(settings)))
+            })
             .await
-            .clone()
+            .cloned()
     }
 
     /// Reads OS, kernel and systemd state from each host over SSH.
@@ -224,7 +233,7 @@ impl<'a> Executor<'a> {
             .filter(|m| hosts.contains(&m.name))
             .collect();
         let eps = endpoints(self.inv, &machines);
-        let pool = self.pool().await;
+        let pool = self.pool().await?;
         let script = ". /etc/os-release; echo \"$PRETTY_NAME\"; uname -r; systemctl is-system-running || true";
         let results = pool
             .each(&eps, |s| async move { s.exec(script).await })

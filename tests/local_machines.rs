@@ -113,7 +113,7 @@ impl Cluster {
 
     fn settings(&self) -> Settings {
         Settings {
-            credentials: Credentials::KeyFile(self.dir().join("id_ed25519")),
+            credentials: Credentials::from_key_file(&self.dir().join("id_ed25519"), None).unwrap(),
             host_keys: HostKeyCheck {
                 policy: HostKeyPolicy::Strict,
                 trusted: vec![],
@@ -310,7 +310,7 @@ async fn local_machines_and_ssh_executor() {
     )
     .unwrap();
     let mut s = cluster.settings();
-    s.credentials = Credentials::KeyFile(bad_key);
+    s.credentials = Credentials::from_key_file(&bad_key, None).unwrap();
     let e = Session::connect(&ep("etcd-1", 10, "root"), Arc::new(s))
         .await
         .unwrap_err();
@@ -320,6 +320,95 @@ async fn local_machines_and_ssh_executor() {
             .contains("etcd-1 (root@10.77.50.10:22): authentication failed"),
         "{e}"
     );
+
+    section("Key types and agent");
+    // RSA and ECDSA keys, an encrypted key with its passphrase, and ssh-agent.
+    let keydir = cluster.state.path().join("keys");
+    std::fs::create_dir_all(&keydir).unwrap();
+    let keygen = |name: &str, args: &[&str]| {
+        let path = keydir.join(name);
+        let ok = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-C", name, "-f"])
+            .arg(&path)
+            .args(args)
+            .status()
+            .expect("ssh-keygen (openssh-client) is needed; .ci/run installs it");
+        assert!(ok.success());
+        path
+    };
+    let rsa = keygen("rsa", &["-t", "rsa", "-b", "2048", "-N", ""]);
+    let ecdsa = keygen("ecdsa", &["-t", "ecdsa", "-N", ""]);
+    let locked = keygen("locked", &["-t", "ed25519", "-N", "correct horse"]);
+    let mut pubs = String::new();
+    for k in [&rsa, &ecdsa, &locked] {
+        pubs.push_str(&std::fs::read_to_string(k.with_extension("pub")).unwrap());
+    }
+    let add = etcd
+        .exec_with(
+            "cat >> /root/.ssh/authorized_keys",
+            Some(pubs.as_bytes()),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(add.success());
+    for (key, pass) in [
+        (&rsa, None),
+        (&ecdsa, None),
+        (&locked, Some("correct horse")),
+    ] {
+        let mut s = cluster.settings();
+        s.credentials = Credentials::from_key_file(key, pass).unwrap();
+        let sess = Session::connect(&ep("etcd-1", 10, "root"), Arc::new(s))
+            .await
+            .unwrap();
+        assert!(
+            sess.exec("true").await.unwrap().success(),
+            "{}",
+            key.display()
+        );
+    }
+    let e = Credentials::from_key_file(&locked, Some("wrong")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with(&format!("cannot use SSH key {}", locked.display())),
+        "{e}"
+    );
+    if std::env::var_os("FORGECTL_SSH_PASSPHRASE").is_none() {
+        let e = Credentials::from_key_file(&locked, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the key is encrypted: set FORGECTL_SSH_PASSPHRASE"),
+            "{e}"
+        );
+    }
+    let sock = keydir.join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    let t = Instant::now();
+    while !sock.exists() && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg("-q")
+        .arg(&ecdsa)
+        .env("SSH_AUTH_SOCK", &sock)
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let mut s = cluster.settings();
+    s.credentials = Credentials::Agent {
+        socket: Some(sock.clone()),
+    };
+    let via_agent = Session::connect(&ep("etcd-1", 10, "root"), Arc::new(s)).await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(via_agent.unwrap().exec("true").await.unwrap().success());
 
     section("Host keys:");
     // Host keys: a changed key is refused showing both fingerprints; unknown + strict is refused;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{CommandError, ExitCode, load_inventory};
-use crate::executor::{endpoints, ssh_settings};
+use crate::executor::{ExecError, endpoints, ssh_settings};
 use crate::output::{Format, Options};
 use crate::playbook::{self, Step};
 use crate::ssh::{Output, Pool};
@@ -50,7 +50,8 @@ pub async fn exec(
         &state::base_dir(opts.state_dir.as_deref())?,
         &inv.inventory.name,
     )?;
-    let mut settings = ssh_settings(&inv, &dir);
+    let mut settings =
+        ssh_settings(&inv, &dir).map_err(|e| CommandError::Exec(ExecError::Ssh(e)))?;
     if let Some(t) = e.timeout {
         settings.command_timeout = t;
     }

@@ -12,7 +12,10 @@ pub use host_keys::{HostKeyCheck, fingerprint};
 pub use pool::{HostResult, Pool};
 pub use session::{Output, Session};
 
-use std::path::PathBuf;
+use russh::keys::{self, PrivateKey};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where and as whom to connect.
@@ -29,12 +32,66 @@ pub struct Endpoint {
 }
 
 /// How to authenticate.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Credentials {
-    /// A private key file; the passphrase of an encrypted key comes from FORGECTL_SSH_PASSPHRASE.
-    KeyFile(PathBuf),
-    /// The keys of the running ssh-agent (SSH_AUTH_SOCK).
-    Agent,
+    /// A private key, decoded once (see [`Credentials::from_key_file`]).
+    Key {
+        /// The key.
+        key: Arc<PrivateKey>,
+        /// Where it came from (for messages).
+        source: PathBuf,
+    },
+    /// The keys of a running ssh-agent: its socket, or `SSH_AUTH_SOCK` when None.
+    Agent {
+        /// The agent's socket.
+        socket: Option<PathBuf>,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        match self {
+            Self::Key { source, .. } => write!(f, "Key({})", source.display()),
+            Self::Agent { socket } => write!(f, "Agent({socket:?})"),
+        }
+    }
+}
+
+impl Credentials {
+    /// Reads a private key file (OpenSSH or PEM: ed25519, RSA, ECDSA). An encrypted key needs its
+    /// passphrase: `passphrase`, else `FORGECTL_SSH_PASSPHRASE`, else a prompt on the terminal.
+    /// Blocking (file and terminal I/O): call before or outside the async work.
+    pub fn from_key_file(path: &Path, passphrase: Option<&str>) -> Result<Self, SshError> {
+        let err = |cause: String| SshError::Key {
+            path: path.display().to_string(),
+            cause,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let from_env = std::env::var("FORGECTL_SSH_PASSPHRASE").ok();
+        let given = passphrase.map(str::to_string).or(from_env);
+        let key = match keys::decode_secret_key(&text, given.as_deref()) {
+            Ok(k) => k,
+            Err(keys::Error::KeyIsEncrypted)
+                if given.is_none() && std::io::stdin().is_terminal() =>
+            {
+                let typed =
+                    rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
+                        .map_err(|e| err(format!("cannot read the passphrase: {e}")))?;
+                keys::decode_secret_key(&text, Some(&typed)).map_err(|e| err(e.to_string()))?
+            }
+            Err(keys::Error::KeyIsEncrypted) => {
+                return Err(err(
+                    "the key is encrypted: set FORGECTL_SSH_PASSPHRASE, run on a terminal to be asked, or use ssh-agent".into(),
+                ));
+            }
+            Err(e) => return Err(err(e.to_string())),
+        };
+        Ok(Self::Key {
+            key: Arc::new(key),
+            source: path.to_path_buf(),
+        })
+    }
 }
 
 /// Everything a connection needs besides the endpoint.

@@ -467,26 +467,7 @@ async fn authenticate(
         cause: e.to_string(),
     };
     match creds {
-        Credentials::KeyFile(path) => {
-            let p = path.clone();
-            let passphrase = std::env::var("FORGECTL_SSH_PASSPHRASE").ok();
-            let key = tokio::task::spawn_blocking(move || {
-                keys::load_secret_key(&p, passphrase.as_deref())
-            })
-            .await
-            .map_err(|e| SshError::Key {
-                path: path.display().to_string(),
-                cause: e.to_string(),
-            })?
-            .map_err(|e| SshError::Key {
-                path: path.display().to_string(),
-                cause: match e {
-                    keys::Error::KeyIsEncrypted => {
-                        "the key is encrypted: set FORGECTL_SSH_PASSPHRASE, or use ssh-agent".into()
-                    }
-                    other => other.to_string(),
-                },
-            })?;
+        Credentials::Key { key, source } => {
             let hash = handle
                 .best_supported_rsa_hash()
                 .await
@@ -495,20 +476,22 @@ async fn authenticate(
             let res = handle
                 .authenticate_publickey(
                     ep.user.clone(),
-                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                    PrivateKeyWithHashAlg::new(key.clone(), hash),
                 )
                 .await
                 .map_err(proto)?;
             if res.success() {
                 Ok(())
             } else {
-                Err(failed(format!("key {}", path.display())))
+                Err(failed(format!("key {}", source.display())))
             }
         }
-        Credentials::Agent => {
-            let mut agent = keys::agent::client::AgentClient::connect_env()
-                .await
-                .map_err(|e| failed(format!("ssh-agent unavailable: {e}")))?;
+        Credentials::Agent { socket } => {
+            let connected = match socket {
+                Some(p) => keys::agent::client::AgentClient::connect_uds(p).await,
+                None => keys::agent::client::AgentClient::connect_env().await,
+            };
+            let mut agent = connected.map_err(|e| failed(format!("ssh-agent unavailable: {e}")))?;
             let ids = agent
                 .request_identities()
                 .await
