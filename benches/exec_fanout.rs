@@ -30,7 +30,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let inv = inventory::load_str("bench.yaml", &text, dir.path()).expect("inventory");
     let state = StateDir::open(dir.path(), "fgbench").expect("state dir");
-    let exec = Executor::new(&inv, &state, false);
+    let exec = Executor::new(&inv, &state, false, forgectl::interrupt::Interrupt::never());
     let names: Vec<String> = inv.machines.iter().map(|m| m.name.clone()).collect();
     let t = Instant::now();
     if let Err(e) = exec.create(&names).await {

@@ -162,6 +162,15 @@ pub enum Outcome {
         /// Why it cannot run.
         reason: String,
     },
+    /// The user stopped the run (Ctrl-C, SIGTERM) before this phase.
+    Interrupted {
+        /// Phases that completed.
+        ran: Vec<String>,
+        /// Actions that changed something.
+        changed: usize,
+        /// The phase that did not start.
+        at: String,
+    },
     /// A phase failed.
     Failed {
         /// Phases that completed before it.
@@ -194,6 +203,13 @@ pub async fn run(plan: &Plan, exec: &Executor<'_>) -> Outcome {
                 changed,
                 at: p.phase.clone(),
                 reason,
+            };
+        }
+        if exec.interrupted() {
+            return Outcome::Interrupted {
+                ran,
+                changed,
+                at: p.phase.clone(),
             };
         }
         tracing::info!(phase = %p.phase, actions = p.actions.len(), "phase starts");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+use crate::interrupt::Interrupt;
 use crate::inventory::validate::resolve_path;
 use crate::inventory::{Loaded, Machine, ProviderKind};
 use crate::providers::local::{self, LocalError, LocalProvider};
@@ -137,18 +138,25 @@ pub struct Executor<'a> {
     inv: &'a Loaded,
     state: &'a StateDir,
     quiet: bool,
+    interrupt: Interrupt,
     pool: OnceCell<Arc<Pool>>,
 }
 
 impl<'a> Executor<'a> {
     /// An executor for `inv` keeping its state in `state`.
-    pub fn new(inv: &'a Loaded, state: &'a StateDir, quiet: bool) -> Self {
+    pub fn new(inv: &'a Loaded, state: &'a StateDir, quiet: bool, interrupt: Interrupt) -> Self {
         Self {
             inv,
             state,
             quiet,
+            interrupt,
             pool: OnceCell::new(),
         }
+    }
+
+    /// True once the user asked to stop (Ctrl-C, SIGTERM).
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.is_set()
     }
 
     fn local(&self) -> Result<LocalProvider, ExecError> {
@@ -194,7 +202,7 @@ impl<'a> Executor<'a> {
             .iter()
             .filter(|m| names.contains(&m.name))
             .collect();
-        provider.ensure(&machines, &key).await?;
+        provider.ensure(&machines, &key, &self.interrupt).await?;
         Ok(machines.len())
     }
 

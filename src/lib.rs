@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod engine;
 pub mod executor;
+pub mod interrupt;
 pub mod inventory;
 pub mod output;
 pub mod phases;

@@ -410,6 +410,39 @@ async fn local_machines_and_ssh_executor() {
     let _ = agent.wait();
     assert!(via_agent.unwrap().exec("true").await.unwrap().success());
 
+    section("Package mirror");
+    // Packages and files reach the machines (which have no route out) from the host's mirror.
+    let loaded = forgectl::inventory::load_str("cluster.yaml", INVENTORY, work.path()).unwrap();
+    let provider = forgectl::providers::local::LocalProvider::new(&loaded, &cluster.dir(), true);
+    let tarball = keydir.join("tool-1.0.tar");
+    std::fs::write(&tarball, b"pretend this is a release tarball").unwrap();
+    let server = provider
+        .mirror(&["jq".to_string()], std::slice::from_ref(&tarball))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.apt_source(),
+        format!("deb [trusted=yes] http://{NET}.1:8079/ ./")
+    );
+    let install = format!(
+        "set -e; echo '{}' > /etc/apt/sources.list; rm -f /etc/apt/sources.list.d/*; \
+         apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null; \
+         echo '{{\"a\":1}}' | jq .a; curl -fsS http://{NET}.1:8079/files/tool-1.0.tar",
+        server.apt_source()
+    );
+    let out = etcd
+        .exec_with(&install, None, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr_text());
+    assert_eq!(out.stdout_text(), "1\npretend this is a release tarball");
+    let out = etcd
+        .exec("curl -sS --max-time 3 http://deb.debian.org/ >/dev/null 2>&1; echo $?")
+        .await
+        .unwrap();
+    assert_ne!(out.stdout_text(), "0", "machines must have no route out");
+    drop(server);
+
     section("Host keys:");
     // Host keys: a changed key is refused showing both fingerprints; unknown + strict is refused;
     // accept-new records the key and trusts it next time.

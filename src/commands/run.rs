@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use super::{CommandError, ExitCode, load_inventory};
 use crate::engine::{self, Outcome, Selection};
 use crate::executor::Executor;
+use crate::interrupt::Interrupt;
 use crate::inventory::Loaded;
 use crate::inventory::ProviderKind;
 use crate::output::{Format, Options, Style};
 use crate::phases::Presence;
 use crate::plan::{Op, Plan};
 use crate::playbook;
-use crate::providers::local::{self, LocalProvider};
+use crate::providers::local::{self, LocalError, LocalProvider};
 use crate::render::Templates;
 use crate::state::{self, StateDir};
 
@@ -98,6 +99,11 @@ async fn execute(
     opts: &Options,
     command: &str,
 ) -> Result<ExitCode, CommandError> {
+    // Catch Ctrl-C from the start: half-made machines are removed, later phases stop cleanly.
+    let interrupt = Interrupt::install().map_err(|e| CommandError::Write {
+        path: "signal handlers".into(),
+        source: e,
+    })?;
     // Everything is validated and planned before the state dir is touched: a malformed inventory
     // or playbook never leaves anything behind.
     let (inv, plan) = make_plan(run, opts).await?;
@@ -114,6 +120,15 @@ async fn execute(
         .take_while(|p| Some(p.phase.as_str()) != plan.first_blocked().map(|b| b.phase.as_str()))
         .map(|p| p.actions.len())
         .sum();
+    // Local machines need root: say so before anything is asked or written.
+    let makes_machines = plan
+        .phases
+        .iter()
+        .flat_map(|p| &p.actions)
+        .any(|a| matches!(a.op, Op::CreateMachine { .. } | Op::DeleteMachine { .. }));
+    if inv.inventory.provider == ProviderKind::Local && makes_machines && !local::is_root() {
+        return Err(CommandError::Exec(LocalError::NotRoot.into()));
+    }
     if runnable_actions > 0 && !run.yes {
         approve(command)?;
     }
@@ -124,6 +139,7 @@ async fn execute(
         &inv,
         &dir,
         opts.verbosity < 0 || opts.format == Format::Json,
+        interrupt,
     );
     let outcome = engine::run(&plan, &exec).await;
     exec.close().await;
@@ -140,6 +156,10 @@ async fn execute(
         } => json!({
             "command": command, "playbook": plan.playbook, "result": "stopped",
             "ran": ran, "changed": changed, "stopped_at": at, "reason": reason,
+        }),
+        Outcome::Interrupted { ran, changed, at } => json!({
+            "command": command, "playbook": plan.playbook, "result": "interrupted",
+            "ran": ran, "changed": changed, "stopped_at": at,
         }),
         Outcome::Failed {
             ran,
@@ -160,7 +180,7 @@ async fn execute(
     Ok(match outcome {
         Outcome::Complete { .. } => ExitCode::Ok,
         Outcome::Stopped { .. } => ExitCode::Incomplete,
-        Outcome::Failed { .. } => ExitCode::Failed,
+        Outcome::Failed { .. } | Outcome::Interrupted { .. } => ExitCode::Failed,
     })
 }
 
@@ -183,6 +203,13 @@ fn report(outcome: &Outcome, command: &str) {
             reason,
         } => {
             println!("{command}: stopped before phase `{at}`: {reason}.");
+            println!(
+                "{}; `{at}` and the phases after it were not attempted.",
+                done(ran, *changed)
+            );
+        }
+        Outcome::Interrupted { ran, changed, at } => {
+            eprintln!("{command}: interrupted; stopped before phase `{at}`.");
             println!(
                 "{}; `{at}` and the phases after it were not attempted.",
                 done(ran, *changed)

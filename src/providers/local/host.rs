@@ -65,16 +65,15 @@ fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// True when this process runs with effective UID 0.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Checks that we are root and the host programs exist; installs missing packages with apt-get.
 pub async fn prerequisites() -> Result<(), LocalError> {
-    // SAFETY-free check: geteuid via /proc/self/status avoids a libc dependency.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .unwrap_or("");
-    if euid != "0" {
+    if !is_root() {
         return Err(LocalError::NotRoot);
     }
     let missing: Vec<&str> = NEEDED

@@ -4,6 +4,7 @@
 mod cgroup;
 mod host;
 mod machine;
+pub mod mirror;
 mod net;
 pub mod rootfs;
 
@@ -12,8 +13,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::interrupt::Interrupt;
 use crate::inventory::{Loaded, Machine};
 use cgroup::MachineCgroup;
+pub use host::is_root;
 pub use machine::new_ed25519;
 use machine::{Dirs, Record};
 use net::MachineNet;
@@ -220,6 +223,17 @@ impl LocalProvider {
         self.state_dir.join("known_hosts")
     }
 
+    /// Names of every machine directory, finished or not.
+    fn all_dirs(&self) -> Vec<String> {
+        std::fs::read_dir(self.machines_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// Names of machines that exist (running or stopped).
     pub fn existing(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.machines_dir())
@@ -240,10 +254,14 @@ impl LocalProvider {
         &self,
         machines: &[&Machine],
         authorized_key: &str,
+        interrupt: &Interrupt,
     ) -> Result<Vec<Status>, LocalError> {
         host::prerequisites().await?;
         host::ensure_inotify(machines.len().max(self.existing().len()))?;
-        let rootfs = rootfs::ensure(&self.recipe, self.quiet).await?;
+        let rootfs = tokio::select! {
+            r = rootfs::ensure(&self.recipe, self.quiet) => r?,
+            _ = interrupt.wait() => return Err(LocalError::Interrupted),
+        };
         let made_bridge = net::ensure_bridge(&self.bridge, self.host_address, self.network).await?;
         let before = self.existing();
         let work = async {
@@ -255,7 +273,7 @@ impl LocalProvider {
         };
         let outcome = tokio::select! {
             r = work => r,
-            _ = tokio::signal::ctrl_c() => Err(LocalError::Interrupted),
+            _ = interrupt.wait() => Err(LocalError::Interrupted),
         };
         match outcome {
             Ok(statuses) => {
@@ -263,8 +281,10 @@ impl LocalProvider {
                 Ok(statuses)
             }
             Err(e) => {
+                // Every directory this call made goes, including machines interrupted before
+                // their record was written (their root may already be mounted).
                 let created: Vec<String> = self
-                    .existing()
+                    .all_dirs()
                     .into_iter()
                     .filter(|n| !before.contains(n))
                     .collect();
@@ -484,6 +504,23 @@ impl LocalProvider {
             signal(pid, libc::SIGKILL);
             machine::wait_exit(pid, dirs, Duration::from_secs(10)).await;
         }
+    }
+
+    /// Builds (or reuses) the package mirror for `packages` (with their dependencies, minus what
+    /// the machines' rootfs has) and `files`, and serves it on the bridge address until the
+    /// returned server is dropped. Machines use it with `Server::apt_source()`.
+    pub async fn mirror(
+        &self,
+        packages: &[String],
+        files: &[PathBuf],
+    ) -> Result<mirror::Server, LocalError> {
+        let rootfs = rootfs::ensure(&self.recipe, self.quiet).await?;
+        let repo = mirror::build(packages, files, &rootfs).await?;
+        mirror::serve(
+            &repo,
+            std::net::SocketAddr::new(self.host_address, mirror::PORT),
+        )
+        .await
     }
 
     /// Removes one machine completely: processes, mount, network, cgroups, files.

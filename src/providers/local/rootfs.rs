@@ -98,6 +98,17 @@ impl Recipe {
     }
 }
 
+/// Removes a directory when dropped (a no-op once it was renamed away).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// Returns the cached rootfs for `recipe`, building it first if needed. Builds go to a temporary
 /// directory renamed into place at the end, so an interrupted build never leaves a broken cache.
 pub async fn ensure(recipe: &Recipe, quiet: bool) -> Result<PathBuf, LocalError> {
@@ -111,6 +122,8 @@ pub async fn ensure(recipe: &Recipe, quiet: bool) -> Result<PathBuf, LocalError>
         .map_err(|e| LocalError::io(&base, e))?;
     let tmp = base.join(format!(".build-{}-{}", recipe.key(), std::process::id()));
     let _ = tokio::fs::remove_dir_all(&tmp).await;
+    // Removes the half-built tree if this future is dropped (Ctrl-C) or fails.
+    let _cleanup = RemoveOnDrop(tmp.clone());
     let bar = if quiet {
         ProgressBar::hidden()
     } else {

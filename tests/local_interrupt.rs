@@ -1,0 +1,138 @@
+//! `up` on local machines: refused without root before anything is written; interrupted with
+//! Ctrl-C while machines are being made, it removes what it made and leaves the host as before.
+//! Needs root (the test drops it for the first check), like `.ci/run`.
+
+use assert_cmd::cargo::CommandCargoExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INVENTORY: &str = "\
+name: fgtest-int
+provider: local
+local:
+  bridge: fgtest-int0
+network:
+  machine_cidr: 10.77.51.0/24
+ingress:
+  enabled: false
+groups:
+  - name: etcd
+    roles: [etcd]
+    count: 3
+  - name: cp
+    roles: [control-plane]
+    count: 1
+  - name: w
+    roles: [worker]
+    count: 4
+";
+
+fn host_state() -> Vec<String> {
+    let out = |args: &[&str]| {
+        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let mut v: Vec<String> = out(&["ip", "netns", "list"])
+        .lines()
+        .map(|l| format!("netns {l}"))
+        .collect();
+    v.extend(
+        out(&["ip", "-o", "link"])
+            .lines()
+            .filter_map(|l| l.split(':').nth(1).map(|n| format!("link {}", n.trim()))),
+    );
+    v.extend(
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("overlay"))
+            .map(|l| format!("mount {}", l.split_whitespace().nth(4).unwrap_or(""))),
+    );
+    v.push(format!(
+        "cgroup {}",
+        Path::new("/sys/fs/cgroup/unified/forgectl/fgtest-int").exists()
+    ));
+    v.sort();
+    v
+}
+
+#[test]
+fn refused_without_root_and_clean_after_ctrl_c() {
+    let work = tempfile::tempdir().unwrap();
+    let inv = work.path().join("cluster.yaml");
+    std::fs::write(&inv, INVENTORY).unwrap();
+    // World-readable so the unprivileged run below can read the inventory.
+    let perm = |_: &Path, m: u32| std::os::unix::fs::PermissionsExt::from_mode(m);
+    std::fs::set_permissions(work.path(), perm(work.path(), 0o755)).unwrap();
+    std::fs::set_permissions(&inv, perm(&inv, 0o644)).unwrap();
+
+    // Without root: a clear refusal, nothing written.
+    let state = work.path().join("state");
+    let out = Command::cargo_bin("forgectl")
+        .unwrap()
+        .env("NO_COLOR", "1")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("-f")
+        .arg(&inv)
+        .args(["up", "--yes"])
+        .env("HOME", "/nonexistent")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: the local provider needs root"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("next: run forgectl as root (sudo)"),
+        "{stderr}"
+    );
+    assert!(!state.exists());
+
+    // Ctrl-C while the machines are being made.
+    let before = host_state();
+    let child = Command::cargo_bin("forgectl")
+        .unwrap()
+        .env("NO_COLOR", "1")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("-f")
+        .arg(&inv)
+        .args(["up", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let machines = state.join("fgtest-int/local/machines");
+    let t = Instant::now();
+    while !machines.exists() && t.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(machines.exists(), "machines were never started");
+    // SAFETY: kill(2) on the PID of the child this test spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("interrupted; the machines created by this run were removed"),
+        "{stderr}"
+    );
+    assert_eq!(host_state(), before);
+    let left: Vec<_> = std::fs::read_dir(&machines)
+        .map(|d| d.flatten().count())
+        .into_iter()
+        .collect();
+    assert!(
+        left.iter().all(|n| *n == 0),
+        "machine directories left: {left:?}"
+    );
+}
