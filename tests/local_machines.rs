@@ -209,6 +209,36 @@ async fn local_machines_and_ssh_executor() {
         .code(1)
         .stdout(predicates::str::is_match(r"w-1 +exit 3 \(").unwrap());
 
+    let out = cluster
+        .forgectl()
+        .args([
+            "exec",
+            "-o",
+            "json",
+            "--hosts",
+            "etcd,w-1",
+            "--",
+            "echo hi; echo oops >&2",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["failed"], 0);
+    let hosts = v["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2);
+    assert_eq!(
+        (hosts[0]["host"].as_str(), hosts[1]["host"].as_str()),
+        (Some("etcd-1"), Some("w-1"))
+    );
+    assert_eq!(
+        (hosts[0]["stdout"].as_str(), hosts[0]["stderr"].as_str()),
+        (Some("hi\n"), Some("oops\n"))
+    );
+    assert_eq!(hosts[0]["exit_code"], 0);
+
     let t0 = Instant::now();
     let section = |name: &str| eprintln!("[{:>6.1} s] {name}", t0.elapsed().as_secs_f64());
     let settings = Arc::new(cluster.settings());
