@@ -2,6 +2,8 @@
 //! probes them, a second state dir for the same cluster name is refused without touching them,
 //! and `down` leaves the host exactly as before. Needs root, like `.ci/run`.
 
+mod support;
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::Path;
@@ -15,39 +17,6 @@ fn forgectl(state: &Path) -> Command {
     c
 }
 
-fn host_state() -> Vec<String> {
-    let out = |args: &[&str]| {
-        let o = std::process::Command::new(args[0])
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    let mut v: Vec<String> = out(&["ip", "netns", "list"])
-        .lines()
-        .map(|l| format!("netns {l}"))
-        .collect();
-    v.extend(
-        out(&["ip", "-o", "link"])
-            .lines()
-            .filter_map(|l| l.split(':').nth(1).map(|n| format!("link {}", n.trim()))),
-    );
-    v.extend(
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("overlay"))
-            .map(|l| format!("mount {}", l.split_whitespace().nth(4).unwrap_or(""))),
-    );
-    v.push(format!(
-        "cgroups {}",
-        Path::new("/sys/fs/cgroup/unified/forgectl/forge-local").exists()
-            || Path::new("/sys/fs/cgroup/forgectl/forge-local").exists()
-    ));
-    v.sort();
-    v
-}
-
 struct Down<'a>(&'a Path);
 
 impl Drop for Down<'_> {
@@ -58,11 +27,12 @@ impl Drop for Down<'_> {
 
 #[test]
 fn quick_start_up_and_down_on_the_embedded_default() {
+    support::require_root();
     assert!(
         !Path::new("/sys/class/net/fg-forge-local").exists(),
         "a forge-local cluster already runs on this host (bridge fg-forge-local); `forgectl down` it first"
     );
-    let before = host_state();
+    let before = support::host_snapshot("forge-local", Path::new("/nonexistent-state"));
     let a = tempfile::tempdir().unwrap();
     let _cleanup = Down(a.path());
     forgectl(a.path())
@@ -111,5 +81,8 @@ fn quick_start_up_and_down_on_the_embedded_default() {
         .stdout(predicate::str::contains(
             "down: done — 1 phase(s), 6 change(s).",
         ));
-    assert_eq!(host_state(), before);
+    assert_eq!(
+        support::host_snapshot("forge-local", Path::new("/nonexistent-state")),
+        before
+    );
 }

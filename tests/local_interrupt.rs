@@ -2,6 +2,8 @@
 //! Ctrl-C while machines are being made, it removes what it made and leaves the host as before.
 //! Needs root (the test drops it for the first check), like `.ci/run`.
 
+mod support;
+
 use assert_cmd::cargo::CommandCargoExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -29,37 +31,9 @@ groups:
     count: 4
 ";
 
-fn host_state() -> Vec<String> {
-    let out = |args: &[&str]| {
-        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    let mut v: Vec<String> = out(&["ip", "netns", "list"])
-        .lines()
-        .map(|l| format!("netns {l}"))
-        .collect();
-    v.extend(
-        out(&["ip", "-o", "link"])
-            .lines()
-            .filter_map(|l| l.split(':').nth(1).map(|n| format!("link {}", n.trim()))),
-    );
-    v.extend(
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("overlay"))
-            .map(|l| format!("mount {}", l.split_whitespace().nth(4).unwrap_or(""))),
-    );
-    v.push(format!(
-        "cgroup {}",
-        Path::new("/sys/fs/cgroup/unified/forgectl/fgtest-int").exists()
-    ));
-    v.sort();
-    v
-}
-
 #[test]
 fn refused_without_root_and_clean_after_ctrl_c() {
+    support::require_root();
     let work = tempfile::tempdir().unwrap();
     let inv = work.path().join("cluster.yaml");
     std::fs::write(&inv, INVENTORY).unwrap();
@@ -96,7 +70,7 @@ fn refused_without_root_and_clean_after_ctrl_c() {
     assert!(!state.exists());
 
     // Ctrl-C while the machines are being made.
-    let before = host_state();
+    let before = support::host_snapshot("fgtest-int", &state);
     let child = Command::cargo_bin("forgectl")
         .unwrap()
         .env("NO_COLOR", "1")
@@ -126,7 +100,7 @@ fn refused_without_root_and_clean_after_ctrl_c() {
         stderr.contains("interrupted; the machines created by this run were removed"),
         "{stderr}"
     );
-    assert_eq!(host_state(), before);
+    assert_eq!(support::host_snapshot("fgtest-int", &state), before);
     let left: Vec<_> = std::fs::read_dir(&machines)
         .map(|d| d.flatten().count())
         .into_iter()

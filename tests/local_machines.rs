@@ -2,10 +2,12 @@
 //! Needs root and the host packages `.ci/run` installs; builds (or reuses) the cached rootfs.
 //! One test function on purpose: the machines are brought up once for every check.
 
+mod support;
+
 use assert_cmd::Command;
 use forgectl::inventory::model::HostKeyPolicy;
 use forgectl::ssh::{Credentials, Endpoint, HostKeyCheck, Session, Settings, SshError};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,53 +36,6 @@ groups:
     roles: [worker]
     count: 1
 ";
-
-/// Everything on the host that machines could leave behind.
-fn host_snapshot(state: &Path) -> Vec<String> {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(args[0])
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let mut snap = Vec::new();
-    snap.extend(
-        run(&["ip", "netns", "list"])
-            .lines()
-            .map(|l| format!("netns {l}")),
-    );
-    snap.extend(
-        run(&["ip", "-o", "link", "show"])
-            .lines()
-            .filter_map(|l| l.split(':').nth(1).map(|n| format!("link {}", n.trim()))),
-    );
-    let state = state.display().to_string();
-    snap.extend(
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&state) || l.contains("forgectl"))
-            .map(|l| format!("mount {l}")),
-    );
-    for h in [
-        "/sys/fs/cgroup/unified/forgectl",
-        "/sys/fs/cgroup/systemd/forgectl",
-        "/sys/fs/cgroup/forgectl",
-    ] {
-        if Path::new(h).join(CLUSTER).exists() {
-            snap.push(format!("cgroup {h}/{CLUSTER}"));
-        }
-    }
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).contains(&state) {
-            snap.push(format!("process {}", p.file_name().to_string_lossy()));
-        }
-    }
-    snap.sort();
-    snap
-}
 
 struct Cluster {
     inventory: PathBuf,
@@ -147,13 +102,7 @@ fn ep(name: &str, last: u8, user: &str) -> Endpoint {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_machines_and_ssh_executor() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    assert!(
-        status
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
-        "this test needs root (namespaces, mounts, cgroups); CI runs it as root"
-    );
+    support::require_root();
     let work = tempfile::tempdir().unwrap();
     let inventory = work.path().join("cluster.yaml");
     std::fs::write(&inventory, INVENTORY).unwrap();
@@ -161,7 +110,7 @@ async fn local_machines_and_ssh_executor() {
         inventory,
         state: tempfile::tempdir().unwrap(),
     };
-    let before = host_snapshot(cluster.state.path());
+    let before = support::host_snapshot(CLUSTER, cluster.state.path());
 
     // up: machines are made, booted and probed over SSH; the run stops at the first unbuilt phase.
     let started = Instant::now();
@@ -669,5 +618,8 @@ async fn local_machines_and_ssh_executor() {
         .stdout(predicates::str::contains(
             "nothing to do: no machine exists",
         ));
-    assert_eq!(host_snapshot(cluster.state.path()), before);
+    assert_eq!(
+        support::host_snapshot(CLUSTER, cluster.state.path()),
+        before
+    );
 }

@@ -1,0 +1,61 @@
+//! Shared pieces of the test bed (no test doubles here: the local tests use real machines).
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+/// What local machines could leave behind on the host: network namespaces, links, overlay and
+/// state-dir mounts, the cluster's cgroups, and processes that mention `state`.
+pub fn host_snapshot(cluster: &str, state: &Path) -> Vec<String> {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut snap: Vec<String> = run(&["ip", "netns", "list"])
+        .lines()
+        .map(|l| format!("netns {l}"))
+        .collect();
+    snap.extend(
+        run(&["ip", "-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(':').nth(1).map(|n| format!("link {}", n.trim()))),
+    );
+    let state = state.display().to_string();
+    snap.extend(
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&state) || l.contains("forgectl") || l.contains(" overlay "))
+            .map(|l| format!("mount {}", l.split_whitespace().nth(4).unwrap_or(""))),
+    );
+    for h in [
+        "/sys/fs/cgroup/unified/forgectl",
+        "/sys/fs/cgroup/systemd/forgectl",
+        "/sys/fs/cgroup/forgectl",
+    ] {
+        if Path::new(h).join(cluster).exists() {
+            snap.push(format!("cgroup {h}/{cluster}"));
+        }
+    }
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(&state) {
+            snap.push(format!("process {}", p.file_name().to_string_lossy()));
+        }
+    }
+    snap.sort();
+    snap
+}
+
+/// Fails clearly unless the test runs as root.
+pub fn require_root() {
+    // SAFETY: geteuid(2) has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root (namespaces, mounts, cgroups); .ci/run runs it as root"
+    );
+}
