@@ -42,10 +42,12 @@ fn refused_without_root_and_clean_after_ctrl_c() {
     std::fs::set_permissions(work.path(), perm(work.path(), 0o755)).unwrap();
     std::fs::set_permissions(&inv, perm(&inv, 0o644)).unwrap();
 
-    // Without root: a clear refusal, nothing written.
+    // Without root: a clear refusal, nothing written. (A copy of the binary: the build directory
+    // may sit under a home directory the unprivileged user cannot enter.)
     let state = work.path().join("state");
-    let out = Command::cargo_bin("forgectl")
-        .unwrap()
+    let bin = work.path().join("forgectl");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("forgectl"), &bin).unwrap();
+    let out = Command::new(&bin)
         .env("NO_COLOR", "1")
         .arg("--state-dir")
         .arg(&state)
