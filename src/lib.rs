@@ -10,6 +10,7 @@ pub mod interrupt;
 pub mod inventory;
 pub mod output;
 pub mod phases;
+pub mod pki;
 pub mod plan;
 pub mod playbook;
 pub mod providers;

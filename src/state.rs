@@ -127,12 +127,21 @@ impl StateDir {
         Ok(Lock { _file: file })
     }
 
-    /// Writes `name` atomically with mode 0600 (temp file in the same dir, fsync, rename).
+    /// Writes `name` (a relative path; missing directories are made 0700) atomically with mode
+    /// 0600: temp file in the same directory, fsync, rename.
     pub fn write_secret(&self, name: &str, data: &[u8]) -> Result<PathBuf, StateError> {
         let target = self.path.join(name);
-        let tmp = self
-            .path
-            .join(format!(".{name}.tmp-{}", std::process::id()));
+        let parent = target.parent().unwrap_or(&self.path).to_path_buf();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&parent)
+            .map_err(io(&parent))?;
+        let file = target
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = parent.join(format!(".{file}.tmp-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
