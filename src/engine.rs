@@ -4,7 +4,7 @@ use crate::executor::{ExecError, Executor};
 use crate::inventory::Loaded;
 use crate::phases::{self, PhaseError, PlanContext, Presence};
 use crate::plan::{Op, PhasePlan, Plan, Readiness};
-use crate::playbook::{self, Playbook, PlaybookError};
+use crate::playbook::{self, Playbook, PlaybookError, Step};
 use crate::render::Templates;
 
 /// Which phases of the playbook to plan and run.
@@ -88,46 +88,11 @@ pub fn plan(
     };
     let mut phases = Vec::new();
     for step in &pb.phases {
-        let Some(phase) = phases::lookup(&step.phase) else {
-            return Err(EngineError::UnknownPhase {
-                playbook: pb.name.clone(),
-                phase: step.phase.clone(),
-                known: phases::all_names().join(", "),
-            });
-        };
         let selected = selection.only.is_empty() || selection.only.contains(&step.phase);
         if selected {
-            let hosts = playbook::select(inv, &pb.name, step)?;
-            // A phase switched off in the inventory, or one that works on hosts when none matches,
-            // has nothing to do whether or not it is built; the plan says so and why.
-            let nothing = phase.skip_reason(&ctx).or_else(|| {
-                (!step.hosts.is_empty() && hosts.is_empty())
-                    .then(|| format!("no machine matches {}", step.hosts.join(", ")))
-            });
-            let plan = if let Some(reason) = nothing {
-                PhasePlan {
-                    phase: step.phase.clone(),
-                    title: phase.title().into(),
-                    readiness: Readiness::Ready,
-                    hosts: Vec::new(),
-                    actions: Vec::new(),
-                    note: Some(reason),
-                }
-            } else {
-                let actions = phase.plan(&ctx, &hosts).map_err(|e| EngineError::Phase {
-                    phase: step.phase.clone(),
-                    source: e,
-                })?;
-                PhasePlan {
-                    phase: step.phase.clone(),
-                    title: phase.title().into(),
-                    readiness: phase.readiness(&ctx),
-                    hosts: hosts.iter().map(|m| m.name.clone()).collect(),
-                    actions,
-                    note: None,
-                }
-            };
-            phases.push(plan);
+            phases.push(plan_step(&ctx, pb, step)?);
+        } else if phases::lookup(&step.phase).is_none() {
+            return Err(unknown(pb, step));
         }
         if selection.until.as_deref() == Some(step.phase.as_str()) {
             break;
@@ -138,6 +103,53 @@ pub fn plan(
         playbook: pb.name.clone(),
         probed: false,
         phases,
+    })
+}
+
+fn unknown(pb: &Playbook, step: &Step) -> EngineError {
+    EngineError::UnknownPhase {
+        playbook: pb.name.clone(),
+        phase: step.phase.clone(),
+        known: phases::all_names().join(", "),
+    }
+}
+
+/// Plans one step of a playbook. The engine calls it again right before the phase runs, so a
+/// phase plans with what the phases before it made (certificates, machines).
+pub fn plan_step(
+    ctx: &PlanContext<'_>,
+    pb: &Playbook,
+    step: &Step,
+) -> Result<PhasePlan, EngineError> {
+    let phase = phases::lookup(&step.phase).ok_or_else(|| unknown(pb, step))?;
+    let hosts = playbook::select(ctx.inv, &pb.name, step)?;
+    // A phase switched off in the inventory, or one that works on hosts when none matches,
+    // has nothing to do whether or not it is built; the plan says so and why.
+    let nothing = phase.skip_reason(ctx).or_else(|| {
+        (!step.hosts.is_empty() && hosts.is_empty())
+            .then(|| format!("no machine matches {}", step.hosts.join(", ")))
+    });
+    if let Some(reason) = nothing {
+        return Ok(PhasePlan {
+            phase: step.phase.clone(),
+            title: phase.title().into(),
+            readiness: Readiness::Ready,
+            hosts: Vec::new(),
+            actions: Vec::new(),
+            note: Some(reason),
+        });
+    }
+    let actions = phase.plan(ctx, &hosts).map_err(|e| EngineError::Phase {
+        phase: step.phase.clone(),
+        source: e,
+    })?;
+    Ok(PhasePlan {
+        phase: step.phase.clone(),
+        title: phase.title().into(),
+        readiness: phase.readiness(ctx),
+        hosts: hosts.iter().map(|m| m.name.clone()).collect(),
+        actions,
+        note: None,
     })
 }
 
@@ -185,11 +197,35 @@ pub enum Outcome {
 }
 
 /// Runs the plan's phases in order with `exec`, stopping before the first one that cannot run
-/// and at the first failure.
-pub async fn run(plan: &Plan, exec: &Executor<'_>) -> Outcome {
+/// and at the first failure. `replan` plans a phase again right before it runs, with what the
+/// phases before it made.
+pub async fn run(
+    plan: &Plan,
+    exec: &Executor<'_>,
+    replan: &dyn Fn(&str) -> Result<PhasePlan, EngineError>,
+) -> Outcome {
     let mut ran = Vec::new();
     let mut changed = 0;
-    for p in &plan.phases {
+    for planned in &plan.phases {
+        let fresh;
+        let p = if ran.is_empty() {
+            planned
+        } else {
+            match replan(&planned.phase) {
+                Ok(p) => {
+                    fresh = p;
+                    &fresh
+                }
+                Err(e) => {
+                    return Outcome::Failed {
+                        ran,
+                        changed,
+                        at: planned.phase.clone(),
+                        error: ExecError::Unsupported(e.to_string()),
+                    };
+                }
+            }
+        };
         let reason = match &p.readiness {
             Readiness::Ready => None,
             Readiness::PlanOnly { missing } => Some(format!("running it needs {missing}")),

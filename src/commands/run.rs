@@ -11,9 +11,9 @@ use crate::interrupt::Interrupt;
 use crate::inventory::Loaded;
 use crate::inventory::ProviderKind;
 use crate::output::{Format, Options, Style};
-use crate::phases::Presence;
-use crate::plan::{Op, Plan};
-use crate::playbook;
+use crate::phases::{PlanContext, Presence};
+use crate::plan::{Op, PhasePlan, Plan};
+use crate::playbook::{self, Playbook, Step};
 use crate::providers::local::{self, LocalError, LocalProvider};
 use crate::render::Templates;
 use crate::state::{self, StateDir};
@@ -36,20 +36,19 @@ pub struct RunOptions {
 /// What exists already: for local machines, read from the state dir (no root needed to look).
 async fn presence(inv: &Loaded, opts: &Options) -> Presence {
     let mut p = Presence::default();
+    let dir = state::base_dir(opts.state_dir.as_deref())
+        .ok()
+        .map(|b| b.join(&inv.inventory.name))
+        .filter(|d| d.exists());
     match inv.inventory.provider {
         ProviderKind::Local => {
-            let Ok(base) = state::base_dir(opts.state_dir.as_deref()) else {
-                return p;
-            };
-            let dir = base.join(&inv.inventory.name);
-            if !dir.exists() {
-                return p;
-            }
-            for m in LocalProvider::new(inv, &dir, true).list().await {
-                if m.state != local::State::Stopped {
-                    p.running.insert(m.name.clone());
+            if let Some(dir) = &dir {
+                for m in LocalProvider::new(inv, dir, true).list().await {
+                    if m.state != local::State::Stopped {
+                        p.running.insert(m.name.clone());
+                    }
+                    p.existing.insert(m.name);
                 }
-                p.existing.insert(m.name);
             }
         }
         ProviderKind::Static => {
@@ -58,16 +57,32 @@ async fn presence(inv: &Loaded, opts: &Options) -> Presence {
         }
         ProviderKind::Openstack | ProviderKind::Vagrant => {}
     }
+    p.state_dir = dir;
     p
 }
 
-async fn make_plan(run: &RunOptions, opts: &Options) -> Result<(Loaded, Plan), CommandError> {
+/// Everything a run plans with.
+struct Planned {
+    inv: Loaded,
+    pb: Playbook,
+    templates: Templates,
+    present: Presence,
+    plan: Plan,
+}
+
+async fn make_plan(run: &RunOptions, opts: &Options) -> Result<Planned, CommandError> {
     let inv = load_inventory(run.file.as_deref(), opts)?;
     let pb = playbook::load(&run.playbook)?;
     let templates = Templates::load(opts.templates.as_deref())?;
     let present = presence(&inv, opts).await;
     let plan = engine::plan(&inv, &pb, &templates, &present, &run.selection)?;
-    Ok((inv, plan))
+    Ok(Planned {
+        inv,
+        pb,
+        templates,
+        present,
+        plan,
+    })
 }
 
 fn print_plan(plan: &Plan, opts: &Options) {
@@ -79,7 +94,7 @@ fn print_plan(plan: &Plan, opts: &Options) {
 
 /// Prints the plan: ordered phases and, per phase and host, the actions.
 pub async fn plan(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
-    let (_, plan) = make_plan(run, opts).await?;
+    let plan = make_plan(run, opts).await?.plan;
     print_plan(&plan, opts);
     Ok(ExitCode::Ok)
 }
@@ -106,7 +121,13 @@ async fn execute(
     })?;
     // Everything is validated and planned before the state dir is touched: a malformed inventory
     // or playbook never leaves anything behind.
-    let (inv, plan) = make_plan(run, opts).await?;
+    let Planned {
+        inv,
+        pb,
+        templates,
+        mut present,
+        plan,
+    } = make_plan(run, opts).await?;
     print_plan(&plan, opts);
     if run.dry_run {
         if opts.format == Format::Text {
@@ -141,7 +162,25 @@ async fn execute(
         opts.verbosity < 0 || opts.format == Format::Json,
         interrupt,
     );
-    let outcome = engine::run(&plan, &exec).await;
+    present.state_dir = Some(dir.path().to_path_buf());
+    let ctx = PlanContext {
+        inv: &inv,
+        templates: &templates,
+        present: &present,
+    };
+    let replan = |name: &str| -> Result<PhasePlan, engine::EngineError> {
+        let step = pb
+            .phases
+            .iter()
+            .find(|s| s.phase == name)
+            .cloned()
+            .unwrap_or(Step {
+                phase: name.to_string(),
+                hosts: Vec::new(),
+            });
+        engine::plan_step(&ctx, &pb, &step)
+    };
+    let outcome = engine::run(&plan, &exec, &replan).await;
     exec.close().await;
     let record = match &outcome {
         Outcome::Complete { phases, changed } => json!({
@@ -252,7 +291,7 @@ pub async fn render(
     out: &Path,
     opts: &Options,
 ) -> Result<ExitCode, CommandError> {
-    let (_, plan) = make_plan(run, opts).await?;
+    let plan = make_plan(run, opts).await?.plan;
     let mut written = Vec::new();
     for phase in &plan.phases {
         for action in &phase.actions {

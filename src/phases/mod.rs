@@ -34,6 +34,8 @@ pub struct Presence {
     pub existing: BTreeSet<String>,
     /// Machines that run.
     pub running: BTreeSet<String>,
+    /// The cluster's state dir, when it exists (certificates made by the pki phase live there).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Where and how a rendered file lands on a host.
