@@ -231,23 +231,23 @@ impl<'a> Pki<'a> {
         params: CertificateParams,
         report: &mut Report,
     ) -> Result<(), PkiError> {
-        if let Some(existing) = self.read(rel, "crt")? {
-            if let Ok(info) = inspect(&existing) {
-                let mut want: Vec<String> = params
-                    .subject_alt_names
-                    .iter()
-                    .map(|s| match s {
-                        SanType::DnsName(n) => n.as_str().to_string(),
-                        SanType::IpAddress(i) => i.to_string(),
-                        _ => String::new(),
-                    })
-                    .collect();
-                want.sort();
-                let mut have = info.sans.clone();
-                have.sort();
-                if want == have && self.read(rel, "key")?.is_some() {
-                    return Ok(());
-                }
+        if let Some(existing) = self.read(rel, "crt")?
+            && let Ok(info) = inspect(&existing)
+        {
+            let mut want: Vec<String> = params
+                .subject_alt_names
+                .iter()
+                .map(|s| match s {
+                    SanType::DnsName(n) => n.as_str().to_string(),
+                    SanType::IpAddress(i) => i.to_string(),
+                    _ => String::new(),
+                })
+                .collect();
+            want.sort();
+            let mut have = info.sans.clone();
+            have.sort();
+            if want == have && self.read(rel, "key")?.is_some() {
+                return Ok(());
             }
         }
         let key = KeyPair::generate().map_err(gen_err(rel))?;
