@@ -3,7 +3,7 @@
 use crate::executor::{ExecError, Executor};
 use crate::inventory::Loaded;
 use crate::phases::{self, PhaseError, PlanContext, Presence};
-use crate::plan::{Op, PhasePlan, Plan, Readiness};
+use crate::plan::{Action, Op, PhasePlan, Plan, Readiness};
 use crate::playbook::{self, Playbook, PlaybookError, Step};
 use crate::render::Templates;
 
@@ -268,47 +268,49 @@ pub async fn run(
     }
 }
 
-/// Runs one phase's actions; returns how many changed something.
+/// Runs one phase's actions in order; returns how many changed something. Consecutive host
+/// actions run together (each host in order, hosts in parallel); forgectl's own actions run
+/// between them.
 async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecError> {
-    let names = |want: fn(&Op) -> Option<&String>| -> Vec<String> {
-        p.actions
-            .iter()
-            .filter_map(|a| want(&a.op))
-            .cloned()
-            .collect()
-    };
-    let create = names(|op| match op {
-        Op::CreateMachine { machine, .. } => Some(machine),
-        _ => None,
-    });
-    let delete = names(|op| match op {
-        Op::DeleteMachine { machine } => Some(machine),
-        _ => None,
-    });
-    let probe: Vec<String> = p
-        .actions
-        .iter()
-        .filter(|a| matches!(a.op, Op::Probe))
-        .filter_map(|a| a.host.clone())
-        .collect();
-    if p.actions
-        .iter()
-        .any(|a| matches!(a.op, Op::Upload { .. } | Op::Run { .. }))
-    {
-        return Err(ExecError::Unsupported(format!(
-            "phase {} has host commands and uploads, which this build does not run yet",
-            p.phase
-        )));
-    }
     let mut changed = 0;
-    if !create.is_empty() {
-        changed += exec.create(&create).await?;
+    let mut batch: Vec<&Action> = Vec::new();
+    let mut i = 0;
+    while i < p.actions.len() {
+        let a = &p.actions[i];
+        if matches!(
+            a.op,
+            Op::Upload { .. } | Op::Run { .. } | Op::InstallPackages { .. }
+        ) {
+            batch.push(a);
+            i += 1;
+            continue;
+        }
+        if !batch.is_empty() {
+            changed += exec.host_actions(&batch).await?;
+            batch.clear();
+        }
+        // Same-kind machine and probe actions are carried out together.
+        let same: Vec<&Action> = p.actions[i..]
+            .iter()
+            .take_while(|b| std::mem::discriminant(&b.op) == std::mem::discriminant(&a.op))
+            .collect();
+        let names: Vec<String> = same.iter().filter_map(|b| b.host.clone()).collect();
+        match &a.op {
+            Op::CreateMachine { .. } => changed += exec.create(&names).await?,
+            Op::DeleteMachine { .. } => changed += exec.delete(&names).await?,
+            Op::Probe => {
+                exec.probe(&names).await?;
+            }
+            Op::EnsurePki => changed += exec.ensure_pki()?,
+            Op::WaitEtcdHealthy => {
+                exec.wait_etcd().await?;
+            }
+            Op::Upload { .. } | Op::Run { .. } | Op::InstallPackages { .. } => {}
+        }
+        i += same.len();
     }
-    if !probe.is_empty() {
-        exec.probe(&probe).await?;
-    }
-    if !delete.is_empty() {
-        changed += exec.delete(&delete).await?;
+    if !batch.is_empty() {
+        changed += exec.host_actions(&batch).await?;
     }
     Ok(changed)
 }

@@ -8,11 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+use crate::etcd;
 use crate::interrupt::Interrupt;
 use crate::inventory::validate::resolve_path;
-use crate::inventory::{Loaded, Machine, ProviderKind};
+use crate::inventory::{Loaded, Machine, ProviderKind, Role};
+use crate::pki;
+use crate::plan::{Action, Op};
 use crate::providers::local::{self, LocalError, LocalProvider};
-use crate::ssh::{self, Credentials, Endpoint, HostKeyCheck, Pool, Settings, SshError};
+use crate::ssh::{
+    self, Credentials, Endpoint, HostKeyCheck, Pool, Session, Settings, SshError, shell_quote,
+};
 use crate::state::{StateDir, StateError};
 
 /// File names in the state dir.
@@ -38,6 +43,24 @@ pub enum ExecError {
     /// This build cannot do it for this provider.
     #[error("{0}")]
     Unsupported(String),
+    /// A command failed on a host.
+    #[error("{host}: `{command}` exited with {code}: {stderr}")]
+    Command {
+        /// Machine.
+        host: String,
+        /// The command.
+        command: String,
+        /// Its exit status (or the signal).
+        code: String,
+        /// The end of its error output.
+        stderr: String,
+    },
+    /// The PKI could not be made.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// etcd did not become healthy.
+    #[error(transparent)]
+    Etcd(#[from] crate::etcd::EtcdError),
 }
 
 impl ExecError {
@@ -61,6 +84,16 @@ impl ExecError {
             Self::Ssh(e) => e.next_step().into(),
             Self::State(_) => "check the state dir and its permissions".into(),
             Self::Unsupported(_) => "see `forgectl plan` for what this build can do".into(),
+            Self::Command { host, .. } => {
+                format!(
+                    "fix the cause on {host} (`forgectl exec --hosts {host} -- …` helps), then run again: finished steps are skipped"
+                )
+            }
+            Self::Pki(_) => "check the state dir; certificates that exist are kept".into(),
+            Self::Etcd(_) => {
+                "check the members with `forgectl exec --hosts etcd -- journalctl -u etcd -n 50`"
+                    .into()
+            }
         }
     }
 }
@@ -140,6 +173,7 @@ pub struct Executor<'a> {
     quiet: bool,
     interrupt: Interrupt,
     pool: OnceCell<Arc<Pool>>,
+    mirror: tokio::sync::Mutex<Option<(Vec<String>, local::mirror::Server)>>,
 }
 
 impl<'a> Executor<'a> {
@@ -151,6 +185,7 @@ impl<'a> Executor<'a> {
             quiet,
             interrupt,
             pool: OnceCell::new(),
+            mirror: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -271,10 +306,280 @@ impl<'a> Executor<'a> {
         Ok(facts)
     }
 
+    /// Makes the certificates that are missing for the etcd members; returns how many files.
+    pub fn ensure_pki(&self) -> Result<usize, ExecError> {
+        let members: Vec<pki::Member> = self
+            .inv
+            .with_role(Role::Etcd)
+            .map(|m| pki::Member {
+                name: m.name.clone(),
+                addresses: m.address.into_iter().collect(),
+            })
+            .collect();
+        let report = pki::Pki::new(self.state).ensure(&members)?;
+        Ok(report.created.len())
+    }
+
+    /// forgectl's etcd client credentials and the members' client URLs.
+    pub fn etcd_access(&self) -> Result<(etcd::Tls, Vec<(String, String)>), ExecError> {
+        let p = pki::Pki::new(self.state);
+        let read = |rel: &str, ext: &str| -> Result<String, ExecError> {
+            p.read(rel, ext)?.ok_or_else(|| {
+                etcd::EtcdError::NoCredentials(p.path(rel, ext).display().to_string()).into()
+            })
+        };
+        let tls = etcd::Tls {
+            ca: read(pki::paths::ETCD_CA, "crt")?,
+            cert: read(pki::paths::FORGECTL_ETCD_CLIENT, "crt")?,
+            key: read(pki::paths::FORGECTL_ETCD_CLIENT, "key")?,
+        };
+        let port = self.inv.inventory.etcd.client_port;
+        let members = self
+            .inv
+            .with_role(Role::Etcd)
+            .map(|m| {
+                let addr = m
+                    .address
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| m.name.clone());
+                (m.name.clone(), format!("https://{addr}:{port}"))
+            })
+            .collect();
+        Ok((tls, members))
+    }
+
+    /// Waits for every etcd member to answer over mTLS with a leader.
+    pub async fn wait_etcd(&self) -> Result<Vec<etcd::MemberHealth>, ExecError> {
+        let (tls, members) = self.etcd_access()?;
+        Ok(etcd::wait_healthy(&members, &tls, Duration::from_secs(90)).await?)
+    }
+
+    /// The apt source line of the local package mirror serving `packages`, started on first use.
+    async fn mirror_source(&self, packages: &[String]) -> Result<Option<String>, ExecError> {
+        if self.inv.inventory.provider != ProviderKind::Local {
+            return Ok(None);
+        }
+        let mut guard = self.mirror.lock().await;
+        let serves = guard
+            .as_ref()
+            .is_some_and(|(p, _)| packages.iter().all(|x| p.contains(x)));
+        if !serves {
+            let mut all: Vec<String> = guard.take().map(|(p, _)| p).unwrap_or_default();
+            all.extend(packages.iter().cloned());
+            all.sort();
+            all.dedup();
+            let server = self.local()?.mirror(&all, &[]).await?;
+            *guard = Some((all, server));
+        }
+        Ok(guard.as_ref().map(|(_, s)| s.apt_source()))
+    }
+
+    /// Runs uploads, commands and package installs on their hosts: each host's actions in order,
+    /// hosts in parallel (bounded). Skips what is already done; returns how many actions changed
+    /// something.
+    pub async fn host_actions(&self, actions: &[&Action]) -> Result<usize, ExecError> {
+        let mut by_host: Vec<(String, Vec<&Action>)> = Vec::new();
+        for a in actions {
+            let Some(h) = &a.host else { continue };
+            match by_host.iter_mut().find(|(n, _)| n == h) {
+                Some((_, list)) => list.push(a),
+                None => by_host.push((h.clone(), vec![a])),
+            }
+        }
+        // The mirror must serve before any host installs from it.
+        let wanted: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match &a.op {
+                Op::InstallPackages { packages } => Some(packages.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let machines: Vec<&Machine> = by_host
+            .iter()
+            .filter_map(|(h, _)| self.inv.machines.iter().find(|m| &m.name == h))
+            .collect();
+        let eps = endpoints(self.inv, &machines);
+        let pool = self.pool().await?;
+        let source = if wanted.is_empty() {
+            None
+        } else {
+            self.mirror_source_if_needed(&pool, &eps, &wanted).await?
+        };
+        let by_host = &by_host;
+        let source = &source;
+        let results = pool
+            .each(&eps, |s| async move {
+                let name = s.endpoint().name.clone();
+                let list = by_host
+                    .iter()
+                    .find(|(h, _)| *h == name)
+                    .map(|(_, l)| l.clone())
+                    .unwrap_or_default();
+                Ok(host_run(&s, &list, source.as_deref()).await)
+            })
+            .await;
+        let mut changed = 0;
+        let mut ssh_failures = Vec::new();
+        for r in results {
+            match r.result {
+                Ok(Ok(n)) => changed += n,
+                Ok(Err(e)) => return Err(e),
+                Err(e) => ssh_failures.push((r.host, e)),
+            }
+        }
+        if !ssh_failures.is_empty() {
+            return Err(ExecError::Hosts(ssh_failures));
+        }
+        Ok(changed)
+    }
+
+    /// Starts the mirror only when some host lacks some of `packages`.
+    async fn mirror_source_if_needed(
+        &self,
+        pool: &Pool,
+        eps: &[Endpoint],
+        packages: &[String],
+    ) -> Result<Option<String>, ExecError> {
+        let check = installed_check(packages);
+        let results = pool
+            .each(eps, |s| {
+                let check = check.clone();
+                async move { s.exec(&s.as_root(&check)).await }
+            })
+            .await;
+        let all_there = results
+            .iter()
+            .all(|r| r.result.as_ref().is_ok_and(|o| o.success()));
+        if all_there {
+            return Ok(None);
+        }
+        self.mirror_source(packages).await
+    }
+
     /// Closes SSH connections.
     pub async fn close(&self) {
         if let Some(p) = self.pool.get() {
             p.close().await;
         }
     }
+}
+
+/// A shell check that succeeds when every package is installed.
+fn installed_check(packages: &[String]) -> String {
+    packages
+        .iter()
+        .map(|p| {
+            format!(
+                "dpkg-query -W -f='${{Status}}' {} 2>/dev/null | grep -q 'install ok installed'",
+                shell_quote(p)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ")
+}
+
+fn failed(host: &str, command: &str, out: &ssh::Output) -> ExecError {
+    let stderr = out.stderr_text();
+    let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
+    ExecError::Command {
+        host: host.into(),
+        command: command.into(),
+        code: match (&out.exit_code, &out.signal) {
+            (Some(c), _) => c.to_string(),
+            (None, Some(s)) => format!("signal {s}"),
+            _ => "no status".into(),
+        },
+        stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+    }
+}
+
+/// One host's actions in order. SSH errors end the host's work (reported by the caller); a
+/// failing command is an `ExecError::Command`.
+async fn host_run(
+    s: &Session,
+    actions: &[&Action],
+    source: Option<&str>,
+) -> Result<usize, ExecError> {
+    let host = s.endpoint().name.clone();
+    let ssh = |e: SshError| ExecError::Hosts(vec![(host.clone(), e)]);
+    let mut changed = 0;
+    for a in actions {
+        match &a.op {
+            Op::Upload {
+                path,
+                mode,
+                owner,
+                content,
+                sha256,
+                ..
+            } => {
+                let q = shell_quote(path);
+                let probe = format!(
+                    "sha256sum -- {q} 2>/dev/null | cut -d' ' -f1; stat -c '%a %U:%G' -- {q} 2>/dev/null"
+                );
+                let out = s.exec(&s.as_root(&probe)).await.map_err(ssh)?;
+                let want = format!("{sha256}\n{mode:o} {owner}");
+                if out.stdout_text() == want {
+                    continue;
+                }
+                s.upload(path, content.as_bytes(), *mode, owner)
+                    .await
+                    .map_err(ssh)?;
+                changed += 1;
+            }
+            Op::Run {
+                command,
+                unless,
+                on_change,
+            } => {
+                let forced = *on_change && changed > 0;
+                if !forced && let Some(u) = unless {
+                    let out = s.exec(&s.as_root(u)).await.map_err(ssh)?;
+                    if out.success() {
+                        continue;
+                    }
+                }
+                let out = s.exec(&s.as_root(command)).await.map_err(ssh)?;
+                if !out.success() {
+                    return Err(failed(&host, command, &out));
+                }
+                changed += 1;
+            }
+            Op::InstallPackages { packages } => {
+                let check = installed_check(packages);
+                if s.exec(&s.as_root(&check)).await.map_err(ssh)?.success() {
+                    continue;
+                }
+                let list = packages
+                    .iter()
+                    .map(|p| shell_quote(p))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                // Packages must not start services with their default configuration (policy-rc.d).
+                let mut script = String::from(
+                    "set -e; printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; ",
+                );
+                if let Some(src) = source {
+                    script.push_str(&format!(
+                        "echo {} > /etc/apt/sources.list.d/forgectl.list; : > /etc/apt/sources.list; ",
+                        shell_quote(src)
+                    ));
+                }
+                script.push_str(&format!(
+                    "apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {list} >/dev/null"
+                ));
+                let out = s
+                    .exec_with(&s.as_root(&script), None, Duration::from_secs(600))
+                    .await
+                    .map_err(ssh)?;
+                if !out.success() {
+                    return Err(failed(&host, &format!("apt-get install {list}"), &out));
+                }
+                changed += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(changed)
 }

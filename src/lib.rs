@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod engine;
+pub mod etcd;
 pub mod executor;
 pub mod interrupt;
 pub mod inventory;

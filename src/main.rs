@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    // One TLS crypto provider for every client (etcd, later the Kubernetes API): aws-lc-rs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let opts = options(&cli.global);
     init_tracing(&opts);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

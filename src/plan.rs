@@ -46,7 +46,20 @@ pub enum Op {
         /// Check that skips the command when it succeeds.
         #[serde(skip_serializing_if = "Option::is_none")]
         unless: Option<String>,
+        /// Also run it when an earlier action of this phase changed something on this host (a
+        /// restart after a configuration change), whatever `unless` says.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        on_change: bool,
     },
+    /// Install Debian packages that are missing (from the local mirror for local machines).
+    InstallPackages {
+        /// Package names.
+        packages: Vec<String>,
+    },
+    /// Make the cluster's certificates that are missing (forgectl itself, in the state dir).
+    EnsurePki,
+    /// Wait until every etcd member answers over mTLS and the cluster has a leader.
+    WaitEtcdHealthy,
     /// Create a machine through the provider (forgectl itself, no SSH).
     CreateMachine {
         /// The machine.
@@ -113,6 +126,21 @@ impl Action {
             op: Op::Run {
                 command: command.into(),
                 unless: unless.map(str::to_string),
+                on_change: false,
+            },
+        }
+    }
+
+    /// A command on `host` that runs when `unless` fails or an earlier action of the phase
+    /// changed something on the host (restarts after configuration changes).
+    pub fn run_on_change(host: &str, command: &str, unless: &str, why: &str) -> Self {
+        Self {
+            host: Some(host.into()),
+            description: why.into(),
+            op: Op::Run {
+                command: command.into(),
+                unless: Some(unless.into()),
+                on_change: true,
             },
         }
     }
@@ -266,10 +294,26 @@ impl Plan {
                         "upload {path} ({mode:04o} {owner}, {bytes} B, sha256 {})",
                         &sha256[..12]
                     ),
-                    Op::Run { command, unless } => match unless {
-                        Some(u) => format!("run    {command}   (unless: {u})"),
-                        None => format!("run    {command}"),
+                    Op::Run {
+                        command,
+                        unless,
+                        on_change,
+                    } => match (unless, on_change) {
+                        (Some(u), true) => {
+                            format!("run    {command}   (after a change, or unless: {u})")
+                        }
+                        (Some(u), false) => format!("run    {command}   (unless: {u})"),
+                        (None, _) => format!("run    {command}"),
                     },
+                    Op::InstallPackages { packages } => {
+                        format!("install {} (if missing)", packages.join(" "))
+                    }
+                    Op::EnsurePki => {
+                        "make missing certificates and keys (state dir, 0600)".to_string()
+                    }
+                    Op::WaitEtcdHealthy => {
+                        "wait for every etcd member to answer over mTLS, with a leader".to_string()
+                    }
                     Op::CreateMachine { machine, address } => match address {
                         Some(a) => format!("create machine {machine} ({a})"),
                         None => format!("create machine {machine}"),

@@ -174,7 +174,17 @@ fn plan_json_is_machine_readable_and_never_contains_file_contents() {
     assert_eq!(phases[0]["note"], "static hosts exist already");
     assert_eq!(phases[1]["phase"], "facts");
     assert_eq!(phases[1]["actions"][0]["op"]["kind"], "probe");
-    assert_eq!(phases[2]["readiness"]["state"], "not_implemented");
+    assert_eq!(
+        (
+            phases[2]["phase"].as_str(),
+            phases[2]["actions"][0]["op"]["kind"].as_str()
+        ),
+        (Some("pki"), Some("ensure_pki"))
+    );
+    assert_eq!(phases[3]["phase"], "etcd");
+    assert_eq!(phases[3]["readiness"]["state"], "plan_only");
+    assert_eq!(phases[4]["phase"], "host-prep");
+    assert_eq!(phases[4]["readiness"]["state"], "not_implemented");
     let lb = phases.iter().find(|p| p["phase"] == "lb").unwrap();
     assert_eq!(lb["hosts"], serde_json::json!(["lb-1"]));
     let upload = &lb["actions"][1];
@@ -207,8 +217,8 @@ fn plan_only_and_until_select_phases_and_reject_unknown_ones() {
         .args(["plan", "--until", "pki"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("4. pki"))
-        .stdout(predicate::str::contains("5. etcd").not());
+        .stdout(predicate::str::contains("3. pki"))
+        .stdout(predicate::str::contains("4. etcd").not());
     forgectl()
         .args(["plan", "--only", "etdc"])
         .assert()

@@ -45,6 +45,10 @@ fn render(name: &str, templates: &Templates) -> BTreeMap<PathBuf, (Option<String
                 },
             ) = (&a.host, &a.op)
             {
+                if template.is_none() {
+                    // Certificates and keys come from the state dir, not from templates.
+                    continue;
+                }
                 let key = Path::new(host).join(path.trim_start_matches('/'));
                 assert!(
                     out.insert(key, (template.clone(), content.clone()))

@@ -293,6 +293,7 @@ pub async fn render(
 ) -> Result<ExitCode, CommandError> {
     let plan = make_plan(run, opts).await?.plan;
     let mut written = Vec::new();
+    let mut secrets = 0;
     for phase in &plan.phases {
         for action in &phase.actions {
             let (
@@ -302,12 +303,18 @@ pub async fn render(
                     content,
                     sha256,
                     mode,
+                    template,
                     ..
                 },
             ) = (&action.host, &action.op)
             else {
                 continue;
             };
+            if template.is_none() {
+                // Certificates and keys: secrets that live in the state dir, never copied here.
+                secrets += 1;
+                continue;
+            }
             let rel = Path::new(host).join(path.trim_start_matches('/'));
             let target = out.join(&rel);
             write_file(&target, content.as_bytes(), *mode)?;
@@ -327,6 +334,11 @@ pub async fn render(
                 println!("{}", w["file"].as_str().unwrap_or_default());
             }
             println!("{} file(s) written under {}", written.len(), out.display());
+            if secrets > 0 {
+                println!(
+                    "{secrets} certificate and key upload(s) not written: they come from the state dir's PKI"
+                );
+            }
         }
     }
     Ok(ExitCode::Ok)

@@ -385,8 +385,9 @@ pub enum HostKeyPolicy {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Artifacts {
-    /// `upstream` (release URLs), `mirror` (a base URL with the same layout) or `local` (a directory
-    /// forgectl serves to the machines).
+    /// `upstream` (release URLs), `mirror` (a base URL with the same layout), `local` (a directory
+    /// forgectl serves to the machines) or `debian` (Debian's packages; for local machines served by
+    /// forgectl's package mirror — etcd is then Debian's 3.4, fine for exercising etcd, too old for kubeadm).
     #[serde(default)]
     pub source: ArtifactSource,
     /// Base URL of the mirror (for `source: mirror`).
@@ -408,6 +409,8 @@ pub enum ArtifactSource {
     Mirror,
     /// A local directory served to the machines by forgectl.
     Local,
+    /// Debian's packages (the distribution's versions).
+    Debian,
 }
 
 /// The Kubernetes API endpoint.

@@ -448,7 +448,13 @@ impl Checker<'_> {
             }
         }
         let (a, b, c) = MIN_ETCD_FOR_KUBEADM;
-        if v.etcd.0 < semver::Version::new(a, b, c) {
+        if inv.artifacts.source == ArtifactSource::Debian {
+            self.warning(
+                &p(&["artifacts", "source"]),
+                "artifacts.source is `debian`: software comes from Debian's packages in their versions (etcd 3.4 in bookworm), not `versions`",
+                format!("fine for exercising etcd and the machines; kubeadm needs etcd {a}.{b}.{c} or newer from upstream artifacts"),
+            );
+        } else if v.etcd.0 < semver::Version::new(a, b, c) {
             self.warning(
                 &p(&["versions", "etcd"]),
                 format!("etcd {} is older than {a}.{b}.{c}, which kubeadm requires for an external etcd", v.etcd),

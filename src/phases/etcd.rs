@@ -2,9 +2,10 @@
 
 use serde::Serialize;
 
-use super::{NEEDS_SSH, Phase, PhaseError, PlanContext, Target};
+use super::{Phase, PhaseError, PlanContext, Target};
+use crate::inventory::model::ArtifactSource;
 use crate::inventory::{Machine, Role};
-use crate::plan::{Action, Readiness};
+use crate::plan::{Action, Op, Readiness};
 
 /// Installs the etcd configuration and unit on the etcd machines and starts the members.
 pub struct Etcd;
@@ -23,8 +24,54 @@ pub const UNIT_FILE: Target = Target {
 };
 /// Certificates and keys.
 pub const PKI_DIR: &str = "/etc/etcd/pki";
-/// The etcd binary (from the artifact source).
-pub const BINARY: &str = "/usr/local/bin/etcd";
+/// The etcd binary from upstream release tarballs.
+pub const UPSTREAM_BINARY: &str = "/usr/local/bin/etcd";
+/// The etcd binary of Debian's etcd-server package.
+pub const DEBIAN_BINARY: &str = "/usr/bin/etcd";
+/// Debian's package with the etcd server.
+pub const DEBIAN_PACKAGE: &str = "etcd-server";
+
+/// Certificate files on a member: (state-dir PKI path, extension, remote name, mode, owner).
+fn cert_files(member: &str) -> [(String, &'static str, &'static str, u32, &'static str); 5] {
+    use crate::pki::paths;
+    [
+        (
+            paths::ETCD_CA.to_string(),
+            "crt",
+            "ca.crt",
+            0o644,
+            "root:root",
+        ),
+        (
+            paths::etcd_server(member),
+            "crt",
+            "server.crt",
+            0o644,
+            "root:root",
+        ),
+        (
+            paths::etcd_server(member),
+            "key",
+            "server.key",
+            0o640,
+            "root:etcd",
+        ),
+        (
+            paths::etcd_peer(member),
+            "crt",
+            "peer.crt",
+            0o644,
+            "root:root",
+        ),
+        (
+            paths::etcd_peer(member),
+            "key",
+            "peer.key",
+            0o640,
+            "root:etcd",
+        ),
+    ]
+}
 
 #[derive(Serialize)]
 struct Member<'a> {
@@ -57,9 +104,13 @@ impl Phase for Etcd {
         "Configure and start the external etcd cluster"
     }
 
-    fn readiness(&self, _: &PlanContext<'_>) -> Readiness {
-        Readiness::PlanOnly {
-            missing: NEEDS_SSH.into(),
+    fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
+        if ctx.inv.inventory.artifacts.source == ArtifactSource::Debian {
+            Readiness::Ready
+        } else {
+            Readiness::PlanOnly {
+                missing: "installing etcd from release artifacts (issue #4; `artifacts.source: debian` runs now)".into(),
+            }
         }
     }
 
@@ -72,6 +123,13 @@ impl Phase for Etcd {
             .map(|m| format!("{}=https://{}:{}", m.name, address_or_name(m), e.peer_port))
             .collect::<Vec<_>>()
             .join(",");
+        let debian = inv.artifacts.source == ArtifactSource::Debian;
+        let binary = if debian {
+            DEBIAN_BINARY
+        } else {
+            UPSTREAM_BINARY
+        };
+        let pki = ctx.present.state_dir.as_ref();
         let mut actions = Vec::new();
         for m in hosts {
             let member = Member {
@@ -85,14 +143,44 @@ impl Phase for Etcd {
                 cluster_state: "new",
                 pki_dir: PKI_DIR,
                 env_file: ENV_FILE.path,
-                etcd_binary: BINARY,
+                etcd_binary: binary,
             };
+            if debian {
+                actions.push(Action::local(
+                    Some(&m.name),
+                    Op::InstallPackages {
+                        packages: vec![DEBIAN_PACKAGE.to_string()],
+                    },
+                    "install etcd (its own start is held back until configured)",
+                ));
+            }
             actions.push(Action::run(
                 &m.name,
                 &format!("install -d -o etcd -g etcd -m 0700 {}", e.data_dir),
                 Some(&format!("test -d {}", e.data_dir)),
                 "create the data directory on local disk",
             ));
+            for (rel, ext, file, mode, owner) in cert_files(&m.name) {
+                // Before the pki phase has run (a plan of a new cluster) the content is not known
+                // yet; the engine plans this phase again right before running it.
+                let content = pki
+                    .and_then(|d| std::fs::read_to_string(d.join(format!("{rel}.{ext}"))).ok())
+                    .unwrap_or_default();
+                let why = if content.is_empty() {
+                    "certificate or key (made by the pki phase)"
+                } else {
+                    "certificate or key from the cluster PKI"
+                };
+                actions.push(Action::upload_rendered(
+                    &m.name,
+                    &format!("{PKI_DIR}/{file}"),
+                    mode,
+                    owner,
+                    None,
+                    content,
+                    why,
+                ));
+            }
             actions.push(ctx.rendered(
                 &m.name,
                 &ENV_FILE,
@@ -107,11 +195,18 @@ impl Phase for Etcd {
                 &member,
                 "etcd systemd unit",
             )?);
-            actions.push(Action::run(
+            actions.push(Action::run_on_change(
                 &m.name,
-                "systemctl daemon-reload && systemctl enable --now etcd.service",
-                Some("systemctl is-active --quiet etcd.service"),
-                "start the member",
+                "systemctl daemon-reload && systemctl enable etcd.service && systemctl restart --no-block etcd.service",
+                "systemctl is-active --quiet etcd.service",
+                "(re)start the member after a change; members wait for each other, forgectl waits for all",
+            ));
+        }
+        if !hosts.is_empty() {
+            actions.push(Action::local(
+                None,
+                Op::WaitEtcdHealthy,
+                "every member healthy over mTLS, with a leader",
             ));
         }
         Ok(actions)

@@ -9,6 +9,7 @@ mod etcd;
 mod facts;
 mod lb;
 mod pending;
+mod pki;
 mod provision;
 
 use std::collections::BTreeSet;
@@ -101,6 +102,7 @@ pub trait Phase: Sync {
 static BUILT: &[&dyn Phase] = &[
     &provision::Provision,
     &facts::Facts,
+    &pki::Pki,
     &etcd::Etcd,
     &lb::Lb,
     &deprovision::Deprovision,

@@ -33,11 +33,6 @@ const PENDING: &[Pending] = &[
         "issue #6",
     ),
     p(
-        "pki",
-        "Make the etcd, Kubernetes and front-proxy CAs and certificates",
-        "issue #4",
-    ),
-    p(
         "runtime",
         "Install and configure containerd, runc and CNI plugins",
         "issue #6",

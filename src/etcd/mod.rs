@@ -1,0 +1,156 @@
+//! Talking to the external etcd cluster over mTLS with etcd-client: health, members, status.
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// Why etcd could not be reached or is not healthy.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    /// Some members did not become healthy in time.
+    #[error("etcd is not healthy after {after:?}: {}", .unhealthy.join("; "))]
+    Unhealthy {
+        /// How long it waited.
+        after: Duration,
+        /// Each unhealthy member and why.
+        unhealthy: Vec<String>,
+    },
+    /// The client certificate or CA is missing.
+    #[error("the etcd client certificates are missing from the state dir ({0}); run the pki phase")]
+    NoCredentials(String),
+}
+
+/// The CA and client certificate forgectl uses for etcd.
+#[derive(Clone)]
+pub struct Tls {
+    /// The etcd CA (PEM).
+    pub ca: String,
+    /// forgectl's client certificate (PEM).
+    pub cert: String,
+    /// Its key (PEM).
+    pub key: String,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(<redacted>)")
+    }
+}
+
+/// One member's health as seen from forgectl.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberHealth {
+    /// Member (machine) name.
+    pub name: String,
+    /// Client URL.
+    pub endpoint: String,
+    /// Whether it answered.
+    pub ok: bool,
+    /// The leader's member id as this member sees it.
+    pub leader: Option<u64>,
+    /// This member's id.
+    pub id: Option<u64>,
+    /// Raft index.
+    pub raft_index: Option<u64>,
+    /// Database size in bytes.
+    pub db_size: Option<i64>,
+    /// etcd version.
+    pub version: Option<String>,
+    /// Round-trip time of the status call.
+    pub latency_ms: Option<f64>,
+    /// Why it is not ok.
+    pub error: Option<String>,
+}
+
+/// A client for one endpoint (no load balancing: health is per member).
+pub async fn connect(
+    endpoint: &str,
+    tls: &Tls,
+    limit: Duration,
+) -> Result<Client, etcd_client::Error> {
+    let opts = ConnectOptions::new()
+        .with_tls(
+            TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(&tls.ca))
+                .identity(Identity::from_pem(&tls.cert, &tls.key)),
+        )
+        .with_connect_timeout(limit)
+        .with_timeout(limit);
+    Client::connect([endpoint], Some(opts)).await
+}
+
+/// Asks every member for its status, concurrently.
+pub async fn health(members: &[(String, String)], tls: &Tls, limit: Duration) -> Vec<MemberHealth> {
+    let checks = members.iter().map(|(name, endpoint)| async move {
+        let started = Instant::now();
+        let result = async {
+            let mut c = connect(endpoint, tls, limit).await?;
+            c.status().await
+        };
+        match tokio::time::timeout(limit, result).await {
+            Ok(Ok(st)) => MemberHealth {
+                name: name.clone(),
+                endpoint: endpoint.clone(),
+                ok: st.leader() != 0,
+                leader: Some(st.leader()),
+                id: st.header().map(|h| h.member_id()),
+                raft_index: Some(st.raft_index()),
+                db_size: Some(st.db_size()),
+                version: Some(st.version().to_string()),
+                latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+                error: (st.leader() == 0).then(|| "no leader".to_string()),
+            },
+            Ok(Err(e)) => unhealthy(name, endpoint, e.to_string()),
+            Err(_) => unhealthy(name, endpoint, format!("no answer within {limit:?}")),
+        }
+    });
+    futures::future::join_all(checks).await
+}
+
+fn unhealthy(name: &str, endpoint: &str, error: String) -> MemberHealth {
+    MemberHealth {
+        name: name.into(),
+        endpoint: endpoint.into(),
+        ok: false,
+        leader: None,
+        id: None,
+        raft_index: None,
+        db_size: None,
+        version: None,
+        latency_ms: None,
+        error: Some(error),
+    }
+}
+
+/// Waits until every member answers and sees a leader.
+pub async fn wait_healthy(
+    members: &[(String, String)],
+    tls: &Tls,
+    limit: Duration,
+) -> Result<Vec<MemberHealth>, EtcdError> {
+    let started = Instant::now();
+    loop {
+        let h = health(members, tls, Duration::from_secs(3)).await;
+        if h.iter().all(|m| m.ok) {
+            return Ok(h);
+        }
+        if started.elapsed() > limit {
+            return Err(EtcdError::Unhealthy {
+                after: limit,
+                unhealthy: h
+                    .iter()
+                    .filter(|m| !m.ok)
+                    .map(|m| {
+                        format!(
+                            "{} ({}): {}",
+                            m.name,
+                            m.endpoint,
+                            m.error.clone().unwrap_or_default()
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
