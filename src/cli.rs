@@ -181,6 +181,14 @@ pub enum Command {
         #[command(subcommand)]
         verb: MachineVerb,
     },
+    /// The external etcd cluster: status.
+    #[command(
+        after_help = "Examples:\n  forgectl etcd status\n  forgectl etcd status -o json\n\nExit code 1 when quorum is lost or one more failure would lose it."
+    )]
+    Etcd {
+        #[command(subcommand)]
+        verb: EtcdVerb,
+    },
     /// Print the inventory's JSON Schema (for editors and tooling).
     #[command(
         after_help = "Example:\n  forgectl schema > forgectl.schema.json\n  # then in cluster.yaml: # yaml-language-server: $schema=forgectl.schema.json"
@@ -216,4 +224,11 @@ pub enum MachineVerb {
     Cut { name: String },
     /// Plug the network back in.
     Heal { name: String },
+}
+
+/// What to do with etcd.
+#[derive(Debug, Subcommand)]
+pub enum EtcdVerb {
+    /// Members, leader, raft index, database size, health and latency of each member.
+    Status,
 }

@@ -148,6 +148,9 @@ async fn dispatch(
             commands::init(kind, &dir, force)
         }
         C::Schema => commands::schema(),
+        C::Etcd {
+            verb: cli::EtcdVerb::Status,
+        } => commands::etcd_status(file.as_deref(), opts).await,
         C::Exec {
             hosts,
             timeout,

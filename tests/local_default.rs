@@ -7,6 +7,7 @@ mod support;
 use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::Path;
+use std::time::Duration;
 
 fn forgectl(state: &Path) -> Command {
     let mut c = Command::cargo_bin("forgectl").unwrap();
@@ -25,8 +26,19 @@ impl Drop for Down<'_> {
     }
 }
 
-#[test]
-fn quick_start_up_and_down_on_the_embedded_default() {
+fn etcd_tls(state: &Path) -> forgectl::etcd::Tls {
+    let dir = state.join("forge-local/pki");
+    let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
+    forgectl::etcd::Tls {
+        ca: read("etcd/ca.crt"),
+        cert: read("etcd/forgectl-client.crt"),
+        key: read("etcd/forgectl-client.key"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_start_up_and_down_on_the_embedded_default() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     support::require_root();
     assert!(
         !Path::new("/sys/class/net/fg-forge-local").exists(),
@@ -40,7 +52,7 @@ fn quick_start_up_and_down_on_the_embedded_default() {
         .assert()
         .code(3)
         .stdout(predicate::str::contains(
-            "ran provision, facts (6 change(s))",
+            "ran provision, facts, pki, etcd (",
         ))
         .stdout(predicate::str::contains(
             "up: stopped before phase `host-prep`",
@@ -50,6 +62,76 @@ fn quick_start_up_and_down_on_the_embedded_default() {
         .assert()
         .success()
         .stdout(predicate::str::is_match(r"worker-2\s+10\.77\.0\.15\s+running").unwrap());
+
+    // etcd: three healthy members over mTLS; data written with forgectl's client certificate.
+    forgectl(a.path())
+        .args(["etcd", "status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3/3 members healthy"))
+        .stdout(predicate::str::contains(
+            "healthy (tolerates 1 more failure(s))",
+        ));
+    let tls = etcd_tls(a.path());
+    let mut c = forgectl::etcd::connect("https://10.77.0.10:2379", &tls, Duration::from_secs(5))
+        .await
+        .unwrap();
+    c.put("/forgectl-test/key", "value", None).await.unwrap();
+    let mut c2 = forgectl::etcd::connect("https://10.77.0.12:2379", &tls, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let got = c2.get("/forgectl-test/key", None).await.unwrap();
+    assert_eq!(got.kvs()[0].value_str().unwrap(), "value");
+
+    // One member down: status says at risk (exit 1), writes still work; back up: healthy again.
+    forgectl(a.path())
+        .args(["machines", "kill", "etcd-2"])
+        .assert()
+        .success();
+    forgectl(a.path())
+        .args(["etcd", "status"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("2/3 members healthy"))
+        .stdout(predicate::str::contains(
+            "at risk (tolerates 0 more failure(s))",
+        ));
+    c.put("/forgectl-test/key", "while degraded", None)
+        .await
+        .unwrap();
+    forgectl(a.path())
+        .args(["machines", "start", "etcd-2"])
+        .assert()
+        .success();
+    let t = std::time::Instant::now();
+    while forgectl(a.path())
+        .args(["etcd", "status"])
+        .output()
+        .unwrap()
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "etcd-2 did not rejoin"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut c3 = forgectl::etcd::connect("https://10.77.0.11:2379", &tls, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let got = c3.get("/forgectl-test/key", None).await.unwrap();
+    assert_eq!(got.kvs()[0].value_str().unwrap(), "while degraded");
+
+    // A converged cluster: a second run changes nothing.
+    forgectl(a.path())
+        .args(["up", "--yes"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "ran provision, facts, pki, etcd (0 change(s))",
+        ));
 
     // Same cluster name, another state dir: refused, and the running machines are untouched.
     let b = tempfile::tempdir().unwrap();

@@ -2,6 +2,7 @@
 //! errors carry what went wrong and the next step to take.
 
 mod error;
+mod etcd;
 mod exec;
 mod init;
 mod inventory_cmds;
@@ -9,6 +10,7 @@ mod machines;
 mod run;
 
 pub use error::{CommandError, ExitCode};
+pub use etcd::{Quorum, etcd_status, quorum};
 pub use exec::{ExecOptions, exec};
 pub use init::init;
 pub use inventory_cmds::{schema, validate};
