@@ -181,6 +181,14 @@ pub enum Command {
         #[command(subcommand)]
         verb: MachineVerb,
     },
+    /// The cluster's certificates.
+    #[command(
+        after_help = "Examples:\n  forgectl certs check\n  forgectl certs check -o json\n\nExit code 1 when a certificate expires within 30 days or a host could not be checked."
+    )]
+    Certs {
+        #[command(subcommand)]
+        verb: CertsVerb,
+    },
     /// The external etcd cluster: status.
     #[command(
         after_help = "Examples:\n  forgectl etcd status\n  forgectl etcd status -o json\n\nExit code 1 when quorum is lost or one more failure would lose it."
@@ -231,4 +239,11 @@ pub enum MachineVerb {
 pub enum EtcdVerb {
     /// Members, leader, raft index, database size, health and latency of each member.
     Status,
+}
+
+/// What to do with certificates.
+#[derive(Debug, Subcommand)]
+pub enum CertsVerb {
+    /// Every certificate in the state dir and on the etcd hosts, with its expiry.
+    Check,
 }

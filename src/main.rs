@@ -148,6 +148,9 @@ async fn dispatch(
             commands::init(kind, &dir, force)
         }
         C::Schema => commands::schema(),
+        C::Certs {
+            verb: cli::CertsVerb::Check,
+        } => commands::certs_check(file.as_deref(), opts).await,
         C::Etcd {
             verb: cli::EtcdVerb::Status,
         } => commands::etcd_status(file.as_deref(), opts).await,

@@ -83,6 +83,20 @@ async fn quick_start_up_and_down_on_the_embedded_default() {
     let got = c2.get("/forgectl-test/key", None).await.unwrap();
     assert_eq!(got.kvs()[0].value_str().unwrap(), "value");
 
+    // Every certificate, in the state dir and on the etcd members, with its expiry.
+    forgectl(a.path())
+        .args(["certs", "check"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::is_match(r"etcd-2\s+/etc/etcd/pki/server.crt\s+etcd-2\s+36[45]")
+                .unwrap(),
+        )
+        .stdout(
+            predicate::str::is_match(r"forgectl\s+pki/etcd/ca.crt\s+etcd-ca\s+36[45]\d").unwrap(),
+        )
+        .stdout(predicate::str::contains("0 expire within 30 days"));
+
     // One member down: status says at risk (exit 1), writes still work; back up: healthy again.
     forgectl(a.path())
         .args(["machines", "kill", "etcd-2"])
@@ -96,9 +110,15 @@ async fn quick_start_up_and_down_on_the_embedded_default() {
         .stdout(predicate::str::contains(
             "at risk (tolerates 0 more failure(s))",
         ));
-    c.put("/forgectl-test/key", "while degraded", None)
-        .await
-        .unwrap();
+    // Writable with two of three (allowing for a new leader election if etcd-2 led).
+    let t = std::time::Instant::now();
+    while let Err(e) = c.put("/forgectl-test/key", "while degraded", None).await {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no write with 2 of 3 members: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     forgectl(a.path())
         .args(["machines", "start", "etcd-2"])
         .assert()

@@ -1,6 +1,7 @@
 //! The commands behind the CLI. Each takes plain options (no clap types) and returns an exit code;
 //! errors carry what went wrong and the next step to take.
 
+mod certs;
 mod error;
 mod etcd;
 mod exec;
@@ -9,6 +10,7 @@ mod inventory_cmds;
 mod machines;
 mod run;
 
+pub use certs::certs_check;
 pub use error::{CommandError, ExitCode};
 pub use etcd::{Quorum, etcd_status, quorum};
 pub use exec::{ExecOptions, exec};

@@ -1,0 +1,161 @@
+//! `forgectl certs check`: every certificate of the cluster, in the state dir and on the hosts, with
+//! its expiry.
+
+use serde::Serialize;
+use serde_json::json;
+use std::path::Path;
+
+use super::{CommandError, ExitCode, load_inventory};
+use crate::executor::{Executor, endpoints};
+use crate::interrupt::Interrupt;
+use crate::inventory::{ProviderKind, Role};
+use crate::output::{Format, Options};
+use crate::pki::{self, CertInfo, Pki};
+use crate::providers::local::LocalProvider;
+use crate::state;
+
+/// Certificates expiring within this many days make `certs check` exit 1.
+pub const WARN_DAYS: i64 = 30;
+
+/// One certificate and where it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    /// `forgectl` for the state dir, else the machine.
+    pub place: String,
+    /// Path.
+    pub path: String,
+    /// What it says.
+    #[serde(flatten)]
+    pub info: CertInfo,
+}
+
+/// Splits `== PATH` headed PEM blocks printed by the host script.
+fn parse_listing(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines() {
+        if let Some(p) = line.strip_prefix("== ") {
+            out.extend(current.take());
+            current = Some((p.to_string(), String::new()));
+        } else if let Some((_, pem)) = current.as_mut() {
+            pem.push_str(line);
+            pem.push('\n');
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// Lists every certificate with its expiry; exit 1 when one expires within 30 days (or has).
+pub async fn certs_check(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
+    let inv = load_inventory(file, opts)?;
+    let dir = state::StateDir::open(
+        &state::base_dir(opts.state_dir.as_deref())?,
+        &inv.inventory.name,
+    )?;
+    let mut found: Vec<Found> = Pki::new(&dir)
+        .list()
+        .map_err(|e| CommandError::Exec(e.into()))?
+        .into_iter()
+        .map(|(path, info)| Found {
+            place: "forgectl".into(),
+            path,
+            info,
+        })
+        .collect();
+    let mut unreachable = Vec::new();
+    let etcd_hosts: Vec<_> = inv.with_role(Role::Etcd).collect();
+    // Hosts are asked only when they exist (a local cluster that was never brought up has none).
+    let hosts_exist = match inv.inventory.provider {
+        ProviderKind::Local => !LocalProvider::new(&inv, dir.path(), true)
+            .existing()
+            .is_empty(),
+        _ => true,
+    };
+    if !etcd_hosts.is_empty() && hosts_exist {
+        let exec = Executor::new(&inv, &dir, true, Interrupt::never());
+        let pool = exec.pool().await?;
+        let script = "for f in /etc/etcd/pki/*.crt /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt; do \
+                      [ -f \"$f\" ] && { echo \"== $f\"; cat \"$f\"; }; done; true";
+        let eps = endpoints(&inv, &etcd_hosts);
+        for r in pool
+            .each(&eps, |s| async move { s.exec(&s.as_root(script)).await })
+            .await
+        {
+            match r.result {
+                Ok(out) => {
+                    for (path, pem) in parse_listing(&String::from_utf8_lossy(&out.stdout)) {
+                        if let Ok(info) = pki::inspect(&pem) {
+                            found.push(Found {
+                                place: r.host.clone(),
+                                path,
+                                info,
+                            });
+                        }
+                    }
+                }
+                Err(e) => unreachable.push(format!("{}: {e}", r.host)),
+            }
+        }
+        pool.close().await;
+    }
+    let expiring = found
+        .iter()
+        .filter(|f| f.info.days_left <= WARN_DAYS)
+        .count();
+    match opts.format {
+        Format::Json => println!(
+            "{}",
+            json!({ "certificates": found, "expiring": expiring, "unreachable": unreachable })
+        ),
+        Format::Text => {
+            let pw = found
+                .iter()
+                .map(|f| f.place.len())
+                .max()
+                .unwrap_or(5)
+                .max(5);
+            let fw = found.iter().map(|f| f.path.len()).max().unwrap_or(4).max(4);
+            println!(
+                "{:pw$}  {:fw$}  {:28}  {:>9}  EXPIRES",
+                "WHERE", "PATH", "SUBJECT", "DAYS LEFT"
+            );
+            for f in &found {
+                println!(
+                    "{:pw$}  {:fw$}  {:28}  {:>9}  {}",
+                    f.place, f.path, f.info.subject, f.info.days_left, f.info.not_after
+                );
+            }
+            for u in &unreachable {
+                eprintln!("not checked: {u}");
+            }
+            println!(
+                "{} certificate(s); {expiring} expire within {WARN_DAYS} days{}",
+                found.len(),
+                if unreachable.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} host(s) not reachable", unreachable.len())
+                }
+            );
+        }
+    }
+    Ok(if expiring > 0 || !unreachable.is_empty() {
+        ExitCode::Failed
+    } else {
+        ExitCode::Ok
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listing_is_split_per_file() {
+        let text = "== /a.crt\n-----BEGIN X-----\nAA\n-----END X-----\n== /b.crt\nBB\n";
+        let parts = super::parse_listing(text);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].0, "/a.crt");
+        assert!(parts[0].1.contains("AA"));
+        assert_eq!(parts[1], ("/b.crt".to_string(), "BB\n".to_string()));
+    }
+}
