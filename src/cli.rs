@@ -239,6 +239,15 @@ pub enum MachineVerb {
 pub enum EtcdVerb {
     /// Members, leader, raft index, database size, health and latency of each member.
     Status,
+    /// Replace a dead or unhealthy member (its host may be down) with a fresh one, never losing quorum.
+    Replace {
+        /// The member to replace.
+        name: String,
+        /// Put the new member on this machine (already an etcd machine in the inventory, which no
+        /// longer lists NAME) instead of wiping and reusing NAME's machine.
+        #[arg(long, value_name = "MACHINE")]
+        new_machine: Option<String>,
+    },
 }
 
 /// What to do with certificates.

@@ -154,6 +154,9 @@ async fn dispatch(
         C::Etcd {
             verb: cli::EtcdVerb::Status,
         } => commands::etcd_status(file.as_deref(), opts).await,
+        C::Etcd {
+            verb: cli::EtcdVerb::Replace { name, new_machine },
+        } => commands::etcd_replace(file.as_deref(), &name, new_machine.as_deref(), opts).await,
         C::Exec {
             hosts,
             timeout,

@@ -144,6 +144,70 @@ async fn quick_start_up_and_down_on_the_embedded_default() {
     let got = c3.get("/forgectl-test/key", None).await.unwrap();
     assert_eq!(got.kvs()[0].value_str().unwrap(), "while degraded");
 
+    // Replace a member whose machine crashed: removed while down, machine back, wiped, re-added.
+    forgectl(a.path())
+        .args(["machines", "kill", "etcd-3"])
+        .assert()
+        .success();
+    forgectl(a.path())
+        .args(["etcd", "replace", "etcd-3"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("• removed member etcd-3"))
+        .stdout(predicate::str::contains(
+            "• added etcd-3 (https://10.77.0.12:2380) as a new member",
+        ))
+        .stdout(predicate::str::contains("• all 3 members healthy"));
+    let mut c4 = forgectl::etcd::connect("https://10.77.0.12:2379", &tls, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let got = c4.get("/forgectl-test/key", None).await.unwrap();
+    assert_eq!(
+        got.kvs()[0].value_str().unwrap(),
+        "while degraded",
+        "data intact on the new member"
+    );
+
+    // Two of three down: replace refuses instead of breaking what is left.
+    forgectl(a.path())
+        .args(["machines", "kill", "etcd-1"])
+        .assert()
+        .success();
+    forgectl(a.path())
+        .args(["machines", "kill", "etcd-3"])
+        .assert()
+        .success();
+    forgectl(a.path())
+        .args(["etcd", "replace", "etcd-3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "refusing: only 1 other member(s) are healthy; a 2-member cluster needs 2 for quorum",
+        ));
+    forgectl(a.path())
+        .args(["machines", "start", "etcd-1"])
+        .assert()
+        .success();
+    forgectl(a.path())
+        .args(["machines", "start", "etcd-3"])
+        .assert()
+        .success();
+    let t = std::time::Instant::now();
+    while forgectl(a.path())
+        .args(["etcd", "status"])
+        .output()
+        .unwrap()
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "members did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // A converged cluster: a second run changes nothing.
     forgectl(a.path())
         .args(["up", "--yes"])

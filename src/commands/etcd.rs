@@ -5,10 +5,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{CommandError, ExitCode, load_inventory};
+use crate::engine;
 use crate::etcd;
-use crate::executor::Executor;
+use crate::executor::{Executor, endpoints};
 use crate::interrupt::Interrupt;
+use crate::inventory::{ProviderKind, Role};
 use crate::output::{Format, Options};
+use crate::phases::{PlanContext, Presence};
+use crate::plan::Action;
+use crate::playbook::{self, Step};
+use crate::providers::local::{LocalProvider, Verb};
+use crate::render::Templates;
 use crate::state;
 
 /// How the cluster stands.
@@ -125,4 +132,204 @@ mod tests {
         assert_eq!(quorum(1, 1), Quorum::Healthy);
         assert_eq!(quorum(1, 0), Quorum::Lost);
     }
+}
+
+/// Errors a membership change may meet while the cluster settles after a failure: a leader
+/// election in progress, or etcd's refusal to reconfigure until every member has been connected
+/// for a few seconds. Worth retrying.
+fn transient(e: &etcd_client::Error) -> bool {
+    let t = e.to_string();
+    [
+        "unhealthy cluster",
+        "Timeout expired",
+        "leader changed",
+        "no leader",
+        "timed out",
+        "unavailable",
+    ]
+    .iter()
+    .any(|m| t.contains(m))
+}
+
+/// Replaces etcd member `name` (dead or alive) with a fresh member on the same machine, or on
+/// `new_machine`: remove it from the cluster (possible while its host is down), wipe or prepare the
+/// machine, add it back, start it joining the existing cluster, wait until every member is healthy.
+/// Refuses when the healthy members could not keep quorum. One step at a time, each printed.
+pub async fn etcd_replace(
+    file: Option<&Path>,
+    name: &str,
+    new_machine: Option<&str>,
+    opts: &Options,
+) -> Result<ExitCode, CommandError> {
+    let inv = load_inventory(file, opts)?;
+    let dir = state::StateDir::open(
+        &state::base_dir(opts.state_dir.as_deref())?,
+        &inv.inventory.name,
+    )?;
+    let _lock = dir.lock("etcd replace")?;
+    let target = new_machine.unwrap_or(name);
+    let Some(machine) = inv.with_role(Role::Etcd).find(|m| m.name == target) else {
+        return Err(CommandError::Usage(format!(
+            "{target} is not an etcd machine of this inventory{}",
+            if new_machine.is_some() {
+                " (add it to a group with role etcd first, and drop the old one)"
+            } else {
+                ""
+            }
+        )));
+    };
+    if new_machine.is_some() && inv.with_role(Role::Etcd).any(|m| m.name == name) {
+        return Err(CommandError::Usage(format!(
+            "the inventory still lists {name} as an etcd machine; remove it (or its role) before replacing it with {target}"
+        )));
+    }
+    let exec = Executor::new(&inv, &dir, true, Interrupt::never());
+    let (tls, members) = exec.etcd_access()?;
+    let health = etcd::health(&members, &tls, Duration::from_secs(5)).await;
+    let Some(anchor) = health
+        .iter()
+        .find(|h| h.ok && h.name != name && h.name != target)
+    else {
+        return Err(CommandError::Usage(
+            "no other healthy etcd member answers: quorum is lost and replace cannot help; restore from a snapshot".into(),
+        ));
+    };
+    let step = |what: &str| {
+        if opts.verbosity >= 0 && opts.format == Format::Text {
+            println!("• {what}");
+        }
+    };
+    let fail = |what: &str, e: etcd_client::Error| CommandError::Usage(format!("{what}: {e}"));
+    let mut client = etcd::connect(&anchor.endpoint, &tls, Duration::from_secs(10))
+        .await
+        .map_err(|e| fail("connecting to a healthy member", e))?;
+    let list = client
+        .member_list()
+        .await
+        .map_err(|e| fail("listing members", e))?;
+    let total = list.members().len();
+    let old = list.members().iter().find(|m| m.name() == name);
+    let healthy_others = health.iter().filter(|h| h.ok && h.name != name).count();
+    let after = if old.is_some() { total - 1 } else { total };
+    if after > 0 && healthy_others < after / 2 + 1 {
+        return Err(CommandError::Usage(format!(
+            "refusing: only {healthy_others} other member(s) are healthy; a {after}-member cluster needs {} for quorum",
+            after / 2 + 1
+        )));
+    }
+    if let Some(m) = old {
+        let id = m.id();
+        let started = std::time::Instant::now();
+        let mut tried = false;
+        while let Err(e) = client.member_remove(id).await {
+            // An earlier attempt whose answer timed out may have gone through.
+            if tried && e.to_string().contains("member not found") {
+                break;
+            }
+            tried = true;
+            if !transient(&e) || started.elapsed() > Duration::from_secs(60) {
+                return Err(fail("removing the member", e));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        step(&format!(
+            "removed member {name} (id {id:x}) from the cluster; {} member(s) left",
+            total - 1
+        ));
+    } else {
+        step(&format!("{name} is not a member (already removed)"));
+    }
+    if inv.inventory.provider == ProviderKind::Local {
+        let provider = LocalProvider::new(&inv, dir.path(), true);
+        let st = provider
+            .apply(target, Verb::Start)
+            .await
+            .map_err(|e| CommandError::Exec(e.into()))?;
+        step(&format!("machine {target} is {}", st.state));
+    }
+    let pool = exec.pool().await?;
+    let eps = endpoints(&inv, &[machine]);
+    let wipe = format!(
+        "systemctl stop etcd.service 2>/dev/null || true; rm -rf {}/member",
+        crate::ssh::shell_quote(&inv.inventory.etcd.data_dir)
+    );
+    for r in pool
+        .each(&eps, |s| {
+            let w = wipe.clone();
+            async move { s.exec(&s.as_root(&w)).await }
+        })
+        .await
+    {
+        r.result.map_err(|e| {
+            CommandError::Exec(crate::executor::ExecError::Hosts(vec![(r.host.clone(), e)]))
+        })?;
+    }
+    step(&format!("stopped etcd on {target} and wiped its old data"));
+    exec.ensure_pki()?;
+    let address = machine
+        .address
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| machine.name.clone());
+    let peer = format!("https://{address}:{}", inv.inventory.etcd.peer_port);
+    // Right after a removal etcd refuses changes until every remaining member has been connected
+    // for a few seconds ("unhealthy cluster"): retry for up to a minute.
+    let started = std::time::Instant::now();
+    let added = loop {
+        match client.member_add([peer.as_str()], None).await {
+            Ok(a) => break a,
+            Err(e) if transient(&e) && started.elapsed() < Duration::from_secs(60) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(fail("adding the member", e)),
+        }
+    };
+    let initial_cluster = added
+        .member_list()
+        .iter()
+        .map(|m| {
+            let n = if m.name().is_empty() {
+                target
+            } else {
+                m.name()
+            };
+            format!("{n}={}", m.peer_urls().first().cloned().unwrap_or_default())
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut record = etcd::bootstrap::read(dir.path());
+    record.remove(name);
+    record.insert(
+        target.to_string(),
+        etcd::bootstrap::Joined { initial_cluster },
+    );
+    etcd::bootstrap::write(&dir, &record)?;
+    step(&format!("added {target} ({peer}) as a new member"));
+    let templates = Templates::load(opts.templates.as_deref())?;
+    let present = Presence {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..Presence::default()
+    };
+    let ctx = PlanContext {
+        inv: &inv,
+        templates: &templates,
+        present: &present,
+    };
+    let pb = playbook::load("cluster")?;
+    let plan = engine::plan_step(
+        &ctx,
+        &pb,
+        &Step {
+            phase: "etcd".into(),
+            hosts: vec![target.to_string()],
+        },
+    )?;
+    let host_steps: Vec<&Action> = plan.actions.iter().filter(|a| a.host.is_some()).collect();
+    exec.host_actions(&host_steps).await?;
+    step(&format!(
+        "configured and started etcd on {target}, joining the existing cluster"
+    ));
+    let health = exec.wait_etcd().await?;
+    exec.close().await;
+    step(&format!("all {} members healthy", health.len()));
+    Ok(ExitCode::Ok)
 }

@@ -1,5 +1,7 @@
 //! Talking to the external etcd cluster over mTLS with etcd-client: health, members, status.
 
+pub mod bootstrap;
+
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use serde::Serialize;
 use std::time::{Duration, Instant};

@@ -130,8 +130,16 @@ impl Phase for Etcd {
             UPSTREAM_BINARY
         };
         let pki = ctx.present.state_dir.as_ref();
+        let joined = pki
+            .map(|d| crate::etcd::bootstrap::read(d))
+            .unwrap_or_default();
         let mut actions = Vec::new();
         for m in hosts {
+            // Members added after the cluster formed keep joining the cluster they were added to.
+            let (initial_cluster, cluster_state) = match joined.get(&m.name) {
+                Some(j) => (j.initial_cluster.as_str(), "existing"),
+                None => (initial_cluster.as_str(), "new"),
+            };
             let member = Member {
                 cluster: &inv.name,
                 name: &m.name,
@@ -139,8 +147,8 @@ impl Phase for Etcd {
                 data_dir: &e.data_dir,
                 client_port: e.client_port,
                 peer_port: e.peer_port,
-                initial_cluster: &initial_cluster,
-                cluster_state: "new",
+                initial_cluster,
+                cluster_state,
                 pki_dir: PKI_DIR,
                 env_file: ENV_FILE.path,
                 etcd_binary: binary,
