@@ -118,22 +118,6 @@ pub async fn etcd_status(file: Option<&Path>, opts: &Options) -> Result<ExitCode
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{Quorum, quorum};
-
-    #[test]
-    fn quorum_judgement() {
-        assert_eq!(quorum(3, 3), Quorum::Healthy);
-        assert_eq!(quorum(3, 2), Quorum::AtRisk);
-        assert_eq!(quorum(3, 1), Quorum::Lost);
-        assert_eq!(quorum(5, 4), Quorum::Healthy);
-        assert_eq!(quorum(5, 3), Quorum::AtRisk);
-        assert_eq!(quorum(1, 1), Quorum::Healthy);
-        assert_eq!(quorum(1, 0), Quorum::Lost);
-    }
-}
-
 /// Errors a membership change may meet while the cluster settles after a failure: a leader
 /// election in progress, or etcd's refusal to reconfigure until every member has been connected
 /// for a few seconds. Worth retrying.
@@ -332,4 +316,20 @@ pub async fn etcd_replace(
     exec.close().await;
     step(&format!("all {} members healthy", health.len()));
     Ok(ExitCode::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Quorum, quorum};
+
+    #[test]
+    fn quorum_judgement() {
+        assert_eq!(quorum(3, 3), Quorum::Healthy);
+        assert_eq!(quorum(3, 2), Quorum::AtRisk);
+        assert_eq!(quorum(3, 1), Quorum::Lost);
+        assert_eq!(quorum(5, 4), Quorum::Healthy);
+        assert_eq!(quorum(5, 3), Quorum::AtRisk);
+        assert_eq!(quorum(1, 1), Quorum::Healthy);
+        assert_eq!(quorum(1, 0), Quorum::Lost);
+    }
 }
