@@ -239,6 +239,11 @@ pub enum MachineVerb {
 pub enum EtcdVerb {
     /// Members, leader, raft index, database size, health and latency of each member.
     Status,
+    /// Snapshots of the keyspace.
+    Snapshot {
+        #[command(subcommand)]
+        verb: SnapshotVerb,
+    },
     /// Replace a dead or unhealthy member (its host may be down) with a fresh one, never losing quorum.
     Replace {
         /// The member to replace.
@@ -255,4 +260,15 @@ pub enum EtcdVerb {
 pub enum CertsVerb {
     /// Every certificate in the state dir and on the etcd hosts, with its expiry.
     Check,
+}
+
+/// What to do with snapshots.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotVerb {
+    /// Save a snapshot from a healthy member to FILE (0600, checksum verified).
+    Save {
+        /// Where to write it.
+        #[arg(value_name = "FILE")]
+        path: PathBuf,
+    },
 }

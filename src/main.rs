@@ -155,6 +155,12 @@ async fn dispatch(
             verb: cli::EtcdVerb::Status,
         } => commands::etcd_status(file.as_deref(), opts).await,
         C::Etcd {
+            verb:
+                cli::EtcdVerb::Snapshot {
+                    verb: cli::SnapshotVerb::Save { path: out },
+                },
+        } => commands::etcd_snapshot_save(file.as_deref(), &out, opts).await,
+        C::Etcd {
             verb: cli::EtcdVerb::Replace { name, new_machine },
         } => commands::etcd_replace(file.as_deref(), &name, new_machine.as_deref(), opts).await,
         C::Exec {

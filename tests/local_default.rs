@@ -208,6 +208,22 @@ async fn quick_start_up_and_down_on_the_embedded_default() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // A snapshot: 0600, etcd's checksum intact.
+    let snap = a.path().join("backup.db");
+    forgectl(a.path())
+        .args(["etcd", "snapshot", "save"])
+        .arg(&snap)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("checksum verified"));
+    let data = std::fs::read(&snap).unwrap();
+    assert!(forgectl::etcd::snapshot_intact(&data) && data.len() > 16 * 1024);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&snap).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
     // A converged cluster: a second run changes nothing.
     forgectl(a.path())
         .args(["up", "--yes"])

@@ -118,6 +118,55 @@ pub async fn etcd_status(file: Option<&Path>, opts: &Options) -> Result<ExitCode
     })
 }
 
+/// Saves a snapshot of the keyspace from a healthy member to `file`.
+pub async fn etcd_snapshot_save(
+    file: Option<&Path>,
+    out: &Path,
+    opts: &Options,
+) -> Result<ExitCode, CommandError> {
+    let inv = load_inventory(file, opts)?;
+    let dir = state::StateDir::open(
+        &state::base_dir(opts.state_dir.as_deref())?,
+        &inv.inventory.name,
+    )?;
+    let exec = Executor::new(&inv, &dir, true, Interrupt::never());
+    let (tls, members) = exec.etcd_access()?;
+    let health = etcd::health(&members, &tls, Duration::from_secs(5)).await;
+    let Some(source) = health.iter().find(|h| h.ok) else {
+        return Err(CommandError::Usage(
+            "no etcd member is healthy; nothing to snapshot".into(),
+        ));
+    };
+    let size = etcd::snapshot_save(&source.endpoint, &tls, out)
+        .await
+        .map_err(|e| CommandError::Usage(format!("snapshot from {} failed: {e}", source.name)))?;
+    let data = std::fs::read(out).map_err(|e| CommandError::Write {
+        path: out.display().to_string(),
+        source: e,
+    })?;
+    if !etcd::snapshot_intact(&data) {
+        let _ = std::fs::remove_file(out);
+        return Err(CommandError::Usage(format!(
+            "the snapshot from {} failed its checksum; nothing kept",
+            source.name
+        )));
+    }
+    match opts.format {
+        Format::Json => println!(
+            "{}",
+            json!({ "file": out.display().to_string(), "bytes": size, "member": source.name, "revision_index": source.raft_index, "sha256": crate::plan::sha256_hex(&data) })
+        ),
+        Format::Text => println!(
+            "saved a snapshot of {} bytes from {} (raft index {}) to {} (0600, checksum verified)",
+            size,
+            source.name,
+            source.raft_index.unwrap_or(0),
+            out.display()
+        ),
+    }
+    Ok(ExitCode::Ok)
+}
+
 /// Errors a membership change may meet while the cluster settles after a failure: a leader
 /// election in progress, or etcd's refusal to reconfigure until every member has been connected
 /// for a few seconds. Worth retrying.

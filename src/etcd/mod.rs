@@ -156,3 +156,48 @@ pub async fn wait_healthy(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// Streams a snapshot of the keyspace from `endpoint` into `file` (0600, written to a temporary
+/// file and renamed, so a failed save never leaves a truncated snapshot). Returns its size.
+pub async fn snapshot_save(
+    endpoint: &str,
+    tls: &Tls,
+    file: &std::path::Path,
+) -> Result<u64, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut client = connect(endpoint, tls, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut stream = client.snapshot().await.map_err(|e| e.to_string())?;
+    let tmp = file.with_extension("partial");
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut size = 0u64;
+    let result = async {
+        while let Some(chunk) = stream.message().await.map_err(|e| e.to_string())? {
+            out.write_all(chunk.blob()).map_err(|e| e.to_string())?;
+            size += chunk.blob().len() as u64;
+        }
+        out.sync_all().map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(size)
+}
+
+/// True when a snapshot file ends with the SHA-256 of the rest, as etcd writes it.
+pub fn snapshot_intact(data: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    data.len() > 32
+        && Sha256::digest(&data[..data.len() - 32]).as_slice() == &data[data.len() - 32..]
+}
