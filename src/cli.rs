@@ -271,4 +271,13 @@ pub enum SnapshotVerb {
         #[arg(value_name = "FILE")]
         path: PathBuf,
     },
+    /// Disaster recovery: rebuild the whole cluster from FILE (asks first; old data is kept aside).
+    Restore {
+        /// The snapshot.
+        #[arg(value_name = "FILE")]
+        path: PathBuf,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }

@@ -161,6 +161,12 @@ async fn dispatch(
                 },
         } => commands::etcd_snapshot_save(file.as_deref(), &out, opts).await,
         C::Etcd {
+            verb:
+                cli::EtcdVerb::Snapshot {
+                    verb: cli::SnapshotVerb::Restore { path, yes },
+                },
+        } => commands::etcd_snapshot_restore(file.as_deref(), &path, yes, opts).await,
+        C::Etcd {
             verb: cli::EtcdVerb::Replace { name, new_machine },
         } => commands::etcd_replace(file.as_deref(), &name, new_machine.as_deref(), opts).await,
         C::Exec {

@@ -224,6 +224,48 @@ async fn quick_start_up_and_down_on_the_embedded_default() {
         0o600
     );
 
+    // Disaster recovery: what was written after the snapshot is gone, what was before is back.
+    c4.put("/forgectl-test/after-snapshot", "x", None)
+        .await
+        .unwrap();
+    forgectl(a.path())
+        .args(["etcd", "snapshot", "restore", "--yes"])
+        .arg(&snap)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "• restored the snapshot into a fresh data directory on every member",
+        ))
+        .stdout(predicate::str::contains(
+            "• all 3 members healthy on the restored data",
+        ));
+    let mut c5 = forgectl::etcd::connect("https://10.77.0.11:2379", &tls, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        c5.get("/forgectl-test/key", None).await.unwrap().kvs()[0]
+            .value_str()
+            .unwrap(),
+        "while degraded"
+    );
+    assert!(
+        c5.get("/forgectl-test/after-snapshot", None)
+            .await
+            .unwrap()
+            .kvs()
+            .is_empty()
+    );
+    forgectl(a.path())
+        .args([
+            "exec",
+            "--hosts",
+            "etcd-1",
+            "--",
+            "ls -d /var/lib/etcd.pre-restore-*",
+        ])
+        .assert()
+        .success();
+
     // A converged cluster: a second run changes nothing.
     forgectl(a.path())
         .args(["up", "--yes"])

@@ -167,6 +167,192 @@ pub async fn etcd_snapshot_save(
     Ok(ExitCode::Ok)
 }
 
+/// Rebuilds the whole etcd cluster from a snapshot (disaster recovery): stops every member, moves
+/// its data aside (`DATA.pre-restore-TIME`), restores the snapshot into a fresh data directory per
+/// member, re-renders every member's configuration as one new cluster, starts them and waits until
+/// all are healthy. Asks first unless `yes`.
+pub async fn etcd_snapshot_restore(
+    file: Option<&Path>,
+    snapshot: &Path,
+    yes: bool,
+    opts: &Options,
+) -> Result<ExitCode, CommandError> {
+    let inv = load_inventory(file, opts)?;
+    let data = std::fs::read(snapshot)
+        .map_err(|e| CommandError::Usage(format!("cannot read {}: {e}", snapshot.display())))?;
+    if !etcd::snapshot_intact(&data) {
+        return Err(CommandError::Usage(format!(
+            "{} is not an intact etcd snapshot (its trailing SHA-256 does not match)",
+            snapshot.display()
+        )));
+    }
+    let members: Vec<&crate::inventory::Machine> = inv.with_role(Role::Etcd).collect();
+    let data_dir = inv.inventory.etcd.data_dir.clone();
+    if opts.format == Format::Text {
+        println!(
+            "Restore {} ({} bytes) onto {} member(s): {}.\nEvery member stops; its current data moves to {data_dir}.pre-restore-TIME; the cluster starts again from the snapshot.",
+            snapshot.display(),
+            data.len(),
+            members.len(),
+            members
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !yes {
+        super::run::approve("etcd snapshot restore")?;
+    }
+    let dir = state::StateDir::open(
+        &state::base_dir(opts.state_dir.as_deref())?,
+        &inv.inventory.name,
+    )?;
+    let _lock = dir.lock("etcd snapshot restore")?;
+    let step = |what: &str| {
+        if opts.verbosity >= 0 && opts.format == Format::Text {
+            println!("• {what}");
+        }
+    };
+    let exec = Executor::new(&inv, &dir, true, Interrupt::never());
+    // etcdctl does the offline restore; Debian ships it in etcd-client.
+    let tools: Vec<Action> = members
+        .iter()
+        .map(|m| {
+            Action::local(
+                Some(&m.name),
+                crate::plan::Op::InstallPackages {
+                    packages: vec!["etcd-client".into()],
+                },
+                "etcdctl for the restore",
+            )
+        })
+        .collect();
+    exec.host_actions(&tools.iter().collect::<Vec<_>>()).await?;
+    let pool = exec.pool().await?;
+    let eps = endpoints(&inv, &members);
+    let upload = "/var/lib/forgectl-restore.db";
+    let fail_hosts = |results: Vec<crate::ssh::HostResult<crate::ssh::Output>>,
+                      what: &str|
+     -> Result<(), CommandError> {
+        for r in results {
+            match r.result {
+                Ok(o) if o.success() => {}
+                Ok(o) => {
+                    return Err(CommandError::Usage(format!(
+                        "{}: {what} failed: {}",
+                        r.host,
+                        o.stderr_text()
+                    )));
+                }
+                Err(e) => {
+                    return Err(CommandError::Exec(crate::executor::ExecError::Hosts(vec![
+                        (r.host, e),
+                    ])));
+                }
+            }
+        }
+        Ok(())
+    };
+    let results = pool
+        .each(&eps, |s| {
+            let d = data.clone();
+            async move {
+                s.upload(upload, &d, 0o600, "root:root").await?;
+                s.exec(&s.as_root("systemctl stop etcd.service")).await
+            }
+        })
+        .await;
+    fail_hosts(results, "stopping etcd")?;
+    step(&format!(
+        "copied the snapshot to {} member(s) and stopped etcd on all of them",
+        members.len()
+    ));
+    let peer_port = inv.inventory.etcd.peer_port;
+    let addr = |m: &crate::inventory::Machine| {
+        m.address
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| m.name.clone())
+    };
+    let initial_cluster = members
+        .iter()
+        .map(|m| format!("{}=https://{}:{peer_port}", m.name, addr(m)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    let q = crate::ssh::shell_quote;
+    let scripts: Vec<(String, String)> = members
+        .iter()
+        .map(|m| {
+            let script = format!(
+                "set -e; rm -rf {d}.restore; ETCDCTL_API=3 etcdctl snapshot restore {upload} --name {n} \
+                 --initial-cluster {ic} --initial-cluster-token {t} --initial-advertise-peer-urls https://{a}:{peer_port} \
+                 --data-dir {d}.restore >/dev/null; if [ -d {d} ]; then mv {d} {d}.pre-restore-{stamp}; fi; \
+                 mv {d}.restore {d}; chown -R etcd:etcd {d}; chmod 700 {d}; rm -f {upload}",
+                d = q(&data_dir),
+                n = q(&m.name),
+                ic = q(&initial_cluster),
+                t = q(&format!("{}-etcd", inv.inventory.name)),
+                a = addr(m),
+            );
+            (m.name.clone(), script)
+        })
+        .collect();
+    let scripts = &scripts;
+    let results = pool
+        .each(&eps, |s| async move {
+            let script = scripts
+                .iter()
+                .find(|(n, _)| *n == s.endpoint().name)
+                .map(|(_, sc)| sc.clone())
+                .unwrap_or_default();
+            s.exec(&s.as_root(&script)).await
+        })
+        .await;
+    fail_hosts(results, "restoring the snapshot")?;
+    step("restored the snapshot into a fresh data directory on every member (old data kept aside)");
+    // All members now form one new cluster: forget members that once joined an existing one.
+    etcd::bootstrap::write(&dir, &etcd::bootstrap::Record::new())?;
+    let templates = Templates::load(opts.templates.as_deref())?;
+    let present = Presence {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..Presence::default()
+    };
+    let ctx = PlanContext {
+        inv: &inv,
+        templates: &templates,
+        present: &present,
+    };
+    let pb = playbook::load("cluster")?;
+    let plan = engine::plan_step(
+        &ctx,
+        &pb,
+        &Step {
+            phase: "etcd".into(),
+            hosts: vec!["etcd".into()],
+        },
+    )?;
+    let host_steps: Vec<&Action> = plan.actions.iter().filter(|a| a.host.is_some()).collect();
+    exec.host_actions(&host_steps).await?;
+    let results = pool
+        .each(&eps, |s| async move {
+            s.exec(&s.as_root("systemctl start --no-block etcd.service"))
+                .await
+        })
+        .await;
+    fail_hosts(results, "starting etcd")?;
+    step("started every member");
+    let health = exec.wait_etcd().await?;
+    exec.close().await;
+    step(&format!(
+        "all {} members healthy on the restored data",
+        health.len()
+    ));
+    Ok(ExitCode::Ok)
+}
+
 /// Errors a membership change may meet while the cluster settles after a failure: a leader
 /// election in progress, or etcd's refusal to reconfigure until every member has been connected
 /// for a few seconds. Worth retrying.

@@ -12,7 +12,9 @@ mod run;
 
 pub use certs::certs_check;
 pub use error::{CommandError, ExitCode};
-pub use etcd::{Quorum, etcd_replace, etcd_snapshot_save, etcd_status, quorum};
+pub use etcd::{
+    Quorum, etcd_replace, etcd_snapshot_restore, etcd_snapshot_save, etcd_status, quorum,
+};
 pub use exec::{ExecOptions, exec};
 pub use init::init;
 pub use inventory_cmds::{schema, validate};

@@ -270,7 +270,7 @@ fn report(outcome: &Outcome, command: &str) {
     }
 }
 
-fn approve(command: &str) -> Result<(), CommandError> {
+pub(crate) fn approve(command: &str) -> Result<(), CommandError> {
     if !std::io::stdin().is_terminal() {
         return Err(CommandError::NotApproved);
     }
