@@ -244,6 +244,16 @@ pub enum EtcdVerb {
         #[command(subcommand)]
         verb: SnapshotVerb,
     },
+    /// Add the inventory's etcd machine NAME as a new member (scaling 3 → 5).
+    Add {
+        /// The machine.
+        name: String,
+    },
+    /// Remove member NAME, which the inventory no longer lists as an etcd machine (scaling 5 → 3).
+    Remove {
+        /// The member.
+        name: String,
+    },
     /// Replace a dead or unhealthy member (its host may be down) with a fresh one, never losing quorum.
     Replace {
         /// The member to replace.

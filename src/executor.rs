@@ -350,7 +350,18 @@ impl<'a> Executor<'a> {
 
     /// Waits for every etcd member to answer over mTLS with a leader.
     pub async fn wait_etcd(&self) -> Result<Vec<etcd::MemberHealth>, ExecError> {
-        let (tls, members) = self.etcd_access()?;
+        self.wait_etcd_members(None).await
+    }
+
+    /// Waits for the named members (all of the inventory's when None) to answer with a leader.
+    pub async fn wait_etcd_members(
+        &self,
+        only: Option<&[String]>,
+    ) -> Result<Vec<etcd::MemberHealth>, ExecError> {
+        let (tls, mut members) = self.etcd_access()?;
+        if let Some(names) = only {
+            members.retain(|(n, _)| names.contains(n));
+        }
         Ok(etcd::wait_healthy(&members, &tls, Duration::from_secs(90)).await?)
     }
 

@@ -3,7 +3,7 @@
 mod cli;
 
 use clap::{CommandFactory, Parser};
-use forgectl::commands::{self, CommandError, ExecOptions, ExitCode, RunOptions};
+use forgectl::commands::{self, CommandError, ExecOptions, ExitCode, Membership, RunOptions};
 use forgectl::engine::Selection;
 use forgectl::inventory::{LoadError, ProviderKind, diagnostics};
 use forgectl::output::{ColorChoice, Format, Options};
@@ -168,7 +168,20 @@ async fn dispatch(
         } => commands::etcd_snapshot_restore(file.as_deref(), &path, yes, opts).await,
         C::Etcd {
             verb: cli::EtcdVerb::Replace { name, new_machine },
-        } => commands::etcd_replace(file.as_deref(), &name, new_machine.as_deref(), opts).await,
+        } => {
+            commands::etcd_membership(
+                file.as_deref(),
+                &Membership::Replace { name, new_machine },
+                opts,
+            )
+            .await
+        }
+        C::Etcd {
+            verb: cli::EtcdVerb::Add { name },
+        } => commands::etcd_membership(file.as_deref(), &Membership::Add { name }, opts).await,
+        C::Etcd {
+            verb: cli::EtcdVerb::Remove { name },
+        } => commands::etcd_membership(file.as_deref(), &Membership::Remove { name }, opts).await,
         C::Exec {
             hosts,
             timeout,

@@ -370,14 +370,34 @@ fn transient(e: &etcd_client::Error) -> bool {
     .any(|m| t.contains(m))
 }
 
-/// Replaces etcd member `name` (dead or alive) with a fresh member on the same machine, or on
-/// `new_machine`: remove it from the cluster (possible while its host is down), wipe or prepare the
-/// machine, add it back, start it joining the existing cluster, wait until every member is healthy.
-/// Refuses when the healthy members could not keep quorum. One step at a time, each printed.
-pub async fn etcd_replace(
+/// A change of etcd membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// Replace member `name` with a fresh member on its own machine or on `new_machine`.
+    Replace {
+        /// The member to replace.
+        name: String,
+        /// Another etcd machine of the inventory to put the new member on.
+        new_machine: Option<String>,
+    },
+    /// Add the inventory's etcd machine `name` as a new member (scaling up).
+    Add {
+        /// The machine.
+        name: String,
+    },
+    /// Remove member `name`, which the inventory no longer lists as an etcd machine (scaling down).
+    Remove {
+        /// The member.
+        name: String,
+    },
+}
+
+/// Changes etcd membership one step at a time, each printed, never losing quorum: a member to go is
+/// removed first (possible while its host is down), a member to come is added, started joining the
+/// existing cluster, and awaited healthy. Refuses when the healthy members could not keep quorum.
+pub async fn etcd_membership(
     file: Option<&Path>,
-    name: &str,
-    new_machine: Option<&str>,
+    change: &Membership,
     opts: &Options,
 ) -> Result<ExitCode, CommandError> {
     let inv = load_inventory(file, opts)?;
@@ -385,32 +405,39 @@ pub async fn etcd_replace(
         &state::base_dir(opts.state_dir.as_deref())?,
         &inv.inventory.name,
     )?;
-    let _lock = dir.lock("etcd replace")?;
-    let target = new_machine.unwrap_or(name);
-    let Some(machine) = inv.with_role(Role::Etcd).find(|m| m.name == target) else {
-        return Err(CommandError::Usage(format!(
-            "{target} is not an etcd machine of this inventory{}",
-            if new_machine.is_some() {
-                " (add it to a group with role etcd first, and drop the old one)"
-            } else {
-                ""
-            }
-        )));
+    let (leaving, joining): (Option<&str>, Option<&str>) = match change {
+        Membership::Replace { name, new_machine } => {
+            (Some(name), Some(new_machine.as_deref().unwrap_or(name)))
+        }
+        Membership::Add { name } => (None, Some(name)),
+        Membership::Remove { name } => (Some(name), None),
     };
-    if new_machine.is_some() && inv.with_role(Role::Etcd).any(|m| m.name == name) {
+    let is_etcd = |n: &str| inv.with_role(Role::Etcd).any(|m| m.name == n);
+    if let Some(j) = joining
+        && !is_etcd(j)
+    {
         return Err(CommandError::Usage(format!(
-            "the inventory still lists {name} as an etcd machine; remove it (or its role) before replacing it with {target}"
+            "{j} is not an etcd machine of this inventory; add it to a group with role etcd first"
         )));
     }
+    if let Some(l) = leaving
+        && joining != Some(l)
+        && is_etcd(l)
+    {
+        return Err(CommandError::Usage(format!(
+            "the inventory still lists {l} as an etcd machine; drop it (or its role) first, so later runs do not configure it again"
+        )));
+    }
+    let _lock = dir.lock("etcd membership change")?;
     let exec = Executor::new(&inv, &dir, true, Interrupt::never());
     let (tls, members) = exec.etcd_access()?;
     let health = etcd::health(&members, &tls, Duration::from_secs(5)).await;
     let Some(anchor) = health
         .iter()
-        .find(|h| h.ok && h.name != name && h.name != target)
+        .find(|h| h.ok && Some(h.name.as_str()) != leaving && Some(h.name.as_str()) != joining)
     else {
         return Err(CommandError::Usage(
-            "no other healthy etcd member answers: quorum is lost and replace cannot help; restore from a snapshot".into(),
+            "no other healthy etcd member answers: quorum is lost; restore from a snapshot (forgectl etcd snapshot restore)".into(),
         ));
     };
     let step = |what: &str| {
@@ -419,70 +446,166 @@ pub async fn etcd_replace(
         }
     };
     let fail = |what: &str, e: etcd_client::Error| CommandError::Usage(format!("{what}: {e}"));
-    let mut client = etcd::connect(&anchor.endpoint, &tls, Duration::from_secs(10))
+    let client = etcd::connect(&anchor.endpoint, &tls, Duration::from_secs(10))
         .await
         .map_err(|e| fail("connecting to a healthy member", e))?;
     let list = client
+        .clone()
         .member_list()
         .await
         .map_err(|e| fail("listing members", e))?;
     let total = list.members().len();
-    let old = list.members().iter().find(|m| m.name() == name);
-    let healthy_others = health.iter().filter(|h| h.ok && h.name != name).count();
-    let after = if old.is_some() { total - 1 } else { total };
-    if after > 0 && healthy_others < after / 2 + 1 {
+    let current = |n: &str| {
+        list.members()
+            .iter()
+            .find(|m| m.name() == n)
+            .map(|m| m.id())
+    };
+    // Healthy members that stay, against the quorum of the cluster after the change.
+    let healthy_staying = health
+        .iter()
+        .filter(|h| h.ok && Some(h.name.as_str()) != leaving && current(&h.name).is_some())
+        .count();
+    let mut size = total;
+    if let Some(l) = leaving
+        && current(l).is_some()
+    {
+        size -= 1;
+    }
+    if let Some(j) = joining
+        && current(j).is_none()
+    {
+        size += 1;
+    }
+    let needed = size / 2 + 1;
+    if healthy_staying < needed.saturating_sub(usize::from(joining.is_some())) {
         return Err(CommandError::Usage(format!(
-            "refusing: only {healthy_others} other member(s) are healthy; a {after}-member cluster needs {} for quorum",
-            after / 2 + 1
+            "refusing: only {healthy_staying} other member(s) are healthy; a {size}-member cluster needs {needed} for quorum"
         )));
     }
-    if let Some(m) = old {
-        let id = m.id();
-        let started = std::time::Instant::now();
-        let mut tried = false;
-        while let Err(e) = client.member_remove(id).await {
-            // An earlier attempt whose answer timed out may have gone through.
-            if tried && e.to_string().contains("member not found") {
-                break;
-            }
-            tried = true;
-            if !transient(&e) || started.elapsed() > Duration::from_secs(60) {
-                return Err(fail("removing the member", e));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        step(&format!(
-            "removed member {name} (id {id:x}) from the cluster; {} member(s) left",
-            total - 1
-        ));
-    } else {
-        step(&format!("{name} is not a member (already removed)"));
-    }
-    if inv.inventory.provider == ProviderKind::Local {
-        let provider = LocalProvider::new(&inv, dir.path(), true);
-        let st = provider
-            .apply(target, Verb::Start)
-            .await
-            .map_err(|e| CommandError::Exec(e.into()))?;
-        step(&format!("machine {target} is {}", st.state));
-    }
+    // The members the cluster has after the change: the ones to wait for.
+    let after: Vec<String> = list
+        .members()
+        .iter()
+        .map(|m| m.name().to_string())
+        .filter(|n| !n.is_empty() && Some(n.as_str()) != leaving)
+        .chain(joining.map(str::to_string))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut record = etcd::bootstrap::read(dir.path());
+    // Members that formed the cluster keep the configuration they were started with, whatever
+    // the inventory's member list becomes: read it from each reachable member once.
     let pool = exec.pool().await?;
-    let eps = endpoints(&inv, &[machine]);
+    let unrecorded: Vec<&crate::inventory::Machine> = inv
+        .with_role(Role::Etcd)
+        .filter(|m| {
+            current(&m.name).is_some()
+                && !record.contains_key(&m.name)
+                && Some(m.name.as_str()) != leaving
+        })
+        .collect();
+    let read_env = "sed -n 's/^ETCD_INITIAL_CLUSTER=//p; s/^ETCD_INITIAL_CLUSTER_STATE=//p' /etc/etcd/etcd.env";
+    for r in pool
+        .each(&endpoints(&inv, &unrecorded), |s| async move {
+            s.exec(&s.as_root(read_env)).await
+        })
+        .await
+    {
+        if let Ok(out) = r.result {
+            let text = out.stdout_text();
+            let mut lines = text.lines();
+            if let (Some(ic), Some(st)) = (lines.next(), lines.next()) {
+                record.insert(
+                    r.host.clone(),
+                    etcd::bootstrap::Joined {
+                        initial_cluster: ic.to_string(),
+                        state: st.to_string(),
+                    },
+                );
+            }
+        }
+    }
+
+    if let Some(l) = leaving {
+        match current(l) {
+            Some(id) => {
+                retry(
+                    || {
+                        let mut c = client.clone();
+                        async move { c.member_remove(id).await }
+                    },
+                    true,
+                )
+                .await
+                .map_err(|e| fail("removing the member", e))?;
+                step(&format!(
+                    "removed member {l} (id {id:x}) from the cluster; {} member(s) left",
+                    total - 1
+                ));
+            }
+            None => step(&format!("{l} is not a member (already removed)")),
+        }
+        record.remove(l);
+        etcd::bootstrap::write(&dir, &record)?;
+    }
     let wipe = format!(
         "systemctl stop etcd.service 2>/dev/null || true; rm -rf {}/member",
         crate::ssh::shell_quote(&inv.inventory.etcd.data_dir)
     );
-    for r in pool
-        .each(&eps, |s| {
-            let w = wipe.clone();
-            async move { s.exec(&s.as_root(&w)).await }
-        })
-        .await
-    {
-        r.result.map_err(|e| {
-            CommandError::Exec(crate::executor::ExecError::Hosts(vec![(r.host.clone(), e)]))
-        })?;
+    let run_on = |machine: &crate::inventory::Machine, script: String| {
+        let pool = pool.clone();
+        let eps = endpoints(&inv, &[machine]);
+        async move {
+            for r in pool
+                .each(&eps, |s| {
+                    let w = script.clone();
+                    async move { s.exec(&s.as_root(&w)).await }
+                })
+                .await
+            {
+                r.result.map_err(|e| {
+                    CommandError::Exec(crate::executor::ExecError::Hosts(vec![(r.host.clone(), e)]))
+                })?;
+            }
+            Ok::<(), CommandError>(())
+        }
+    };
+    let Some(target) = joining else {
+        // Scaling down: stop the old member's etcd when its machine is still around.
+        if let Some(l) = leaving
+            && let Some(machine) = inv.machines.iter().find(|m| m.name == l)
+        {
+            match run_on(machine, wipe.clone()).await {
+                Ok(()) => step(&format!("stopped etcd on {l} and removed its data")),
+                Err(e) => step(&format!("could not clean {l} (left as is): {e}")),
+            }
+        }
+        let health = exec.wait_etcd_members(Some(&after)).await?;
+        exec.close().await;
+        step(&format!("all {} members healthy", health.len()));
+        return Ok(ExitCode::Ok);
+    };
+    let machine = inv
+        .with_role(Role::Etcd)
+        .find(|m| m.name == target)
+        .ok_or_else(|| CommandError::Usage(format!("{target} is not an etcd machine")))?;
+    if inv.inventory.provider == ProviderKind::Local {
+        let provider = LocalProvider::new(&inv, dir.path(), true);
+        let st = if provider.existing().iter().any(|n| n == target) {
+            provider
+                .apply(target, Verb::Start)
+                .await
+                .map_err(|e| CommandError::Exec(e.into()))?
+                .state
+                .to_string()
+        } else {
+            exec.create(&[target.to_string()]).await?;
+            "created".to_string()
+        };
+        step(&format!("machine {target} is {st}"));
     }
+    run_on(machine, wipe).await?;
     step(&format!("stopped etcd on {target} and wiped its old data"));
     exec.ensure_pki()?;
     let address = machine
@@ -490,18 +613,17 @@ pub async fn etcd_replace(
         .map(|a| a.to_string())
         .unwrap_or_else(|| machine.name.clone());
     let peer = format!("https://{address}:{}", inv.inventory.etcd.peer_port);
-    // Right after a removal etcd refuses changes until every remaining member has been connected
-    // for a few seconds ("unhealthy cluster"): retry for up to a minute.
-    let started = std::time::Instant::now();
-    let added = loop {
-        match client.member_add([peer.as_str()], None).await {
-            Ok(a) => break a,
-            Err(e) if transient(&e) && started.elapsed() < Duration::from_secs(60) => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(fail("adding the member", e)),
-        }
-    };
+    let added = retry(
+        || {
+            let mut c = client.clone();
+            let p = peer.clone();
+            async move { c.member_add([p.as_str()], None).await }
+        },
+        false,
+    )
+    .await
+    .map_err(|e| fail("adding the member", e))?
+    .ok_or_else(|| CommandError::Usage("etcd gave no answer to adding the member".into()))?;
     let initial_cluster = added
         .member_list()
         .iter()
@@ -515,11 +637,12 @@ pub async fn etcd_replace(
         })
         .collect::<Vec<_>>()
         .join(",");
-    let mut record = etcd::bootstrap::read(dir.path());
-    record.remove(name);
     record.insert(
         target.to_string(),
-        etcd::bootstrap::Joined { initial_cluster },
+        etcd::bootstrap::Joined {
+            initial_cluster,
+            state: "existing".into(),
+        },
     );
     etcd::bootstrap::write(&dir, &record)?;
     step(&format!("added {target} ({peer}) as a new member"));
@@ -547,10 +670,35 @@ pub async fn etcd_replace(
     step(&format!(
         "configured and started etcd on {target}, joining the existing cluster"
     ));
-    let health = exec.wait_etcd().await?;
+    let health = exec.wait_etcd_members(Some(&after)).await?;
     exec.close().await;
     step(&format!("all {} members healthy", health.len()));
     Ok(ExitCode::Ok)
+}
+
+/// Retries a membership call while the cluster settles (see [`transient`]) for up to a minute.
+/// With `gone_ok`, "member not found" after a first attempt counts as done (an earlier attempt
+/// whose answer timed out went through).
+async fn retry<T, F, Fut>(mut call: F, gone_ok: bool) -> Result<Option<T>, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let started = std::time::Instant::now();
+    let mut tried = false;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if gone_ok && tried && e.to_string().contains("member not found") => {
+                return Ok(None);
+            }
+            Err(e) if transient(&e) && started.elapsed() < Duration::from_secs(60) => {
+                tried = true;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

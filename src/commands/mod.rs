@@ -13,7 +13,8 @@ mod run;
 pub use certs::certs_check;
 pub use error::{CommandError, ExitCode};
 pub use etcd::{
-    Quorum, etcd_replace, etcd_snapshot_restore, etcd_snapshot_save, etcd_status, quorum,
+    Membership, Quorum, etcd_membership, etcd_snapshot_restore, etcd_snapshot_save, etcd_status,
+    quorum,
 };
 pub use exec::{ExecOptions, exec};
 pub use init::init;

@@ -12,14 +12,22 @@ use crate::state::{StateDir, StateError};
 /// The record's file in the state dir.
 pub const FILE: &str = "etcd/bootstrap.json";
 
-/// A member that joined an existing cluster.
+/// How a member was first started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Joined {
-    /// `name=peer-url,…` as etcd returned it when the member was added.
+    /// `name=peer-url,…`: the formation set, or what etcd returned when the member was added.
     pub initial_cluster: String,
+    /// `new` (formed the cluster) or `existing` (joined it later).
+    #[serde(default = "existing")]
+    pub state: String,
 }
 
-/// Members that joined an existing cluster, by name.
+fn existing() -> String {
+    "existing".into()
+}
+
+/// How members were first started, by name; members without an entry formed the cluster with
+/// the inventory's member list.
 pub type Record = BTreeMap<String, Joined>;
 
 /// Reads the record from a state dir path (empty when missing or unreadable).

@@ -137,7 +137,7 @@ impl Phase for Etcd {
         for m in hosts {
             // Members added after the cluster formed keep joining the cluster they were added to.
             let (initial_cluster, cluster_state) = match joined.get(&m.name) {
-                Some(j) => (j.initial_cluster.as_str(), "existing"),
+                Some(j) => (j.initial_cluster.as_str(), j.state.as_str()),
                 None => (initial_cluster.as_str(), "new"),
             };
             let member = Member {
