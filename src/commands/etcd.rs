@@ -466,22 +466,29 @@ pub async fn etcd_membership(
         .iter()
         .filter(|h| h.ok && Some(h.name.as_str()) != leaving && current(&h.name).is_some())
         .count();
+    // Each step must keep quorum with the healthy members that stay: the removal (the cluster
+    // shrinks by one), then the addition (it grows by one member that has not started yet).
     let mut size = total;
+    let mut checks = Vec::new();
     if let Some(l) = leaving
         && current(l).is_some()
     {
         size -= 1;
+        checks.push(size);
     }
     if let Some(j) = joining
-        && current(j).is_none()
+        && (current(j).is_none() || leaving == Some(j))
     {
         size += 1;
+        checks.push(size);
     }
-    let needed = size / 2 + 1;
-    if healthy_staying < needed.saturating_sub(usize::from(joining.is_some())) {
-        return Err(CommandError::Usage(format!(
-            "refusing: only {healthy_staying} other member(s) are healthy; a {size}-member cluster needs {needed} for quorum"
-        )));
+    for members_then in checks {
+        let needed = members_then / 2 + 1;
+        if healthy_staying < needed {
+            return Err(CommandError::Usage(format!(
+                "refusing: only {healthy_staying} other member(s) are healthy; a {members_then}-member cluster needs {needed} for quorum"
+            )));
+        }
     }
     // The members the cluster has after the change: the ones to wait for.
     let after: Vec<String> = list
