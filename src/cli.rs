@@ -183,7 +183,7 @@ pub enum Command {
     },
     /// The cluster's certificates.
     #[command(
-        after_help = "Examples:\n  forgectl certs check\n  forgectl certs check -o json\n\nExit code 1 when a certificate expires within 30 days or a host could not be checked."
+        after_help = "Examples:\n  forgectl certs check\n  forgectl certs check -o json\n  forgectl certs renew\n\nExit code 1 when a certificate expires within 30 days or a host could not be checked."
     )]
     Certs {
         #[command(subcommand)]
@@ -270,6 +270,8 @@ pub enum EtcdVerb {
 pub enum CertsVerb {
     /// Every certificate in the state dir and on the etcd hosts, with its expiry.
     Check,
+    /// Re-issue the leaf certificates (same CAs) and roll them onto etcd one member at a time.
+    Renew,
 }
 
 /// What to do with snapshots.

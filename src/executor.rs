@@ -306,6 +306,24 @@ impl<'a> Executor<'a> {
         Ok(facts)
     }
 
+    /// Re-issues every leaf certificate from the same CAs; returns how many.
+    pub fn renew_pki(&self) -> Result<usize, ExecError> {
+        Ok(pki::Pki::new(self.state)
+            .renew(&self.etcd_pki_members())?
+            .created
+            .len())
+    }
+
+    fn etcd_pki_members(&self) -> Vec<pki::Member> {
+        self.inv
+            .with_role(Role::Etcd)
+            .map(|m| pki::Member {
+                name: m.name.clone(),
+                addresses: m.address.into_iter().collect(),
+            })
+            .collect()
+    }
+
     /// Makes the certificates that are missing for the etcd members; returns how many files.
     pub fn ensure_pki(&self) -> Result<usize, ExecError> {
         let members: Vec<pki::Member> = self

@@ -151,6 +151,9 @@ async fn dispatch(
         C::Certs {
             verb: cli::CertsVerb::Check,
         } => commands::certs_check(file.as_deref(), opts).await,
+        C::Certs {
+            verb: cli::CertsVerb::Renew,
+        } => commands::certs_renew(file.as_deref(), opts).await,
         C::Etcd {
             verb: cli::EtcdVerb::Status,
         } => commands::etcd_status(file.as_deref(), opts).await,

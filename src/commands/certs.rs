@@ -6,12 +6,17 @@ use serde_json::json;
 use std::path::Path;
 
 use super::{CommandError, ExitCode, load_inventory};
+use crate::engine;
 use crate::executor::{Executor, endpoints};
 use crate::interrupt::Interrupt;
 use crate::inventory::{ProviderKind, Role};
 use crate::output::{Format, Options};
+use crate::phases::{PlanContext, Presence};
 use crate::pki::{self, CertInfo, Pki};
+use crate::plan::Action;
+use crate::playbook::{self, Step};
 use crate::providers::local::LocalProvider;
+use crate::render::Templates;
 use crate::state;
 
 /// Certificates expiring within this many days make `certs check` exit 1.
@@ -145,6 +150,61 @@ pub async fn certs_check(file: Option<&Path>, opts: &Options) -> Result<ExitCode
     } else {
         ExitCode::Ok
     })
+}
+
+/// Re-issues the leaf certificates from the same CAs and rolls them onto the etcd members one at a
+/// time, waiting for every member to be healthy before the next, so quorum is never at stake.
+pub async fn certs_renew(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
+    let inv = load_inventory(file, opts)?;
+    let dir = state::StateDir::open(
+        &state::base_dir(opts.state_dir.as_deref())?,
+        &inv.inventory.name,
+    )?;
+    let _lock = dir.lock("certs renew")?;
+    let exec = Executor::new(&inv, &dir, true, Interrupt::never());
+    let step = |what: &str| {
+        if opts.verbosity >= 0 && opts.format == Format::Text {
+            println!("• {what}");
+        }
+    };
+    // Rolling needs every member healthy at the start.
+    exec.wait_etcd_members(None).await.map_err(|e| {
+        CommandError::Usage(format!(
+            "refusing to roll certificates while etcd is not healthy: {e}"
+        ))
+    })?;
+    let n = exec.renew_pki()?;
+    step(&format!("re-issued {n} certificate(s) from the same CAs"));
+    let templates = Templates::load(opts.templates.as_deref())?;
+    let present = Presence {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..Presence::default()
+    };
+    let ctx = PlanContext {
+        inv: &inv,
+        templates: &templates,
+        present: &present,
+    };
+    let pb = playbook::load("cluster")?;
+    for m in inv.with_role(Role::Etcd) {
+        let plan = engine::plan_step(
+            &ctx,
+            &pb,
+            &Step {
+                phase: "etcd".into(),
+                hosts: vec![m.name.clone()],
+            },
+        )?;
+        let host_steps: Vec<&Action> = plan.actions.iter().filter(|a| a.host.is_some()).collect();
+        let changed = exec.host_actions(&host_steps).await?;
+        exec.wait_etcd_members(None).await?;
+        step(&format!(
+            "{}: {changed} change(s), member restarted, all members healthy",
+            m.name
+        ));
+    }
+    exec.close().await;
+    Ok(ExitCode::Ok)
 }
 
 #[cfg(test)]

@@ -86,6 +86,8 @@ pub mod paths {
 pub struct Report {
     /// Certificates and keys made now (relative paths without extension).
     pub created: Vec<String>,
+    /// Re-issue every leaf certificate (same CAs, new keys), as `renew` asks.
+    renew: bool,
 }
 
 /// The PKI of one cluster, in its state dir.
@@ -231,7 +233,8 @@ impl<'a> Pki<'a> {
         params: CertificateParams,
         report: &mut Report,
     ) -> Result<(), PkiError> {
-        if let Some(existing) = self.read(rel, "crt")?
+        if !report.renew
+            && let Some(existing) = self.read(rel, "crt")?
             && let Ok(info) = inspect(&existing)
         {
             let mut want: Vec<String> = params
@@ -260,7 +263,20 @@ impl<'a> Pki<'a> {
 
     /// Makes whatever is missing for `members`; keeps everything that exists and still fits.
     pub fn ensure(&self, members: &[Member]) -> Result<Report, PkiError> {
-        let mut report = Report::default();
+        self.issue(members, false)
+    }
+
+    /// Re-issues every leaf certificate (etcd members, etcd clients) with new keys from the same
+    /// CAs; CAs and the SA key stay.
+    pub fn renew(&self, members: &[Member]) -> Result<Report, PkiError> {
+        self.issue(members, true)
+    }
+
+    fn issue(&self, members: &[Member], renew: bool) -> Result<Report, PkiError> {
+        let mut report = Report {
+            renew,
+            ..Report::default()
+        };
         let etcd_ca = self.ca(paths::ETCD_CA, "etcd-ca", &mut report)?;
         for m in members {
             let mut dns = vec![m.name.clone(), "localhost".to_string()];
