@@ -188,4 +188,33 @@ async fn etcd_scales_three_five_three() {
             .unwrap(),
         "kept"
     );
+
+    // A run that stopped half-way (one member never configured) is completed by the next run.
+    forgectl(&three)
+        .args([
+            "exec",
+            "--hosts",
+            "etcd-3",
+            "--",
+            "systemctl stop etcd && rm /etc/etcd/etcd.env /etc/etcd/pki/peer.key",
+        ])
+        .assert()
+        .success();
+    forgectl(&three)
+        .args(["etcd", "status"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("2/3 members healthy"));
+    forgectl(&three)
+        .args(["up", "--yes"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "ran provision, facts, pki, etcd (3 change(s))",
+        ));
+    forgectl(&three)
+        .args(["etcd", "status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3/3 members healthy"));
 }
