@@ -39,7 +39,7 @@ async fn main() {
 
     let total = Instant::now();
     let t = Instant::now();
-    let made = exec.ensure_pki().expect("pki");
+    let made = exec.ensure_pki().await.expect("pki");
     let t_pki = t.elapsed();
     let templates = Templates::load(None).expect("templates");
     let present = Presence {

@@ -272,6 +272,12 @@ pub enum CertsVerb {
     Check,
     /// Re-issue the leaf certificates (same CAs) and roll them onto etcd one member at a time.
     Renew,
+    /// The state dir lost its PKI: read the etcd CA back from the first etcd member that has it.
+    Recover {
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 /// What to do with snapshots.

@@ -301,7 +301,7 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
             Op::Probe => {
                 exec.probe(&names).await?;
             }
-            Op::EnsurePki => changed += exec.ensure_pki()?,
+            Op::EnsurePki => changed += exec.ensure_pki().await?,
             Op::WaitEtcdHealthy => {
                 exec.wait_etcd().await?;
             }

@@ -325,17 +325,78 @@ impl<'a> Executor<'a> {
     }
 
     /// Makes the certificates that are missing for the etcd members; returns how many files.
-    pub fn ensure_pki(&self) -> Result<usize, ExecError> {
-        let members: Vec<pki::Member> = self
-            .inv
-            .with_role(Role::Etcd)
-            .map(|m| pki::Member {
-                name: m.name.clone(),
-                addresses: m.address.into_iter().collect(),
+    /// Never makes a new etcd CA while the members already have one (a lost state dir): that
+    /// would lock forgectl and the API servers out; `forgectl certs recover` brings it back.
+    pub async fn ensure_pki(&self) -> Result<usize, ExecError> {
+        let pki = pki::Pki::new(self.state);
+        if !pki.has_etcd_ca() && self.members_have_ca().await? {
+            return Err(ExecError::Pki(pki::PkiError::Corrupt {
+                path: pki.path(pki::paths::ETCD_CA, "key").display().to_string(),
+                cause: "missing from the state dir, but the etcd members already have a CA; \
+                        run `forgectl certs recover` instead of making a new one"
+                    .into(),
+            }));
+        }
+        Ok(pki.ensure(&self.etcd_pki_members())?.created.len())
+    }
+
+    /// True when any reachable etcd member has a CA certificate installed.
+    async fn members_have_ca(&self) -> Result<bool, ExecError> {
+        let machines: Vec<&Machine> = self.inv.with_role(Role::Etcd).collect();
+        if machines.is_empty() {
+            return Ok(false);
+        }
+        if self.inv.inventory.provider == ProviderKind::Local && self.local()?.existing().is_empty()
+        {
+            return Ok(false);
+        }
+        let pool = self.pool().await?;
+        let eps = endpoints(self.inv, &machines);
+        let results = pool
+            .each(&eps, |s| async move {
+                s.exec("test -e /etc/etcd/pki/ca.crt").await
             })
-            .collect();
-        let report = pki::Pki::new(self.state).ensure(&members)?;
-        Ok(report.created.len())
+            .await;
+        Ok(results
+            .iter()
+            .any(|r| r.result.as_ref().is_ok_and(|o| o.success())))
+    }
+
+    /// Reads the etcd CA back from the first member that has it (certificate and key) and stores it
+    /// in the state dir. Returns the member it came from.
+    pub async fn recover_etcd_ca(&self) -> Result<String, ExecError> {
+        let machines: Vec<&Machine> = self.inv.with_role(Role::Etcd).collect();
+        let pool = self.pool().await?;
+        let mut tried = Vec::new();
+        for ep in endpoints(self.inv, &machines) {
+            let s = match pool.session(&ep).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tried.push(format!("{}: {e}", ep.name));
+                    continue;
+                }
+            };
+            let (cert, key) = match (
+                s.download("/etc/etcd/pki/ca.crt").await,
+                s.download("/etc/etcd/pki/ca.key").await,
+            ) {
+                (Ok(c), Ok(k)) => (c, k),
+                (Err(e), _) | (_, Err(e)) => {
+                    tried.push(format!("{}: {e}", ep.name));
+                    continue;
+                }
+            };
+            pki::Pki::new(self.state).adopt_ca(
+                pki::paths::ETCD_CA,
+                &String::from_utf8_lossy(&cert),
+                &String::from_utf8_lossy(&key),
+            )?;
+            return Ok(ep.name.clone());
+        }
+        Err(ExecError::Unsupported(format!(
+            "no etcd member gave back its CA: {}",
+            tried.join("; ")
+        )))
     }
 
     /// forgectl's etcd client credentials and the members' client URLs.

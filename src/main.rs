@@ -154,6 +154,9 @@ async fn dispatch(
         C::Certs {
             verb: cli::CertsVerb::Renew,
         } => commands::certs_renew(file.as_deref(), opts).await,
+        C::Certs {
+            verb: cli::CertsVerb::Recover { yes },
+        } => commands::certs_recover(file.as_deref(), yes, opts).await,
         C::Etcd {
             verb: cli::EtcdVerb::Status,
         } => commands::etcd_status(file.as_deref(), opts).await,

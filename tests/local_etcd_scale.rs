@@ -217,4 +217,36 @@ async fn etcd_scales_three_five_three() {
         .assert()
         .success()
         .stdout(predicate::str::contains("3/3 members healthy"));
+
+    // The state dir loses its PKI: `up` refuses to make a new CA; `certs recover` brings the CA
+    // back from a member; `up` re-makes the client certificates and the cluster stays healthy.
+    let ca = read("etcd/ca.crt");
+    std::fs::remove_dir_all(state.join("fgtest-scale/pki")).unwrap();
+    forgectl(&three)
+        .args(["up", "--yes"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "run `forgectl certs recover` instead of making a new one",
+        ));
+    forgectl(&three)
+        .args(["certs", "recover", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "recovered the etcd CA from etcd-1",
+        ));
+    assert_eq!(read("etcd/ca.crt"), ca, "the same CA");
+    forgectl(&three)
+        .args(["up", "--yes"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "ran provision, facts, pki, etcd (",
+        ));
+    forgectl(&three)
+        .args(["etcd", "status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3/3 members healthy"));
 }

@@ -207,6 +207,40 @@ pub async fn certs_renew(file: Option<&Path>, opts: &Options) -> Result<ExitCode
     Ok(ExitCode::Ok)
 }
 
+/// Brings the etcd CA back into a state dir that lost it, from the first etcd member that has it
+/// (asks first unless `yes`). Leaf certificates are then made again by the next `up`.
+pub async fn certs_recover(
+    file: Option<&Path>,
+    yes: bool,
+    opts: &Options,
+) -> Result<ExitCode, CommandError> {
+    let inv = load_inventory(file, opts)?;
+    let dir = state::StateDir::open(
+        &state::base_dir(opts.state_dir.as_deref())?,
+        &inv.inventory.name,
+    )?;
+    let _lock = dir.lock("certs recover")?;
+    if Pki::new(&dir).has_etcd_ca() {
+        println!("the state dir has its etcd CA; nothing to recover");
+        return Ok(ExitCode::Ok);
+    }
+    if opts.format == Format::Text {
+        println!(
+            "The state dir has no etcd CA. forgectl will read it (certificate and key) from the first etcd member that has it."
+        );
+    }
+    if !yes {
+        super::run::approve("certs recover")?;
+    }
+    let exec = Executor::new(&inv, &dir, true, Interrupt::never());
+    let from = exec.recover_etcd_ca().await?;
+    exec.close().await;
+    println!(
+        "recovered the etcd CA from {from} into the state dir (0600); run `forgectl up` to re-make the client certificates"
+    );
+    Ok(ExitCode::Ok)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

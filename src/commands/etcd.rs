@@ -614,7 +614,7 @@ pub async fn etcd_membership(
     }
     run_on(machine, wipe).await?;
     step(&format!("stopped etcd on {target} and wiped its old data"));
-    exec.ensure_pki()?;
+    exec.ensure_pki().await?;
     let address = machine
         .address
         .map(|a| a.to_string())

@@ -10,7 +10,7 @@ mod inventory_cmds;
 mod machines;
 mod run;
 
-pub use certs::{certs_check, certs_renew};
+pub use certs::{certs_check, certs_recover, certs_renew};
 pub use error::{CommandError, ExitCode};
 pub use etcd::{
     Membership, Quorum, etcd_membership, etcd_snapshot_restore, etcd_snapshot_save, etcd_status,

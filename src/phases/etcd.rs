@@ -32,7 +32,7 @@ pub const DEBIAN_BINARY: &str = "/usr/bin/etcd";
 pub const DEBIAN_PACKAGE: &str = "etcd-server";
 
 /// Certificate files on a member: (state-dir PKI path, extension, remote name, mode, owner).
-fn cert_files(member: &str) -> [(String, &'static str, &'static str, u32, &'static str); 5] {
+fn cert_files(member: &str) -> [(String, &'static str, &'static str, u32, &'static str); 6] {
     use crate::pki::paths;
     [
         (
@@ -40,6 +40,15 @@ fn cert_files(member: &str) -> [(String, &'static str, &'static str, u32, &'stat
             "crt",
             "ca.crt",
             0o644,
+            "root:root",
+        ),
+        // The CA key stays on the members (root only), as kubeadm keeps its CAs on control
+        // planes, so a lost state dir can be recovered (`forgectl certs recover`).
+        (
+            paths::ETCD_CA.to_string(),
+            "key",
+            "ca.key",
+            0o600,
             "root:root",
         ),
         (

@@ -308,6 +308,34 @@ impl<'a> Pki<'a> {
         Ok(report)
     }
 
+    /// True when the etcd CA (certificate and key) is in the state dir.
+    pub fn has_etcd_ca(&self) -> bool {
+        self.path(paths::ETCD_CA, "crt").exists() && self.path(paths::ETCD_CA, "key").exists()
+    }
+
+    /// Stores a recovered CA after checking that the key belongs to the certificate.
+    pub fn adopt_ca(&self, rel: &str, cert_pem: &str, key_pem: &str) -> Result<CertInfo, PkiError> {
+        use rcgen::PublicKeyData;
+        let corrupt = |cause: String| PkiError::Corrupt {
+            path: rel.to_string(),
+            cause,
+        };
+        let key = KeyPair::from_pem(key_pem).map_err(|e| corrupt(e.to_string()))?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+            .map_err(|e| corrupt(e.to_string()))?;
+        let cert = pem.parse_x509().map_err(|e| corrupt(e.to_string()))?;
+        if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(corrupt("the key does not belong to the certificate".into()));
+        }
+        let info = inspect(cert_pem).map_err(corrupt)?;
+        if !info.is_ca {
+            return Err(corrupt("the certificate is not a CA".into()));
+        }
+        self.write(rel, "key", key_pem)?;
+        self.write(rel, "crt", cert_pem)?;
+        Ok(info)
+    }
+
     /// Every certificate in the state dir, with what it says.
     pub fn list(&self) -> Result<Vec<(String, CertInfo)>, PkiError> {
         let mut out = Vec::new();
