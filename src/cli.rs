@@ -181,6 +181,14 @@ pub enum Command {
         #[command(subcommand)]
         verb: MachineVerb,
     },
+    /// What the cluster installs: list it, or download it for an offline site.
+    #[command(
+        after_help = "Examples:\n  forgectl artifacts list -f cluster.yaml\n  forgectl artifacts fetch -f cluster.yaml --to /srv/forgectl-artifacts\n\nEvery download is checked against the checksum file the project publishes with the release."
+    )]
+    Artifacts {
+        #[command(subcommand)]
+        verb: ArtifactsVerb,
+    },
     /// The cluster's certificates.
     #[command(
         after_help = "Examples:\n  forgectl certs check\n  forgectl certs check -o json\n  forgectl certs renew\n\nExit code 1 when a certificate expires within 30 days or a host could not be checked."
@@ -297,5 +305,18 @@ pub enum SnapshotVerb {
         /// Do not ask.
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+}
+
+/// What to do with artifacts.
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsVerb {
+    /// Every artifact with version, URL and where its checksum is published.
+    List,
+    /// Download and verify every artifact into DIR/NAME/VERSION/ (for `source: local` or a mirror).
+    Fetch {
+        /// Target directory.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
     },
 }

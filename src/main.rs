@@ -148,6 +148,12 @@ async fn dispatch(
             commands::init(kind, &dir, force)
         }
         C::Schema => commands::schema(),
+        C::Artifacts {
+            verb: cli::ArtifactsVerb::List,
+        } => commands::artifacts_list(file.as_deref(), opts),
+        C::Artifacts {
+            verb: cli::ArtifactsVerb::Fetch { to },
+        } => commands::artifacts_fetch(file.as_deref(), &to, opts).await,
         C::Certs {
             verb: cli::CertsVerb::Check,
         } => commands::certs_check(file.as_deref(), opts).await,

@@ -1,6 +1,7 @@
 //! The commands behind the CLI. Each takes plain options (no clap types) and returns an exit code;
 //! errors carry what went wrong and the next step to take.
 
+mod artifacts;
 mod certs;
 mod error;
 mod etcd;
@@ -10,6 +11,7 @@ mod inventory_cmds;
 mod machines;
 mod run;
 
+pub use artifacts::{artifacts_fetch, artifacts_list};
 pub use certs::{certs_check, certs_recover, certs_renew};
 pub use error::{CommandError, ExitCode};
 pub use etcd::{

@@ -1,0 +1,331 @@
+//! What a cluster installs and where it comes from: one declarative list (name, version, file,
+//! upstream URL, where its checksum is published). Sources: upstream URLs, a mirror with the same
+//! layout (`BASE/NAME/VERSION/FILE`), a local directory with that layout, or Debian's packages.
+//! Checksums are always verified (SHA-256), against the checksum file the project publishes
+//! beside each release.
+
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+use crate::inventory::model::{ArtifactSource, Inventory};
+use crate::plan::sha256_hex;
+
+/// Versions forgectl pins for parts the inventory does not version.
+pub const RUNC_VERSION: &str = "1.3.3";
+/// CNI plugins version.
+pub const CNI_VERSION: &str = "1.8.0";
+
+/// How an artifact is packaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A .tar.gz / .tgz with binaries.
+    Tarball,
+    /// A single binary.
+    Binary,
+    /// A Debian package (from Debian's archive).
+    Deb,
+}
+
+/// One thing a cluster installs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Artifact {
+    /// Short name (`etcd`, `kubeadm`, …); also the mirror's directory.
+    pub name: String,
+    /// Version (Debian's for `debian`).
+    pub version: String,
+    /// Tarball, binary or Debian package.
+    pub kind: Kind,
+    /// File name.
+    pub file: String,
+    /// Where it comes from under the inventory's source.
+    pub url: String,
+    /// The published checksum file, whose line for `file` is checked (None for Debian packages,
+    /// which apt verifies).
+    pub checksums: Option<String>,
+}
+
+fn upstream(inv: &Inventory) -> Vec<Artifact> {
+    let v = &inv.versions;
+    let k = format!("v{}", v.kubernetes);
+    let kubelet = format!("v{}", v.kubelet.as_ref().unwrap_or(&v.kubernetes));
+    let e = format!("v{}", v.etcd);
+    let c = v.containerd.to_string();
+    let mut out = vec![
+        art(
+            "etcd",
+            &v.etcd.to_string(),
+            Kind::Tarball,
+            &format!("etcd-{e}-linux-amd64.tar.gz"),
+            &format!("https://github.com/etcd-io/etcd/releases/download/{e}"),
+            Some("SHA256SUMS"),
+        ),
+        art(
+            "containerd",
+            &c,
+            Kind::Tarball,
+            &format!("containerd-{c}-linux-amd64.tar.gz"),
+            &format!("https://github.com/containerd/containerd/releases/download/v{c}"),
+            Some("{file}.sha256sum"),
+        ),
+        art(
+            "runc",
+            RUNC_VERSION,
+            Kind::Binary,
+            "runc.amd64",
+            &format!("https://github.com/opencontainers/runc/releases/download/v{RUNC_VERSION}"),
+            Some("runc.sha256sum"),
+        ),
+        art(
+            "cni-plugins",
+            CNI_VERSION,
+            Kind::Tarball,
+            &format!("cni-plugins-linux-amd64-v{CNI_VERSION}.tgz"),
+            &format!(
+                "https://github.com/containernetworking/plugins/releases/download/v{CNI_VERSION}"
+            ),
+            Some("{file}.sha256"),
+        ),
+    ];
+    for (name, ver) in [("kubeadm", &k), ("kubectl", &k), ("kubelet", &kubelet)] {
+        out.push(art(
+            name,
+            ver.trim_start_matches('v'),
+            Kind::Binary,
+            name,
+            &format!("https://dl.k8s.io/release/{ver}/bin/linux/amd64"),
+            Some("{file}.sha256"),
+        ));
+    }
+    out
+}
+
+fn art(
+    name: &str,
+    version: &str,
+    kind: Kind,
+    file: &str,
+    base: &str,
+    sums: Option<&str>,
+) -> Artifact {
+    Artifact {
+        name: name.into(),
+        version: version.into(),
+        kind,
+        file: file.into(),
+        url: format!("{base}/{file}"),
+        checksums: sums.map(|s| format!("{base}/{}", s.replace("{file}", file))),
+    }
+}
+
+/// Everything the inventory's cluster installs, with URLs for its artifact source.
+pub fn list(inv: &Inventory) -> Vec<Artifact> {
+    let a = &inv.artifacts;
+    match a.source {
+        ArtifactSource::Debian => ["etcd-server", "containerd", "runc", "kubernetes-client"]
+            .iter()
+            .map(|p| Artifact {
+                name: (*p).into(),
+                version: "Debian's".into(),
+                kind: Kind::Deb,
+                file: (*p).into(),
+                url: format!("apt: {p}"),
+                checksums: None,
+            })
+            .collect(),
+        ArtifactSource::Upstream => upstream(inv),
+        ArtifactSource::Mirror | ArtifactSource::Local => {
+            let base = match a.source {
+                ArtifactSource::Mirror => a
+                    .mirror_url
+                    .clone()
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .to_string(),
+                _ => format!(
+                    "file://{}",
+                    a.dir.as_deref().unwrap_or(Path::new("")).display()
+                ),
+            };
+            upstream(inv)
+                .into_iter()
+                .map(|x| {
+                    let dir = format!("{base}/{}/{}", x.name, x.version);
+                    let sums = x
+                        .checksums
+                        .as_ref()
+                        .and_then(|c| c.rsplit('/').next())
+                        .map(|f| format!("{dir}/{f}"));
+                    Artifact {
+                        url: format!("{dir}/{}", x.file),
+                        checksums: sums,
+                        ..x
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+/// Why an artifact could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The download failed.
+    #[error("{url}: {cause}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// Why.
+        cause: String,
+    },
+    /// The checksum file has no line for the file.
+    #[error("{checksums} lists no checksum for {file}")]
+    NoChecksum {
+        /// The checksum file.
+        checksums: String,
+        /// The artifact file.
+        file: String,
+    },
+    /// The content does not match its published checksum.
+    #[error(
+        "{file}: sha256 {got} does not match the published {want} ({checksums}); nothing was kept"
+    )]
+    Mismatch {
+        /// The file.
+        file: String,
+        /// Published.
+        want: String,
+        /// Downloaded.
+        got: String,
+        /// Where it was published.
+        checksums: String,
+    },
+    /// Writing failed.
+    #[error("{path}: {cause}")]
+    Write {
+        /// The path.
+        path: String,
+        /// Why.
+        cause: String,
+    },
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, ArtifactError> {
+    let err = |cause: String| ArtifactError::Download {
+        url: url.into(),
+        cause,
+    };
+    if let Some(path) = url.strip_prefix("file://") {
+        return tokio::fs::read(path).await.map_err(|e| err(e.to_string()));
+    }
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(err(format!("HTTP {}", resp.status())));
+    }
+    Ok(resp.bytes().await.map_err(|e| err(e.to_string()))?.to_vec())
+}
+
+/// The SHA-256 for `file` in a checksum file (`HASH  NAME` lines, or a lone hash).
+pub fn checksum_for(text: &str, file: &str) -> Option<String> {
+    let mut lone = None;
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(hash), name) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            continue;
+        }
+        match name {
+            Some(n) if n.trim_start_matches('*').rsplit('/').next() == Some(file) => {
+                return Some(hash.to_lowercase());
+            }
+            None => lone = Some(hash.to_lowercase()),
+            _ => {}
+        }
+    }
+    lone
+}
+
+/// Downloads every artifact with a checksum into `to/NAME/VERSION/` (the layout `mirror` and
+/// `local` sources read), verifying each against its published checksum. Returns the files.
+pub async fn fetch(artifacts: &[Artifact], to: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .map_err(|e| ArtifactError::Download {
+            url: String::new(),
+            cause: e.to_string(),
+        })?;
+    let mut written = Vec::new();
+    for a in artifacts.iter().filter(|a| a.kind != Kind::Deb) {
+        let Some(sums_url) = &a.checksums else {
+            continue;
+        };
+        let sums = String::from_utf8_lossy(&get(&client, sums_url).await?).into_owned();
+        let want = checksum_for(&sums, &a.file).ok_or_else(|| ArtifactError::NoChecksum {
+            checksums: sums_url.clone(),
+            file: a.file.clone(),
+        })?;
+        let data = get(&client, &a.url).await?;
+        let got = sha256_hex(&data);
+        if got != want {
+            return Err(ArtifactError::Mismatch {
+                file: a.file.clone(),
+                want,
+                got,
+                checksums: sums_url.clone(),
+            });
+        }
+        let dir = to.join(&a.name).join(&a.version);
+        let werr = |p: &Path, e: std::io::Error| ArtifactError::Write {
+            path: p.display().to_string(),
+            cause: e.to_string(),
+        };
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| werr(&dir, e))?;
+        let target = dir.join(&a.file);
+        let tmp = dir.join(format!(".{}.partial", a.file));
+        tokio::fs::write(&tmp, &data)
+            .await
+            .map_err(|e| werr(&tmp, e))?;
+        tokio::fs::rename(&tmp, &target)
+            .await
+            .map_err(|e| werr(&target, e))?;
+        let sums_name = sums_url.rsplit('/').next().unwrap_or("SHA256SUMS");
+        let sums_path = dir.join(sums_name);
+        tokio::fs::write(&sums_path, sums.as_bytes())
+            .await
+            .map_err(|e| werr(&sums_path, e))?;
+        written.push(target);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checksum_for;
+
+    #[test]
+    fn checksum_lines() {
+        let h = "a".repeat(64);
+        assert_eq!(
+            checksum_for(
+                &format!("{h}  etcd.tar.gz\n{}  other\n", "b".repeat(64)),
+                "etcd.tar.gz"
+            ),
+            Some(h.clone())
+        );
+        assert_eq!(
+            checksum_for(&format!("{h} *bin/runc.amd64\n"), "runc.amd64"),
+            Some(h.clone())
+        );
+        assert_eq!(checksum_for(&format!("{h}\n"), "kubeadm"), Some(h));
+        assert_eq!(checksum_for("nonsense\n", "x"), None);
+    }
+}
