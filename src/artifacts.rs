@@ -251,36 +251,54 @@ pub fn checksum_for(text: &str, file: &str) -> Option<String> {
     lone
 }
 
-/// Downloads every artifact with a checksum into `to/NAME/VERSION/` (the layout `mirror` and
-/// `local` sources read), verifying each against its published checksum. Returns the files.
-pub async fn fetch(artifacts: &[Artifact], to: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
-    let client = reqwest::Client::builder()
+fn client() -> Result<reqwest::Client, ArtifactError> {
+    reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(600))
         .build()
         .map_err(|e| ArtifactError::Download {
             url: String::new(),
             cause: e.to_string(),
-        })?;
-    let mut written = Vec::new();
-    for a in artifacts.iter().filter(|a| a.kind != Kind::Deb) {
-        let Some(sums_url) = &a.checksums else {
-            continue;
-        };
-        let sums = String::from_utf8_lossy(&get(&client, sums_url).await?).into_owned();
-        let want = checksum_for(&sums, &a.file).ok_or_else(|| ArtifactError::NoChecksum {
-            checksums: sums_url.clone(),
+        })
+}
+
+/// Downloads one artifact and checks it against its published checksum. Returns the content and
+/// the checksum file's text.
+pub async fn get_verified(a: &Artifact) -> Result<(Vec<u8>, String), ArtifactError> {
+    let client = client()?;
+    let sums_url = a
+        .checksums
+        .clone()
+        .ok_or_else(|| ArtifactError::NoChecksum {
+            checksums: "(none published)".into(),
             file: a.file.clone(),
         })?;
-        let data = get(&client, &a.url).await?;
-        let got = sha256_hex(&data);
-        if got != want {
-            return Err(ArtifactError::Mismatch {
-                file: a.file.clone(),
-                want,
-                got,
-                checksums: sums_url.clone(),
-            });
-        }
+    let sums = String::from_utf8_lossy(&get(&client, &sums_url).await?).into_owned();
+    let want = checksum_for(&sums, &a.file).ok_or_else(|| ArtifactError::NoChecksum {
+        checksums: sums_url.clone(),
+        file: a.file.clone(),
+    })?;
+    let data = get(&client, &a.url).await?;
+    let got = sha256_hex(&data);
+    if got != want {
+        return Err(ArtifactError::Mismatch {
+            file: a.file.clone(),
+            want,
+            got,
+            checksums: sums_url,
+        });
+    }
+    Ok((data, sums))
+}
+
+/// Downloads every artifact with a checksum into `to/NAME/VERSION/` (the layout `mirror` and
+/// `local` sources read), verifying each against its published checksum. Returns the files.
+pub async fn fetch(artifacts: &[Artifact], to: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
+    let mut written = Vec::new();
+    for a in artifacts
+        .iter()
+        .filter(|a| a.kind != Kind::Deb && a.checksums.is_some())
+    {
+        let (data, sums) = get_verified(a).await?;
         let dir = to.join(&a.name).join(&a.version);
         let werr = |p: &Path, e: std::io::Error| ArtifactError::Write {
             path: p.display().to_string(),
@@ -297,7 +315,11 @@ pub async fn fetch(artifacts: &[Artifact], to: &Path) -> Result<Vec<PathBuf>, Ar
         tokio::fs::rename(&tmp, &target)
             .await
             .map_err(|e| werr(&target, e))?;
-        let sums_name = sums_url.rsplit('/').next().unwrap_or("SHA256SUMS");
+        let sums_name = a
+            .checksums
+            .as_deref()
+            .and_then(|u| u.rsplit('/').next())
+            .unwrap_or("SHA256SUMS");
         let sums_path = dir.join(sums_name);
         tokio::fs::write(&sums_path, sums.as_bytes())
             .await

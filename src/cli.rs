@@ -279,7 +279,12 @@ pub enum CertsVerb {
     /// Every certificate in the state dir and on the etcd hosts, with its expiry.
     Check,
     /// Re-issue the leaf certificates (same CAs) and roll them onto etcd one member at a time.
-    Renew,
+    Renew {
+        /// The etcd certificates (members and clients) — today the only ones forgectl rolls;
+        /// kubeadm's arrive with the Kubernetes phases.
+        #[arg(long, default_value_t = true)]
+        etcd: bool,
+    },
     /// The state dir lost its PKI: read the etcd CA back from the first etcd member that has it.
     Recover {
         /// Do not ask.

@@ -279,7 +279,10 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
         let a = &p.actions[i];
         if matches!(
             a.op,
-            Op::Upload { .. } | Op::Run { .. } | Op::InstallPackages { .. }
+            Op::Upload { .. }
+                | Op::Run { .. }
+                | Op::InstallPackages { .. }
+                | Op::InstallTarball { .. }
         ) {
             batch.push(a);
             i += 1;
@@ -305,7 +308,10 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
             Op::WaitEtcdHealthy => {
                 exec.wait_etcd().await?;
             }
-            Op::Upload { .. } | Op::Run { .. } | Op::InstallPackages { .. } => {}
+            Op::Upload { .. }
+            | Op::Run { .. }
+            | Op::InstallPackages { .. }
+            | Op::InstallTarball { .. } => {}
         }
         i += same.len();
     }

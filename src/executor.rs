@@ -496,6 +496,27 @@ impl<'a> Executor<'a> {
         } else {
             self.mirror_source_if_needed(&pool, &eps, &wanted).await?
         };
+        // Release tarballs: forgectl downloads and verifies each once, then copies it to the hosts
+        // (which need no route out).
+        let mut tarballs: Vec<(String, String, Vec<u8>, String)> = Vec::new();
+        for a in actions {
+            if let Op::InstallTarball { artifact, .. } = &a.op
+                && !tarballs.iter().any(|(n, ..)| n == artifact)
+            {
+                let art = crate::artifacts::list(&self.inv.inventory)
+                    .into_iter()
+                    .find(|x| &x.name == artifact)
+                    .ok_or_else(|| {
+                        ExecError::Unsupported(format!("no artifact named {artifact}"))
+                    })?;
+                let (data, _) = crate::artifacts::get_verified(&art)
+                    .await
+                    .map_err(|e| ExecError::Unsupported(format!("artifact {artifact}: {e}")))?;
+                let sum = crate::plan::sha256_hex(&data);
+                tarballs.push((artifact.clone(), art.file.clone(), data, sum));
+            }
+        }
+        let tarballs = &tarballs;
         let by_host = &by_host;
         let source = &source;
         let results = pool
@@ -506,7 +527,7 @@ impl<'a> Executor<'a> {
                     .find(|(h, _)| *h == name)
                     .map(|(_, l)| l.clone())
                     .unwrap_or_default();
-                Ok(host_run(&s, &list, source.as_deref()).await)
+                Ok(host_run(&s, &list, source.as_deref(), tarballs).await)
             })
             .await;
         let mut changed = 0;
@@ -590,6 +611,7 @@ async fn host_run(
     s: &Session,
     actions: &[&Action],
     source: Option<&str>,
+    tarballs: &[(String, String, Vec<u8>, String)],
 ) -> Result<usize, ExecError> {
     let host = s.endpoint().name.clone();
     let ssh = |e: SshError| ExecError::Hosts(vec![(host.clone(), e)]);
@@ -633,6 +655,45 @@ async fn host_run(
                 let out = s.exec(&s.as_root(command)).await.map_err(ssh)?;
                 if !out.success() {
                     return Err(failed(&host, command, &out));
+                }
+                changed += 1;
+            }
+            Op::InstallTarball {
+                artifact,
+                binaries,
+                dest,
+                installed,
+                ..
+            } => {
+                if s.exec(&s.as_root(installed)).await.map_err(ssh)?.success() {
+                    continue;
+                }
+                let Some((_, file, data, sum)) = tarballs.iter().find(|(n, ..)| n == artifact)
+                else {
+                    continue;
+                };
+                let tmp = format!("/tmp/forgectl-{file}");
+                s.upload(&tmp, data, 0o600, "root:root")
+                    .await
+                    .map_err(ssh)?;
+                let bins = binaries
+                    .iter()
+                    .map(|b| shell_quote(b))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let script = format!(
+                    "set -e; echo '{sum}  {tmp}' | sha256sum -c --quiet; d=$(mktemp -d); \
+                     tar -xzf {tmp} -C \"$d\" --strip-components=1; \
+                     for b in {bins}; do install -m 0755 \"$d/$b\" {dest}/$b; done; rm -rf \"$d\" {tmp}",
+                    dest = shell_quote(dest)
+                );
+                let out = s.exec(&s.as_root(&script)).await.map_err(ssh)?;
+                if !out.success() {
+                    return Err(failed(
+                        &host,
+                        &format!("install {artifact} from its tarball"),
+                        &out,
+                    ));
                 }
                 changed += 1;
             }

@@ -158,7 +158,7 @@ async fn dispatch(
             verb: cli::CertsVerb::Check,
         } => commands::certs_check(file.as_deref(), opts).await,
         C::Certs {
-            verb: cli::CertsVerb::Renew,
+            verb: cli::CertsVerb::Renew { .. },
         } => commands::certs_renew(file.as_deref(), opts).await,
         C::Certs {
             verb: cli::CertsVerb::Recover { yes },

@@ -56,6 +56,20 @@ pub enum Op {
         /// Package names.
         packages: Vec<String>,
     },
+    /// Install binaries from a release tarball, verified against its published checksum, unless
+    /// `installed` (a shell check) already succeeds.
+    InstallTarball {
+        /// Artifact name (see `forgectl artifacts list`).
+        artifact: String,
+        /// Its version.
+        version: String,
+        /// Binaries to take from the tarball.
+        binaries: Vec<String>,
+        /// Where they go.
+        dest: String,
+        /// Shell check that succeeds when the right version is installed.
+        installed: String,
+    },
     /// Make the cluster's certificates that are missing (forgectl itself, in the state dir).
     EnsurePki,
     /// Wait until every etcd member answers over mTLS and the cluster has a leader.
@@ -308,6 +322,16 @@ impl Plan {
                     Op::InstallPackages { packages } => {
                         format!("install {} (if missing)", packages.join(" "))
                     }
+                    Op::InstallTarball {
+                        artifact,
+                        version,
+                        binaries,
+                        dest,
+                        ..
+                    } => format!(
+                        "install {} from {artifact} {version} into {dest} (checksum verified)",
+                        binaries.join(", ")
+                    ),
                     Op::EnsurePki => {
                         "make missing certificates and keys (state dir, 0600)".to_string()
                     }

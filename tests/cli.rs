@@ -182,7 +182,7 @@ fn plan_json_is_machine_readable_and_never_contains_file_contents() {
         (Some("pki"), Some("ensure_pki"))
     );
     assert_eq!(phases[3]["phase"], "etcd");
-    assert_eq!(phases[3]["readiness"]["state"], "plan_only");
+    assert_eq!(phases[3]["readiness"]["state"], "ready");
     assert_eq!(phases[4]["phase"], "host-prep");
     assert_eq!(phases[4]["readiness"]["state"], "not_implemented");
     let lb = phases.iter().find(|p| p["phase"] == "lb").unwrap();

@@ -9,8 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 fn inventory(etcd_members: usize) -> String {
+    inventory_of(&(1..=etcd_members).collect::<Vec<_>>())
+}
+
+fn inventory_of(members: &[usize]) -> String {
     let mut hosts = String::new();
-    for i in 1..=etcd_members {
+    for &i in members {
         hosts.push_str(&format!(
             "      - {{ name: etcd-{i}, address: 10.77.62.{} }}\n",
             9 + i
@@ -249,4 +253,43 @@ async fn etcd_scales_three_five_three() {
         .assert()
         .success()
         .stdout(predicate::str::contains("3/3 members healthy"));
+
+    // Replace a member by another machine: the inventory lists etcd-4 instead of etcd-3.
+    let swap = work.path().join("swap.yaml");
+    std::fs::write(&swap, inventory_of(&[1, 2, 4])).unwrap();
+    forgectl(&swap)
+        .args(["etcd", "replace", "etcd-3", "--new-machine", "etcd-4"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("• removed member etcd-3"))
+        .stdout(predicate::str::contains(
+            "• added etcd-4 (https://10.77.62.13:2380) as a new member",
+        ));
+    forgectl(&swap)
+        .args(["etcd", "status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3/3 members healthy"));
+    let read = |p: &str| std::fs::read_to_string(state.join("fgtest-scale/pki").join(p)).unwrap();
+    let tls = forgectl::etcd::Tls {
+        ca: read("etcd/ca.crt"),
+        cert: read("etcd/forgectl-client.crt"),
+        key: read("etcd/forgectl-client.key"),
+    };
+    let mut c4 = forgectl::etcd::connect("https://10.77.62.13:2379", &tls, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        c4.get("/scale/key", None).await.unwrap().kvs()[0]
+            .value_str()
+            .unwrap(),
+        "kept"
+    );
+    forgectl(&swap)
+        .args(["up", "--yes"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "ran provision, facts, pki, etcd (0 change(s))",
+        ));
 }

@@ -21,6 +21,8 @@ local:
   bridge: fgtest-ssh0
 network:
   machine_cidr: 10.77.50.0/24
+artifacts:
+  source: debian
 ingress:
   enabled: false
 ssh:

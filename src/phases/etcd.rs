@@ -113,14 +113,8 @@ impl Phase for Etcd {
         "Configure and start the external etcd cluster"
     }
 
-    fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
-        if ctx.inv.inventory.artifacts.source == ArtifactSource::Debian {
-            Readiness::Ready
-        } else {
-            Readiness::PlanOnly {
-                missing: "installing etcd from release artifacts (issue #4; `artifacts.source: debian` runs now)".into(),
-            }
-        }
+    fn readiness(&self, _: &PlanContext<'_>) -> Readiness {
+        Readiness::Ready
     }
 
     fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
@@ -169,6 +163,27 @@ impl Phase for Etcd {
                         packages: vec![DEBIAN_PACKAGE.to_string()],
                     },
                     "install etcd (its own start is held back until configured)",
+                ));
+            } else {
+                let v = inv.versions.etcd.to_string();
+                actions.push(Action::run(
+                    &m.name,
+                    "groupadd --system etcd && useradd --system -g etcd --no-create-home --home-dir /var/lib/etcd --shell /usr/sbin/nologin etcd",
+                    Some("id etcd"),
+                    "the etcd system user",
+                ));
+                actions.push(Action::local(
+                    Some(&m.name),
+                    Op::InstallTarball {
+                        artifact: "etcd".into(),
+                        version: v.clone(),
+                        binaries: vec!["etcd".into(), "etcdctl".into()],
+                        dest: "/usr/local/bin".into(),
+                        installed: format!(
+                            "{UPSTREAM_BINARY} --version 2>/dev/null | grep -q 'etcd Version: {v}$'"
+                        ),
+                    },
+                    "install etcd from the release tarball",
                 ));
             }
             actions.push(Action::run(
