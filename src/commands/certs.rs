@@ -6,18 +6,12 @@ use serde_json::json;
 use std::path::Path;
 
 use super::{CommandError, ExitCode, load_inventory};
-use crate::engine;
 use crate::executor::{Executor, endpoints};
 use crate::interrupt::Interrupt;
 use crate::inventory::{ProviderKind, Role};
 use crate::output::{Format, Options};
-use crate::phases::{PlanContext, Presence};
 use crate::pki::{self, CertInfo, Pki};
-use crate::plan::Action;
-use crate::playbook::{self, Step};
 use crate::providers::local::LocalProvider;
-use crate::render::Templates;
-use crate::state;
 
 /// Certificates expiring within this many days make `certs check` exit 1.
 pub const WARN_DAYS: i64 = 30;
@@ -54,10 +48,7 @@ fn parse_listing(text: &str) -> Vec<(String, String)> {
 /// Lists every certificate with its expiry; exit 1 when one expires within 30 days (or has).
 pub async fn certs_check(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
     let inv = load_inventory(file, opts)?;
-    let dir = state::StateDir::open(
-        &state::base_dir(opts.state_dir.as_deref())?,
-        &inv.inventory.name,
-    )?;
+    let dir = super::state_dir(&inv, opts)?;
     let mut found: Vec<Found> = Pki::new(&dir)
         .list()
         .map_err(|e| CommandError::Exec(e.into()))?
@@ -156,10 +147,7 @@ pub async fn certs_check(file: Option<&Path>, opts: &Options) -> Result<ExitCode
 /// time, waiting for every member to be healthy before the next, so quorum is never at stake.
 pub async fn certs_renew(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
     let inv = load_inventory(file, opts)?;
-    let dir = state::StateDir::open(
-        &state::base_dir(opts.state_dir.as_deref())?,
-        &inv.inventory.name,
-    )?;
+    let dir = super::state_dir(&inv, opts)?;
     let _lock = dir.lock("certs renew")?;
     let exec = Executor::new(&inv, &dir, true, Interrupt::never());
     let step = |what: &str| {
@@ -175,28 +163,10 @@ pub async fn certs_renew(file: Option<&Path>, opts: &Options) -> Result<ExitCode
     })?;
     let n = exec.renew_pki()?;
     step(&format!("re-issued {n} certificate(s) from the same CAs"));
-    let templates = Templates::load(opts.templates.as_deref())?;
-    let present = Presence {
-        state_dir: Some(dir.path().to_path_buf()),
-        ..Presence::default()
-    };
-    let ctx = PlanContext {
-        inv: &inv,
-        templates: &templates,
-        present: &present,
-    };
-    let pb = playbook::load("cluster")?;
     for m in inv.with_role(Role::Etcd) {
-        let plan = engine::plan_step(
-            &ctx,
-            &pb,
-            &Step {
-                phase: "etcd".into(),
-                hosts: vec![m.name.clone()],
-            },
-        )?;
-        let host_steps: Vec<&Action> = plan.actions.iter().filter(|a| a.host.is_some()).collect();
-        let changed = exec.host_actions(&host_steps).await?;
+        let changed =
+            super::run_etcd_phase_on(&inv, &dir, &exec, std::slice::from_ref(&m.name), opts)
+                .await?;
         exec.wait_etcd_members(None).await?;
         step(&format!(
             "{}: {changed} change(s), member restarted, all members healthy",
@@ -215,10 +185,7 @@ pub async fn certs_recover(
     opts: &Options,
 ) -> Result<ExitCode, CommandError> {
     let inv = load_inventory(file, opts)?;
-    let dir = state::StateDir::open(
-        &state::base_dir(opts.state_dir.as_deref())?,
-        &inv.inventory.name,
-    )?;
+    let dir = super::state_dir(&inv, opts)?;
     let _lock = dir.lock("certs recover")?;
     if Pki::new(&dir).has_etcd_ca() {
         println!("the state dir has its etcd CA; nothing to recover");

@@ -5,18 +5,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{CommandError, ExitCode, load_inventory};
-use crate::engine;
 use crate::etcd;
 use crate::executor::{Executor, endpoints};
 use crate::interrupt::Interrupt;
 use crate::inventory::{ProviderKind, Role};
 use crate::output::{Format, Options};
-use crate::phases::{PlanContext, Presence};
 use crate::plan::Action;
-use crate::playbook::{self, Step};
 use crate::providers::local::{LocalProvider, Verb};
-use crate::render::Templates;
-use crate::state;
 
 /// How the cluster stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +39,7 @@ pub fn quorum(members: usize, healthy: usize) -> Quorum {
 /// Prints each member's health; exit 1 when quorum is lost or one failure away.
 pub async fn etcd_status(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
     let inv = load_inventory(file, opts)?;
-    let dir = state::StateDir::open(
-        &state::base_dir(opts.state_dir.as_deref())?,
-        &inv.inventory.name,
-    )?;
+    let dir = super::state_dir(&inv, opts)?;
     let exec = Executor::new(&inv, &dir, true, Interrupt::never());
     let (tls, members) = exec.etcd_access()?;
     let health = etcd::health(&members, &tls, Duration::from_secs(5)).await;
@@ -125,10 +117,7 @@ pub async fn etcd_snapshot_save(
     opts: &Options,
 ) -> Result<ExitCode, CommandError> {
     let inv = load_inventory(file, opts)?;
-    let dir = state::StateDir::open(
-        &state::base_dir(opts.state_dir.as_deref())?,
-        &inv.inventory.name,
-    )?;
+    let dir = super::state_dir(&inv, opts)?;
     let exec = Executor::new(&inv, &dir, true, Interrupt::never());
     let (tls, members) = exec.etcd_access()?;
     let health = etcd::health(&members, &tls, Duration::from_secs(5)).await;
@@ -204,10 +193,7 @@ pub async fn etcd_snapshot_restore(
     if !yes {
         super::run::approve("etcd snapshot restore")?;
     }
-    let dir = state::StateDir::open(
-        &state::base_dir(opts.state_dir.as_deref())?,
-        &inv.inventory.name,
-    )?;
+    let dir = super::state_dir(&inv, opts)?;
     let _lock = dir.lock("etcd snapshot restore")?;
     let step = |what: &str| {
         if opts.verbosity >= 0 && opts.format == Format::Text {
@@ -315,27 +301,7 @@ pub async fn etcd_snapshot_restore(
     step("restored the snapshot into a fresh data directory on every member (old data kept aside)");
     // All members now form one new cluster: forget members that once joined an existing one.
     etcd::bootstrap::write(&dir, &etcd::bootstrap::Record::new())?;
-    let templates = Templates::load(opts.templates.as_deref())?;
-    let present = Presence {
-        state_dir: Some(dir.path().to_path_buf()),
-        ..Presence::default()
-    };
-    let ctx = PlanContext {
-        inv: &inv,
-        templates: &templates,
-        present: &present,
-    };
-    let pb = playbook::load("cluster")?;
-    let plan = engine::plan_step(
-        &ctx,
-        &pb,
-        &Step {
-            phase: "etcd".into(),
-            hosts: vec!["etcd".into()],
-        },
-    )?;
-    let host_steps: Vec<&Action> = plan.actions.iter().filter(|a| a.host.is_some()).collect();
-    exec.host_actions(&host_steps).await?;
+    super::run_etcd_phase_on(&inv, &dir, &exec, &["etcd".to_string()], opts).await?;
     let results = pool
         .each(&eps, |s| async move {
             s.exec(&s.as_root("systemctl start --no-block etcd.service"))
@@ -401,10 +367,7 @@ pub async fn etcd_membership(
     opts: &Options,
 ) -> Result<ExitCode, CommandError> {
     let inv = load_inventory(file, opts)?;
-    let dir = state::StateDir::open(
-        &state::base_dir(opts.state_dir.as_deref())?,
-        &inv.inventory.name,
-    )?;
+    let dir = super::state_dir(&inv, opts)?;
     let (leaving, joining): (Option<&str>, Option<&str>) = match change {
         Membership::Replace { name, new_machine } => {
             (Some(name), Some(new_machine.as_deref().unwrap_or(name)))
@@ -653,27 +616,7 @@ pub async fn etcd_membership(
     );
     etcd::bootstrap::write(&dir, &record)?;
     step(&format!("added {target} ({peer}) as a new member"));
-    let templates = Templates::load(opts.templates.as_deref())?;
-    let present = Presence {
-        state_dir: Some(dir.path().to_path_buf()),
-        ..Presence::default()
-    };
-    let ctx = PlanContext {
-        inv: &inv,
-        templates: &templates,
-        present: &present,
-    };
-    let pb = playbook::load("cluster")?;
-    let plan = engine::plan_step(
-        &ctx,
-        &pb,
-        &Step {
-            phase: "etcd".into(),
-            hosts: vec![target.to_string()],
-        },
-    )?;
-    let host_steps: Vec<&Action> = plan.actions.iter().filter(|a| a.host.is_some()).collect();
-    exec.host_actions(&host_steps).await?;
+    super::run_etcd_phase_on(&inv, &dir, &exec, &[target.to_string()], opts).await?;
     step(&format!(
         "configured and started etcd on {target}, joining the existing cluster"
     ));

@@ -9,7 +9,6 @@ use crate::executor::{ExecError, endpoints, ssh_settings};
 use crate::output::{Format, Options};
 use crate::playbook::{self, Step};
 use crate::ssh::{Output, Pool};
-use crate::state;
 
 /// What `exec` needs.
 #[derive(Debug, Clone)]
@@ -46,10 +45,7 @@ pub async fn exec(
             e.hosts.join(",")
         )));
     }
-    let dir = state::StateDir::open(
-        &state::base_dir(opts.state_dir.as_deref())?,
-        &inv.inventory.name,
-    )?;
+    let dir = super::state_dir(&inv, opts)?;
     let mut settings =
         ssh_settings(&inv, &dir).map_err(|e| CommandError::Exec(ExecError::Ssh(e)))?;
     if let Some(t) = e.timeout {

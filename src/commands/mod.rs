@@ -54,3 +54,42 @@ pub fn stderr_palette(opts: &Options) -> diagnostics::Palette {
         diagnostics::Palette::default()
     }
 }
+
+/// Plans the `etcd` phase for `hosts` (selectors) with the state dir's PKI and runs its host
+/// steps; returns how many changed something. Shared by the etcd maintenance commands.
+pub(crate) async fn run_etcd_phase_on(
+    inv: &Loaded,
+    dir: &crate::state::StateDir,
+    exec: &crate::executor::Executor<'_>,
+    hosts: &[String],
+    opts: &Options,
+) -> Result<usize, CommandError> {
+    let templates = crate::render::Templates::load(opts.templates.as_deref())?;
+    let present = crate::phases::Presence {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..crate::phases::Presence::default()
+    };
+    let ctx = crate::phases::PlanContext {
+        inv,
+        templates: &templates,
+        present: &present,
+    };
+    let pb = crate::playbook::load("cluster")?;
+    let step = crate::playbook::Step {
+        phase: "etcd".into(),
+        hosts: hosts.to_vec(),
+    };
+    let plan = crate::engine::plan_step(&ctx, &pb, &step)?;
+    let host_steps: Vec<&crate::plan::Action> =
+        plan.actions.iter().filter(|a| a.host.is_some()).collect();
+    Ok(exec.host_actions(&host_steps).await?)
+}
+
+/// The cluster's state dir (made on first use).
+pub(crate) fn state_dir(
+    inv: &Loaded,
+    opts: &Options,
+) -> Result<crate::state::StateDir, CommandError> {
+    let base = crate::state::base_dir(opts.state_dir.as_deref())?;
+    Ok(crate::state::StateDir::open(&base, &inv.inventory.name)?)
+}
