@@ -18,6 +18,22 @@ fn forgectl(state: &Path) -> Command {
     c
 }
 
+/// Waits until `etcd status` reports a healthy cluster (exit 0), for at most a minute.
+async fn wait_healthy(state: &Path, what: &str) {
+    let t = std::time::Instant::now();
+    while forgectl(state)
+        .args(["etcd", "status"])
+        .output()
+        .unwrap()
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "{what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 struct Down<'a>(&'a Path);
 
 impl Drop for Down<'_> {
@@ -123,21 +139,7 @@ async fn quick_start_up_and_down_on_the_embedded_default() {
         .args(["machines", "start", "etcd-2"])
         .assert()
         .success();
-    let t = std::time::Instant::now();
-    while forgectl(a.path())
-        .args(["etcd", "status"])
-        .output()
-        .unwrap()
-        .status
-        .code()
-        != Some(0)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "etcd-2 did not rejoin"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_healthy(a.path(), "etcd-2 did not rejoin").await;
     let mut c3 = forgectl::etcd::connect("https://10.77.0.11:2379", &tls, Duration::from_secs(5))
         .await
         .unwrap();
@@ -192,21 +194,7 @@ async fn quick_start_up_and_down_on_the_embedded_default() {
         .args(["machines", "start", "etcd-3"])
         .assert()
         .success();
-    let t = std::time::Instant::now();
-    while forgectl(a.path())
-        .args(["etcd", "status"])
-        .output()
-        .unwrap()
-        .status
-        .code()
-        != Some(0)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "members did not come back"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_healthy(a.path(), "members did not come back").await;
 
     // A snapshot: 0600, etcd's checksum intact.
     let snap = a.path().join("backup.db");
