@@ -124,6 +124,8 @@ fn every_template_is_used_by_an_example_inventory() {
                 .filter_map(|(t, _)| t),
         );
     }
+    // Templates forgectl renders for itself, not for a host, have golden tests of their own.
+    used.insert("vagrant/Vagrantfile.tera".to_string()); // tests/vagrant.rs
     let all: BTreeSet<String> = templates.names().iter().cloned().collect();
     assert_eq!(used, all, "templates without a golden test");
 }

@@ -178,6 +178,12 @@ pub struct VagrantProvider {
     /// Box name.
     #[serde(default = "default_box", rename = "box")]
     pub box_name: String,
+    /// CPUs per VM.
+    #[serde(default = "default_vagrant_cpus")]
+    pub cpus: u32,
+    /// Memory per VM, MiB.
+    #[serde(default = "default_vagrant_memory")]
+    pub memory_mb: u32,
 }
 
 impl Default for VagrantProvider {
@@ -185,8 +191,17 @@ impl Default for VagrantProvider {
         Self {
             provider: VagrantBackend::default(),
             box_name: default_box(),
+            cpus: default_vagrant_cpus(),
+            memory_mb: default_vagrant_memory(),
         }
     }
+}
+
+fn default_vagrant_cpus() -> u32 {
+    2
+}
+fn default_vagrant_memory() -> u32 {
+    2048
 }
 
 fn default_box() -> String {

@@ -2,3 +2,4 @@
 //! and static hosts arrive with issue #5.
 
 pub mod local;
+pub mod vagrant;

@@ -1,0 +1,197 @@
+//! The `vagrant` provider: a Vagrantfile rendered from the inventory (libvirt or virtualbox), `vagrant
+//! up --parallel` where the provider supports it, SSH endpoints from `vagrant ssh-config`, and
+//! `vagrant destroy -f` on `down`.
+
+use serde::Serialize;
+use std::path::Path;
+
+use crate::inventory::model::VagrantBackend;
+use crate::inventory::{Loaded, ProviderKind};
+use crate::render::{RenderError, Templates};
+
+/// First host port for the machines' forwarded SSH ports (one per machine, in inventory order).
+pub const FIRST_SSH_PORT: u16 = 2722;
+
+/// Why Vagrant could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum VagrantError {
+    /// The inventory does not use the vagrant provider.
+    #[error("this inventory does not use the vagrant provider")]
+    NotVagrant,
+    /// A machine has no address.
+    #[error("machine {0} needs an address (the VM's private network IP)")]
+    NoAddress(String),
+    /// The Vagrantfile could not be rendered.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// vagrant is missing.
+    #[error(
+        "vagrant is not installed (needed by the vagrant provider); install it from your distribution or HashiCorp, with the {plugin} provider"
+    )]
+    Missing {
+        /// The provider plugin needed.
+        plugin: String,
+    },
+    /// The provider plugin is missing.
+    #[error("the vagrant plugin {0} is not installed; run `vagrant plugin install {0}`")]
+    PluginMissing(String),
+}
+
+#[derive(Serialize)]
+struct VmVars {
+    name: String,
+    address: String,
+    ssh_port: u16,
+}
+
+#[derive(Serialize)]
+struct Vars<'a> {
+    cluster: &'a str,
+    r#box: &'a str,
+    provider: &'a str,
+    cpus: u32,
+    memory_mb: u32,
+    user: &'a str,
+    public_key: &'a str,
+    machines: Vec<VmVars>,
+}
+
+/// The Vagrantfile for `inv`, with `public_key` authorised for the SSH user on every VM.
+pub fn vagrantfile(
+    inv: &Loaded,
+    templates: &Templates,
+    public_key: &str,
+) -> Result<String, VagrantError> {
+    if inv.inventory.provider != ProviderKind::Vagrant {
+        return Err(VagrantError::NotVagrant);
+    }
+    let v = inv.inventory.vagrant.clone().unwrap_or_default();
+    let mut machines = Vec::new();
+    for (i, m) in inv.machines.iter().enumerate() {
+        let address = m
+            .address
+            .ok_or_else(|| VagrantError::NoAddress(m.name.clone()))?;
+        machines.push(VmVars {
+            name: m.name.clone(),
+            address: address.to_string(),
+            ssh_port: FIRST_SSH_PORT + i as u16,
+        });
+    }
+    let vars = Vars {
+        cluster: &inv.inventory.name,
+        r#box: &v.box_name,
+        provider: plugin_provider(v.provider),
+        cpus: v.cpus,
+        memory_mb: v.memory_mb,
+        user: &inv.inventory.ssh.user,
+        public_key: public_key.trim(),
+        machines,
+    };
+    Ok(templates.render("vagrant/Vagrantfile.tera", &vars)?)
+}
+
+fn plugin_provider(b: VagrantBackend) -> &'static str {
+    match b {
+        VagrantBackend::Libvirt => "libvirt",
+        VagrantBackend::Virtualbox => "virtualbox",
+    }
+}
+
+/// One machine's SSH endpoint as `vagrant ssh-config` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshConfig {
+    /// The VM's name (`Host`).
+    pub host: String,
+    /// `HostName`.
+    pub hostname: String,
+    /// `Port`.
+    pub port: u16,
+    /// `User`.
+    pub user: String,
+    /// `IdentityFile` (Vagrant's own key).
+    pub identity_file: Option<String>,
+}
+
+/// Parses `vagrant ssh-config` output (one `Host` block per VM).
+pub fn parse_ssh_config(text: &str) -> Vec<SshConfig> {
+    let mut out: Vec<SshConfig> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let Some((key, value)) = line.split_once(char::is_whitespace) else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"').to_string();
+        match key.to_ascii_lowercase().as_str() {
+            "host" => out.push(SshConfig {
+                host: value,
+                hostname: String::new(),
+                port: 22,
+                user: String::new(),
+                identity_file: None,
+            }),
+            "hostname" => {
+                if let Some(c) = out.last_mut() {
+                    c.hostname = value;
+                }
+            }
+            "port" => {
+                if let Some(c) = out.last_mut() {
+                    c.port = value.parse().unwrap_or(22);
+                }
+            }
+            "user" => {
+                if let Some(c) = out.last_mut() {
+                    c.user = value;
+                }
+            }
+            "identityfile" => {
+                if let Some(c) = out.last_mut() {
+                    c.identity_file.get_or_insert(value);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Checks that vagrant and the provider plugin are installed (a clear message if not).
+pub async fn check_installed(inv: &Loaded) -> Result<(), VagrantError> {
+    let backend = inv.inventory.vagrant.clone().unwrap_or_default().provider;
+    let plugin = match backend {
+        VagrantBackend::Libvirt => "vagrant-libvirt",
+        VagrantBackend::Virtualbox => "virtualbox",
+    };
+    let on_path = |p: &str| {
+        std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
+            .unwrap_or(false)
+    };
+    if !on_path("vagrant") {
+        return Err(VagrantError::Missing {
+            plugin: plugin.into(),
+        });
+    }
+    if backend == VagrantBackend::Libvirt {
+        let out = tokio::process::Command::new("vagrant")
+            .args(["plugin", "list"])
+            .output()
+            .await;
+        let listed = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains(plugin))
+            .unwrap_or(false);
+        if !listed {
+            return Err(VagrantError::PluginMissing(plugin.into()));
+        }
+    } else if !on_path("VBoxManage") {
+        return Err(VagrantError::Missing {
+            plugin: plugin.into(),
+        });
+    }
+    Ok(())
+}
+
+/// Where forgectl keeps a cluster's Vagrantfile (`STATE/CLUSTER/vagrant`).
+pub fn dir(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("vagrant")
+}
