@@ -43,6 +43,9 @@ pub enum ExecError {
     /// This build cannot do it for this provider.
     #[error("{0}")]
     Unsupported(String),
+    /// Vagrant failed.
+    #[error(transparent)]
+    Vagrant(#[from] crate::providers::vagrant::VagrantError),
     /// A command failed on a host.
     #[error("{host}: `{command}` exited with {code}: {stderr}")]
     Command {
@@ -90,6 +93,10 @@ impl ExecError {
                 )
             }
             Self::Pki(_) => "check the state dir; certificates that exist are kept".into(),
+            Self::Vagrant(_) => {
+                "install vagrant and its provider plugin, or use the local provider to try forgectl"
+                    .into()
+            }
             Self::Etcd(_) => {
                 "check the members with `forgectl exec --hosts etcd -- journalctl -u etcd -n 50`"
                     .into()
@@ -229,6 +236,11 @@ impl<'a> Executor<'a> {
 
     /// Creates (or starts) the named machines; returns how many.
     pub async fn create(&self, names: &[String]) -> Result<usize, ExecError> {
+        if self.inv.inventory.provider == ProviderKind::Vagrant {
+            let key = self.cluster_public_key()?;
+            crate::providers::vagrant::up(self.inv, self.state.path(), &key, names).await?;
+            return Ok(names.len());
+        }
         let provider = self.local()?;
         let key = self.cluster_public_key()?;
         let machines: Vec<&Machine> = self
@@ -243,6 +255,10 @@ impl<'a> Executor<'a> {
 
     /// Deletes the named machines (and the network when none is left); returns how many.
     pub async fn delete(&self, names: &[String]) -> Result<usize, ExecError> {
+        if self.inv.inventory.provider == ProviderKind::Vagrant {
+            let done = crate::providers::vagrant::destroy(self.inv, self.state.path()).await?;
+            return Ok(if done { names.len() } else { 0 });
+        }
         let provider = self.local()?;
         let existing: BTreeSet<String> = provider.existing().into_iter().collect();
         let all_go = existing.iter().all(|n| names.contains(n));

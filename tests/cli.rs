@@ -546,3 +546,35 @@ fn colour_only_when_asked_or_on_a_terminal() {
         .code(2)
         .stderr(predicate::str::contains("\x1b[1m\x1b[31merror"));
 }
+
+#[test]
+fn vagrant_without_vagrant_says_so_and_down_has_nothing_to_do() {
+    let state = tempfile::tempdir().unwrap();
+    let empty_path = tempfile::tempdir().unwrap();
+    forgectl()
+        .env("PATH", empty_path.path())
+        .args(["up", "--yes", "--until", "provision", "--state-dir"])
+        .arg(state.path())
+        .arg("-f")
+        .arg(example("vagrant"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("vagrant is not installed"))
+        .stderr(predicate::str::contains("vagrant-libvirt"));
+    assert!(
+        !state
+            .path()
+            .join("forge-vagrant/vagrant/Vagrantfile")
+            .exists()
+    );
+    forgectl()
+        .args(["down", "--yes", "--state-dir"])
+        .arg(state.path())
+        .arg("-f")
+        .arg(example("vagrant"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "nothing to do: forgectl made no Vagrant machines for this cluster",
+        ));
+}

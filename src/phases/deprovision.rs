@@ -28,18 +28,30 @@ impl Phase for Deprovision {
             ProviderKind::Local if ctx.present.existing.is_empty() => {
                 Some("no machine exists".into())
             }
+            ProviderKind::Vagrant
+                if !ctx.present.state_dir.as_ref().is_some_and(|d| {
+                    crate::providers::vagrant::dir(d)
+                        .join("Vagrantfile")
+                        .exists()
+                }) =>
+            {
+                Some("forgectl made no Vagrant machines for this cluster".into())
+            }
             _ => None,
         }
     }
 
     fn plan(&self, ctx: &PlanContext<'_>, _: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
-        Ok(ctx
-            .present
-            .existing
-            .iter()
+        let names: Vec<String> = if ctx.inv.inventory.provider == ProviderKind::Vagrant {
+            ctx.inv.machines.iter().map(|m| m.name.clone()).collect()
+        } else {
+            ctx.present.existing.iter().cloned().collect()
+        };
+        Ok(names
+            .into_iter()
             .map(|name| {
                 Action::local(
-                    Some(name),
+                    Some(&name),
                     Op::DeleteMachine {
                         machine: name.clone(),
                     },

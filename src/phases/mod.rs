@@ -130,8 +130,8 @@ pub fn all_names() -> Vec<&'static str> {
 pub(crate) fn provider_readiness(ctx: &PlanContext<'_>) -> Readiness {
     use crate::inventory::ProviderKind;
     match ctx.inv.inventory.provider {
-        ProviderKind::Static | ProviderKind::Local => Readiness::Ready,
-        ProviderKind::Openstack | ProviderKind::Vagrant => Readiness::NotImplemented {
+        ProviderKind::Static | ProviderKind::Local | ProviderKind::Vagrant => Readiness::Ready,
+        ProviderKind::Openstack => Readiness::NotImplemented {
             arrives_with: "issue #5".into(),
         },
     }

@@ -35,6 +35,14 @@ pub enum VagrantError {
     /// The provider plugin is missing.
     #[error("the vagrant plugin {0} is not installed; run `vagrant plugin install {0}`")]
     PluginMissing(String),
+    /// A vagrant command failed.
+    #[error("`{command}` failed: {cause}")]
+    Command {
+        /// The command.
+        command: String,
+        /// Its error output.
+        cause: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -194,4 +202,83 @@ pub async fn check_installed(inv: &Loaded) -> Result<(), VagrantError> {
 /// Where forgectl keeps a cluster's Vagrantfile (`STATE/CLUSTER/vagrant`).
 pub fn dir(state_dir: &Path) -> std::path::PathBuf {
     state_dir.join("vagrant")
+}
+
+/// Renders the Vagrantfile into `STATE/CLUSTER/vagrant/` and runs `vagrant up` for `names`
+/// (in parallel where the provider supports it). Checks that vagrant is installed first.
+pub async fn up(
+    inv: &Loaded,
+    state_dir: &Path,
+    public_key: &str,
+    names: &[String],
+) -> Result<(), VagrantError> {
+    check_installed(inv).await?;
+    let text = vagrantfile(inv, &Templates::load(None)?, public_key)?;
+    let d = dir(state_dir);
+    let io = |e: std::io::Error| VagrantError::Command {
+        command: format!("write {}", d.display()),
+        cause: e.to_string(),
+    };
+    std::fs::create_dir_all(&d).map_err(io)?;
+    std::fs::write(d.join("Vagrantfile"), text).map_err(io)?;
+    let backend = inv.inventory.vagrant.clone().unwrap_or_default().provider;
+    let mut args = vec![
+        "up".to_string(),
+        format!("--provider={}", plugin_provider(backend)),
+    ];
+    // VirtualBox cannot create machines in parallel.
+    args.push(
+        if backend == VagrantBackend::Libvirt {
+            "--parallel"
+        } else {
+            "--no-parallel"
+        }
+        .into(),
+    );
+    args.extend(names.iter().cloned());
+    run(&d, &args).await
+}
+
+/// `vagrant destroy -f` for the cluster, then its Vagrantfile directory. Nothing to do when forgectl
+/// never made a Vagrantfile for it.
+pub async fn destroy(inv: &Loaded, state_dir: &Path) -> Result<bool, VagrantError> {
+    let d = dir(state_dir);
+    if !d.join("Vagrantfile").exists() {
+        return Ok(false);
+    }
+    check_installed(inv).await?;
+    run(&d, &["destroy".to_string(), "-f".to_string()]).await?;
+    let _ = std::fs::remove_dir_all(&d);
+    Ok(true)
+}
+
+async fn run(cwd: &Path, args: &[String]) -> Result<(), VagrantError> {
+    let shown = format!("vagrant {}", args.join(" "));
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(3600),
+        tokio::process::Command::new("vagrant")
+            .args(args)
+            .env("VAGRANT_CWD", cwd)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| VagrantError::Command {
+        command: shown.clone(),
+        cause: "did not finish within an hour".into(),
+    })?
+    .map_err(|e| VagrantError::Command {
+        command: shown.clone(),
+        cause: e.to_string(),
+    })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(10).collect();
+        return Err(VagrantError::Command {
+            command: shown,
+            cause: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Ok(())
 }
