@@ -189,7 +189,7 @@ pub enum Command {
         #[command(subcommand)]
         verb: ArtifactsVerb,
     },
-    /// The cluster's certificates.
+    /// The cluster's certificates: check expiry, renew (rolling), recover a lost CA.
     #[command(
         after_help = "Examples:\n  forgectl certs check\n  forgectl certs check -o json\n  forgectl certs renew\n\nExit code 1 when a certificate expires within 30 days or a host could not be checked."
     )]
@@ -197,7 +197,7 @@ pub enum Command {
         #[command(subcommand)]
         verb: CertsVerb,
     },
-    /// The external etcd cluster: status.
+    /// The external etcd cluster: status, snapshots, replace, add and remove members.
     #[command(
         after_help = "Examples:\n  forgectl etcd status\n  forgectl etcd status -o json\n\nExit code 1 when quorum is lost or one more failure would lose it."
     )]
