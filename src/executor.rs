@@ -631,6 +631,34 @@ async fn host_run(
 ) -> Result<usize, ExecError> {
     let host = s.endpoint().name.clone();
     let ssh = |e: SshError| ExecError::Hosts(vec![(host.clone(), e)]);
+    // What every file to upload looks like now, in one round trip (checksum, mode, owner).
+    let paths: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| match &a.op {
+            Op::Upload { path, .. } => Some(path.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut current: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    if !paths.is_empty() {
+        let probe = paths
+            .iter()
+            .map(|p| {
+                let q = shell_quote(p);
+                format!(
+                    "printf '%s|%s\\n' \"$(sha256sum -- {q} 2>/dev/null | cut -d' ' -f1)\" \"$(stat -c '%a %U:%G' -- {q} 2>/dev/null)\""
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let out = s.exec(&s.as_root(&probe)).await.map_err(ssh)?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        current = paths
+            .iter()
+            .copied()
+            .zip(text.lines().map(str::to_string))
+            .collect();
+    }
     let mut changed = 0;
     for a in actions {
         match &a.op {
@@ -642,13 +670,8 @@ async fn host_run(
                 sha256,
                 ..
             } => {
-                let q = shell_quote(path);
-                let probe = format!(
-                    "sha256sum -- {q} 2>/dev/null | cut -d' ' -f1; stat -c '%a %U:%G' -- {q} 2>/dev/null"
-                );
-                let out = s.exec(&s.as_root(&probe)).await.map_err(ssh)?;
-                let want = format!("{sha256}\n{mode:o} {owner}");
-                if out.stdout_text() == want {
+                let want = format!("{sha256}|{mode:o} {owner}");
+                if current.get(path.as_str()) == Some(&want) {
                     continue;
                 }
                 s.upload(path, content.as_bytes(), *mode, owner)

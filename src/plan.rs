@@ -127,11 +127,6 @@ impl Action {
         }
     }
 
-    /// True for actions that change something (everything but probes).
-    pub fn changes(&self) -> bool {
-        !matches!(self.op, Op::Probe)
-    }
-
     /// A command on `host`, skipped when `unless` succeeds.
     pub fn run(host: &str, command: &str, unless: Option<&str>, why: &str) -> Self {
         Self {

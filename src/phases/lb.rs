@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::etcd::address_or_name;
-use super::{NEEDS_SSH, Phase, PhaseError, PlanContext, Target};
+use super::{NEEDS_KUBE, Phase, PhaseError, PlanContext, Target};
 use crate::inventory::{Machine, Role};
 use crate::plan::{Action, Readiness};
 
@@ -51,7 +51,7 @@ impl Phase for Lb {
 
     fn readiness(&self, _: &PlanContext<'_>) -> Readiness {
         Readiness::PlanOnly {
-            missing: NEEDS_SSH.into(),
+            missing: NEEDS_KUBE.into(),
         }
     }
 

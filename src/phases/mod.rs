@@ -137,5 +137,5 @@ pub(crate) fn provider_readiness(ctx: &PlanContext<'_>) -> Readiness {
     }
 }
 
-/// What the SSH-based phases wait for.
-pub const NEEDS_SSH: &str = "the SSH executor (issue #3)";
+/// What the phases of the Kubernetes bring-up that only plan today wait for.
+pub const NEEDS_KUBE: &str = "the Kubernetes bring-up phases before it (issue #6)";
