@@ -46,6 +46,12 @@ pub enum ExecError {
     /// Vagrant failed.
     #[error(transparent)]
     Vagrant(#[from] crate::providers::vagrant::VagrantError),
+    /// The OpenStack provider failed.
+    #[error(transparent)]
+    OpenStack(#[from] crate::providers::openstack::OpenStackError),
+    /// A template failed.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
     /// A command failed on a host.
     #[error("{host}: `{command}` exited with {code}: {stderr}")]
     Command {
@@ -97,6 +103,8 @@ impl ExecError {
                 "install vagrant and its provider plugin, or use the local provider to try forgectl"
                     .into()
             }
+            Self::OpenStack(e) => e.next_step(),
+            Self::Render(_) => "fix the template named above (or the --templates override)".into(),
             Self::Etcd(_) => {
                 "check the members with `forgectl exec --hosts etcd -- journalctl -u etcd -n 50`"
                     .into()
@@ -181,6 +189,7 @@ pub struct Executor<'a> {
     interrupt: Interrupt,
     pool: OnceCell<Arc<Pool>>,
     mirror: tokio::sync::Mutex<Option<(Vec<String>, local::mirror::Server)>>,
+    templates: Option<PathBuf>,
 }
 
 impl<'a> Executor<'a> {
@@ -193,7 +202,18 @@ impl<'a> Executor<'a> {
             interrupt,
             pool: OnceCell::new(),
             mirror: tokio::sync::Mutex::new(None),
+            templates: None,
         }
+    }
+
+    /// Uses the template overrides in `dir` (`--templates`) for what providers render.
+    pub fn with_templates(mut self, dir: Option<PathBuf>) -> Self {
+        self.templates = dir;
+        self
+    }
+
+    fn templates(&self) -> Result<crate::render::Templates, ExecError> {
+        Ok(crate::render::Templates::load(self.templates.as_deref())?)
     }
 
     /// True once the user asked to stop (Ctrl-C, SIGTERM).
@@ -236,6 +256,9 @@ impl<'a> Executor<'a> {
 
     /// Creates (or starts) the named machines; returns how many.
     pub async fn create(&self, names: &[String]) -> Result<usize, ExecError> {
+        if self.inv.inventory.provider == ProviderKind::Openstack {
+            return self.create_openstack().await;
+        }
         if self.inv.inventory.provider == ProviderKind::Vagrant {
             let key = self.cluster_public_key()?;
             crate::providers::vagrant::up(self.inv, self.state.path(), &key, names).await?;
@@ -255,6 +278,9 @@ impl<'a> Executor<'a> {
 
     /// Deletes the named machines (and the network when none is left); returns how many.
     pub async fn delete(&self, names: &[String]) -> Result<usize, ExecError> {
+        if self.inv.inventory.provider == ProviderKind::Openstack {
+            return self.delete_openstack(names).await;
+        }
         if self.inv.inventory.provider == ProviderKind::Vagrant {
             let done = crate::providers::vagrant::destroy(self.inv, self.state.path()).await?;
             return Ok(if done { names.len() } else { 0 });
@@ -270,6 +296,74 @@ impl<'a> Executor<'a> {
             }
         }
         Ok(names.len())
+    }
+
+    /// Makes whatever the cluster's OpenStack machines lack and records their addresses.
+    async fn create_openstack(&self) -> Result<usize, ExecError> {
+        use crate::providers::openstack::{OpenStack, RECORD};
+        let key = self.cluster_public_key()?;
+        let templates = self.templates()?;
+        let mut user_data = std::collections::BTreeMap::new();
+        for m in &self.inv.machines {
+            let vars = serde_json::json!({
+                "hostname": m.name,
+                "cluster": self.inv.inventory.name,
+                "user": self.inv.inventory.ssh.user,
+                "public_key": key.trim(),
+            });
+            user_data.insert(
+                m.name.clone(),
+                templates.render("openstack/user-data.tera", &vars)?,
+            );
+        }
+        let cloud = OpenStack::connect(self.inv).await?;
+        let report = cloud.ensure(&key, &user_data, &self.interrupt).await?;
+        let json = serde_json::to_vec_pretty(&report.machines).unwrap_or_default();
+        self.state.write_secret(RECORD, &json)?;
+        if !self.quiet {
+            for r in &report.machines {
+                let volume = r
+                    .volume
+                    .as_ref()
+                    .map(|v| {
+                        format!(
+                            ", {} GiB volume at {}",
+                            v.size_gb,
+                            v.device.as_deref().unwrap_or("(device unknown)")
+                        )
+                    })
+                    .unwrap_or_default();
+                let floating = r
+                    .floating_address
+                    .as_ref()
+                    .map(|f| format!(", floating {f}"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "  {}  server {} at {}{floating}{volume}",
+                    r.machine,
+                    r.server_name,
+                    r.address.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        Ok(report.created)
+    }
+
+    /// Deletes what forgectl made on OpenStack: all of it when `names` covers every machine
+    /// that exists (or names none), else those machines' servers, ports, IPs and volumes.
+    async fn delete_openstack(&self, names: &[String]) -> Result<usize, ExecError> {
+        use crate::providers::openstack::{OpenStack, RECORD};
+        let cloud = OpenStack::connect(self.inv).await?;
+        let found = cloud.find().await?;
+        let all = found
+            .servers
+            .iter()
+            .all(|s| s.machine().is_some_and(|m| names.iter().any(|n| n == m)));
+        let gone = cloud.destroy((!all).then_some(names)).await?;
+        if all {
+            let _ = std::fs::remove_file(self.state.path().join(RECORD));
+        }
+        Ok(gone)
     }
 
     /// The SSH pool, made on first use.

@@ -31,7 +31,14 @@ use std::path::Path;
 
 /// Loads the inventory (or the embedded default), printing warnings to stderr.
 pub(crate) fn load_inventory(file: Option<&Path>, opts: &Options) -> Result<Loaded, CommandError> {
-    let loaded = inventory::load(file)?;
+    let mut loaded = inventory::load(file)?;
+    // Cloud machines get their addresses when they are made: the state dir's record has them.
+    if loaded.inventory.provider == inventory::ProviderKind::Openstack
+        && let Ok(base) = crate::state::base_dir(opts.state_dir.as_deref())
+    {
+        let assigned = crate::providers::openstack::assigned(&base.join(&loaded.inventory.name));
+        loaded = loaded.with_assigned_addresses(&assigned);
+    }
     if !loaded.warnings.is_empty() && opts.format == Format::Text && opts.verbosity >= 0 {
         eprint!(
             "{}",

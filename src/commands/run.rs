@@ -33,8 +33,9 @@ pub struct RunOptions {
     pub dry_run: bool,
 }
 
-/// What exists already: for local machines, read from the state dir (no root needed to look).
-async fn presence(inv: &Loaded, opts: &Options) -> Presence {
+/// What exists already: for local machines, read from the state dir (no root needed to look);
+/// for OpenStack, asked of the cloud (everything tagged with the cluster's name).
+async fn presence(inv: &Loaded, opts: &Options) -> Result<Presence, CommandError> {
     let mut p = Presence::default();
     let dir = state::base_dir(opts.state_dir.as_deref())
         .ok()
@@ -55,10 +56,29 @@ async fn presence(inv: &Loaded, opts: &Options) -> Presence {
             p.existing = inv.machines.iter().map(|m| m.name.clone()).collect();
             p.running = p.existing.clone();
         }
-        ProviderKind::Openstack | ProviderKind::Vagrant => {}
+        ProviderKind::Openstack => {
+            use crate::providers::openstack::{self, OpenStack};
+            let cloud = OpenStack::connect(inv)
+                .await
+                .map_err(|e| CommandError::Exec(e.into()))?;
+            let found = cloud
+                .find()
+                .await
+                .map_err(|e| CommandError::Exec(e.into()))?;
+            for s in &found.servers {
+                if let Some(m) = s.machine() {
+                    p.existing.insert(m.to_string());
+                }
+            }
+            p.running = openstack::complete(inv, &found);
+            if found.servers.is_empty() && !found.is_empty() {
+                p.leftovers = Some(found.summary());
+            }
+        }
+        ProviderKind::Vagrant => {}
     }
     p.state_dir = dir;
-    p
+    Ok(p)
 }
 
 /// Everything a run plans with.
@@ -74,7 +94,7 @@ async fn make_plan(run: &RunOptions, opts: &Options) -> Result<Planned, CommandE
     let inv = load_inventory(run.file.as_deref(), opts)?;
     let pb = playbook::load(&run.playbook)?;
     let templates = Templates::load(opts.templates.as_deref())?;
-    let present = presence(&inv, opts).await;
+    let present = presence(&inv, opts).await?;
     let plan = engine::plan(&inv, &pb, &templates, &present, &run.selection)?;
     Ok(Planned {
         inv,
@@ -156,32 +176,57 @@ async fn execute(
     let base = state::base_dir(opts.state_dir.as_deref())?;
     let dir = StateDir::open(&base, &inv.inventory.name)?;
     let _lock = dir.lock(command)?;
-    let exec = Executor::new(
-        &inv,
-        &dir,
-        opts.verbosity < 0 || opts.format == Format::Json,
-        interrupt,
-    );
+    let quiet = opts.verbosity < 0 || opts.format == Format::Json;
+    let exec =
+        Executor::new(&inv, &dir, quiet, interrupt.clone()).with_templates(opts.templates.clone());
     present.state_dir = Some(dir.path().to_path_buf());
+    // Cloud machines get their addresses when they are made: when provision makes any and
+    // phases follow it, they run with the inventory reloaded with those addresses.
+    let split = (inv.inventory.provider == ProviderKind::Openstack)
+        .then(|| plan.phases.iter().position(|p| p.phase == "provision"))
+        .flatten()
+        .filter(|&i| !plan.phases[i].actions.is_empty() && i + 1 < plan.phases.len());
+    let (first, rest) = match split {
+        Some(i) => {
+            let (a, b) = plan.phases.split_at(i + 1);
+            (a.to_vec(), b.to_vec())
+        }
+        None => (plan.phases.clone(), Vec::new()),
+    };
+    let part = |phases: Vec<PhasePlan>| Plan {
+        phases,
+        ..plan.clone()
+    };
     let ctx = PlanContext {
         inv: &inv,
         templates: &templates,
         present: &present,
     };
-    let replan = |name: &str| -> Result<PhasePlan, engine::EngineError> {
-        let step = pb
-            .phases
-            .iter()
-            .find(|s| s.phase == name)
-            .cloned()
-            .unwrap_or(Step {
-                phase: name.to_string(),
-                hosts: Vec::new(),
-            });
-        engine::plan_step(&ctx, &pb, &step)
-    };
-    let outcome = engine::run(&plan, &exec, &replan).await;
+    let outcome = engine::run(&part(first.clone()), &exec, &replanner(&ctx, &pb)).await;
     exec.close().await;
+    let outcome = match (outcome, rest.is_empty()) {
+        (Outcome::Complete { phases, changed }, false) => {
+            let assigned = crate::providers::openstack::assigned(dir.path());
+            let inv2 = inv.clone().with_assigned_addresses(&assigned);
+            let ctx2 = PlanContext {
+                inv: &inv2,
+                templates: &templates,
+                present: &present,
+            };
+            let replan2 = replanner(&ctx2, &pb);
+            let mut fresh = Vec::new();
+            for p in &rest {
+                fresh.push(replan2(&p.phase).map_err(CommandError::from)?);
+            }
+            let exec2 =
+                Executor::new(&inv2, &dir, quiet, interrupt).with_templates(opts.templates.clone());
+            let second = engine::run(&part(fresh), &exec2, &replan2).await;
+            exec2.close().await;
+            let before: Vec<String> = first.iter().map(|p| p.phase.clone()).collect();
+            merge(phases, changed, before, second)
+        }
+        (o, _) => o,
+    };
     let record = match &outcome {
         Outcome::Complete { phases, changed } => json!({
             "command": command, "playbook": plan.playbook, "result": "complete",
@@ -221,6 +266,70 @@ async fn execute(
         Outcome::Stopped { .. } => ExitCode::Incomplete,
         Outcome::Failed { .. } | Outcome::Interrupted { .. } => ExitCode::Failed,
     })
+}
+
+/// A closure that plans a phase of `pb` again with `ctx`.
+fn replanner<'c>(
+    ctx: &'c PlanContext<'c>,
+    pb: &'c Playbook,
+) -> impl Fn(&str) -> Result<PhasePlan, engine::EngineError> + 'c {
+    move |name: &str| {
+        let step = pb
+            .phases
+            .iter()
+            .find(|s| s.phase == name)
+            .cloned()
+            .unwrap_or(Step {
+                phase: name.to_string(),
+                hosts: Vec::new(),
+            });
+        engine::plan_step(ctx, pb, &step)
+    }
+}
+
+/// The outcome of a run in two parts: `phases` phases (`before`) with `changed` changes, then `second`.
+fn merge(phases: usize, changed: usize, before: Vec<String>, second: Outcome) -> Outcome {
+    let join = |ran: Vec<String>| before.iter().cloned().chain(ran).collect::<Vec<_>>();
+    match second {
+        Outcome::Complete {
+            phases: p,
+            changed: c,
+        } => Outcome::Complete {
+            phases: phases + p,
+            changed: changed + c,
+        },
+        Outcome::Stopped {
+            ran,
+            changed: c,
+            at,
+            reason,
+        } => Outcome::Stopped {
+            ran: join(ran),
+            changed: changed + c,
+            at,
+            reason,
+        },
+        Outcome::Interrupted {
+            ran,
+            changed: c,
+            at,
+        } => Outcome::Interrupted {
+            ran: join(ran),
+            changed: changed + c,
+            at,
+        },
+        Outcome::Failed {
+            ran,
+            changed: c,
+            at,
+            error,
+        } => Outcome::Failed {
+            ran: join(ran),
+            changed: changed + c,
+            at,
+            error,
+        },
+    }
 }
 
 fn report(outcome: &Outcome, command: &str) {

@@ -18,6 +18,9 @@ pub struct Machine {
     pub roles: Vec<Role>,
     /// Its address: given, assigned from the machine network (`local`), or unknown until created.
     pub address: Option<IpAddr>,
+    /// Its public (floating) address, when the provider gave it one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floating_address: Option<IpAddr>,
     /// Where in the inventory the machine is declared (for messages).
     #[serde(skip)]
     pub origin: Vec<PathSeg>,
@@ -55,6 +58,7 @@ pub fn expand(inv: &Inventory) -> Vec<Machine> {
                     group: g.name.clone(),
                     roles: g.roles.clone(),
                     address: h.address,
+                    floating_address: None,
                     origin,
                 });
             }
@@ -67,6 +71,7 @@ pub fn expand(inv: &Inventory) -> Vec<Machine> {
                     group: g.name.clone(),
                     roles: g.roles.clone(),
                     address: None,
+                    floating_address: None,
                     origin,
                 });
             }

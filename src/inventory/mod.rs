@@ -9,11 +9,12 @@ pub mod types;
 pub mod validate;
 pub mod yaml_tree;
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use diagnostics::{Diagnostic, Pos, Severity};
 pub use machines::Machine;
-pub use model::{Inventory, ProviderKind, Role};
+pub use model::{Inventory, OpenStackProvider, ProviderKind, Role, ServerGroupPolicy};
 
 /// The inventory used when no `-f` is given: a small cluster of local throwaway machines.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../inventories/local/cluster.yaml");
@@ -45,6 +46,21 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Fills in addresses the provider assigned (cloud providers learn them on creation), by
+    /// machine name: (fixed, floating). Addresses given in the inventory are kept.
+    pub fn with_assigned_addresses(
+        mut self,
+        assigned: &std::collections::BTreeMap<String, (IpAddr, Option<IpAddr>)>,
+    ) -> Self {
+        for m in &mut self.machines {
+            if let Some((fixed, floating)) = assigned.get(&m.name) {
+                m.address.get_or_insert(*fixed);
+                m.floating_address = *floating;
+            }
+        }
+        self
+    }
+
     /// Machines that have `role`.
     pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Machine> {
         self.machines.iter().filter(move |m| m.has(role))

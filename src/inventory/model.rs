@@ -144,17 +144,22 @@ fn default_suite() -> String {
     "bookworm".into()
 }
 
-/// Settings of the `openstack` provider.
+/// Settings of the `openstack` provider. Credentials come from clouds.yaml + `cloud` (or
+/// `OS_CLOUD`), or from `OS_*` environment variables (password or application credential).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenStackProvider {
-    /// Cloud name in clouds.yaml. Default: the `OS_CLOUD` environment variable.
+    /// Cloud name in clouds.yaml. Default: the `OS_CLOUD` environment variable; without either,
+    /// the `OS_*` variables (`OS_AUTH_URL`, `OS_USERNAME`, … or `OS_APPLICATION_CREDENTIAL_ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<String>,
-    /// Region name.
+    /// Region name. Default: the cloud's (`region_name` / `OS_REGION_NAME`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Network (name or id) the machines are attached to.
+    /// Endpoint interface from the catalog: `public`, `internal` or `admin`. Default: the cloud's, else `public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Network (name or id) the machines are attached to; forgectl makes one port per machine on it.
     pub network: String,
     /// Default image (name or id); groups may override it.
     pub image: String,
@@ -163,9 +168,41 @@ pub struct OpenStackProvider {
     /// External network for floating IPs (lb, bastion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floating_network: Option<String>,
-    /// Existing keypair to use; default: one created from the SSH key.
+    /// Existing keypair to use; default: `forgectl-CLUSTER`, created from the SSH public key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keypair: Option<String>,
+    /// Default availability zone; groups may override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Boot from a new volume of this many GiB (deleted with the server) instead of the image on
+    /// the hypervisor's disk; groups may override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_volume_gb: Option<u32>,
+    /// Where SSH (22/tcp) may come from. Default: `network.machine_cidr` (a bastion in the network).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_cidrs: Vec<Cidr>,
+    /// Where the lb's API (6443) and web (80, 443) ports may be reached from. Default: `0.0.0.0/0`.
+    #[serde(default = "default_public_cidrs")]
+    pub public_cidrs: Vec<Cidr>,
+    /// Existing security groups (names or ids) added to every machine's port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    /// API requests in flight at the same time.
+    #[serde(default = "default_os_concurrency")]
+    pub concurrency: u32,
+    /// Seconds a server (or volume) may take to become ACTIVE (available) or to go away.
+    #[serde(default = "default_server_timeout")]
+    pub server_timeout: u32,
+}
+
+fn default_public_cidrs() -> Vec<Cidr> {
+    vec![Cidr::parse_const("0.0.0.0/0")]
+}
+fn default_os_concurrency() -> u32 {
+    8
+}
+fn default_server_timeout() -> u32 {
+    600
 }
 
 /// Settings of the `vagrant` provider.
@@ -610,10 +647,47 @@ pub struct GroupOpenStack {
     /// Image for this group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Size in GiB of an extra data volume per machine (e.g. etcd's local disk).
+    /// Size in GiB of an extra data volume per machine (e.g. etcd's local disk), made, attached
+    /// and reported with its device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_gb: Option<u32>,
     /// Attach a floating IP to each machine of the group.
     #[serde(default)]
     pub floating_ip: bool,
+    /// Availability zone for this group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Boot volume size in GiB for this group (see `openstack.boot_volume_gb`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_volume_gb: Option<u32>,
+    /// More networks (names or ids), one port on each, after `openstack.network`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_networks: Vec<String>,
+    /// Server group policy for the group's machines. Default: `anti-affinity` for groups with
+    /// the etcd or control-plane role (never two on one hypervisor), `soft-anti-affinity` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_group: Option<ServerGroupPolicy>,
+}
+
+/// How Nova places a group's servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerGroupPolicy {
+    /// Never two on one hypervisor; creation fails when there are not enough hypervisors.
+    AntiAffinity,
+    /// Spread over hypervisors where possible.
+    SoftAntiAffinity,
+    /// No server group.
+    None,
+}
+
+impl ServerGroupPolicy {
+    /// The policy name Nova uses (None for no group).
+    pub fn nova_name(self) -> Option<&'static str> {
+        match self {
+            Self::AntiAffinity => Some("anti-affinity"),
+            Self::SoftAntiAffinity => Some("soft-anti-affinity"),
+            Self::None => None,
+        }
+    }
 }

@@ -28,6 +28,14 @@ impl Phase for Deprovision {
             ProviderKind::Local if ctx.present.existing.is_empty() => {
                 Some("no machine exists".into())
             }
+            ProviderKind::Openstack
+                if ctx.present.existing.is_empty() && ctx.present.leftovers.is_none() =>
+            {
+                Some(format!(
+                    "nothing in the cloud carries the tag of cluster {}",
+                    ctx.inv.inventory.name
+                ))
+            }
             ProviderKind::Vagrant
                 if !ctx.present.state_dir.as_ref().is_some_and(|d| {
                     crate::providers::vagrant::dir(d)
@@ -47,7 +55,12 @@ impl Phase for Deprovision {
         } else {
             ctx.present.existing.iter().cloned().collect()
         };
-        Ok(names
+        let why = if ctx.inv.inventory.provider == ProviderKind::Openstack {
+            "delete the server, its ports, floating IP and volume"
+        } else {
+            "delete the machine, its disk and its network"
+        };
+        let mut actions: Vec<Action> = names
             .into_iter()
             .map(|name| {
                 Action::local(
@@ -55,9 +68,19 @@ impl Phase for Deprovision {
                     Op::DeleteMachine {
                         machine: name.clone(),
                     },
-                    "delete the machine, its disk and its network",
+                    why,
                 )
             })
-            .collect())
+            .collect();
+        if let Some(rest) = &ctx.present.leftovers {
+            actions.push(Action::local(
+                None,
+                Op::DeleteMachine {
+                    machine: format!("(cluster {})", ctx.inv.inventory.name),
+                },
+                &format!("delete what the provider made for the cluster: {rest}"),
+            ));
+        }
+        Ok(actions)
     }
 }

@@ -37,6 +37,9 @@ pub struct Presence {
     pub running: BTreeSet<String>,
     /// The cluster's state dir, when it exists (certificates made by the pki phase live there).
     pub state_dir: Option<std::path::PathBuf>,
+    /// What the provider made that no machine holds (cloud security groups, a keypair …), for
+    /// `down` to delete too; None when there is nothing.
+    pub leftovers: Option<String>,
 }
 
 /// Where and how a rendered file lands on a host.
@@ -126,14 +129,14 @@ pub fn all_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// Readiness of the phases that talk to the provider: built for `local` and `static`.
+/// Readiness of the phases that talk to the provider: built for every provider.
 pub(crate) fn provider_readiness(ctx: &PlanContext<'_>) -> Readiness {
     use crate::inventory::ProviderKind;
     match ctx.inv.inventory.provider {
-        ProviderKind::Static | ProviderKind::Local | ProviderKind::Vagrant => Readiness::Ready,
-        ProviderKind::Openstack => Readiness::NotImplemented {
-            arrives_with: "issue #5".into(),
-        },
+        ProviderKind::Static
+        | ProviderKind::Local
+        | ProviderKind::Vagrant
+        | ProviderKind::Openstack => Readiness::Ready,
     }
 }
 

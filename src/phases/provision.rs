@@ -23,7 +23,7 @@ impl Phase for Provision {
     fn skip_reason(&self, ctx: &PlanContext<'_>) -> Option<String> {
         match ctx.inv.inventory.provider {
             ProviderKind::Static => Some("static hosts exist already".into()),
-            ProviderKind::Local
+            ProviderKind::Local | ProviderKind::Openstack
                 if ctx
                     .inv
                     .machines
@@ -43,10 +43,14 @@ impl Phase for Provision {
             .iter()
             .filter(|m| !ctx.present.running.contains(&m.name))
             .map(|m| {
-                let why = if ctx.present.existing.contains(&m.name) {
-                    "start the stopped machine"
-                } else {
-                    "create the machine"
+                let openstack = ctx.inv.inventory.provider == ProviderKind::Openstack;
+                let why = match (ctx.present.existing.contains(&m.name), openstack) {
+                    (true, false) => "start the stopped machine",
+                    (true, true) => {
+                        "complete the server (ports, volume, floating IP) or replace it if in ERROR"
+                    }
+                    (false, true) => "create the server with its ports, volume and floating IP",
+                    (false, false) => "create the machine",
                 };
                 Action::local(
                     Some(&m.name),

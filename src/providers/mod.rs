@@ -2,4 +2,5 @@
 //! and static hosts arrive with issue #5.
 
 pub mod local;
+pub mod openstack;
 pub mod vagrant;
