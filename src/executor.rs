@@ -302,20 +302,7 @@ impl<'a> Executor<'a> {
     async fn create_openstack(&self) -> Result<usize, ExecError> {
         use crate::providers::openstack::{OpenStack, RECORD};
         let key = self.cluster_public_key()?;
-        let templates = self.templates()?;
-        let mut user_data = std::collections::BTreeMap::new();
-        for m in &self.inv.machines {
-            let vars = serde_json::json!({
-                "hostname": m.name,
-                "cluster": self.inv.inventory.name,
-                "user": self.inv.inventory.ssh.user,
-                "public_key": key.trim(),
-            });
-            user_data.insert(
-                m.name.clone(),
-                templates.render("openstack/user-data.tera", &vars)?,
-            );
-        }
+        let user_data = crate::providers::openstack::user_data(self.inv, &self.templates()?, &key)?;
         let cloud = OpenStack::connect(self.inv).await?;
         let report = cloud.ensure(&key, &user_data, &self.interrupt).await?;
         let json = serde_json::to_vec_pretty(&report.machines).unwrap_or_default();

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod openstack;
+
 use std::path::Path;
 
 /// What local machines could leave behind on the host: network namespaces, links, overlay and

@@ -18,12 +18,12 @@ def conn():
 
 def setup(prefix, cidr):
     c = conn()
-    net = c.network.find_network(f'{prefix}-net') or c.network.create_network(name=f'{prefix}-net')
+    net = c.network.find_network(f'{prefix}-net') or c.network.create_network(
+        name=f'{prefix}-net', shared=True)
     sub = c.network.find_subnet(f'{prefix}-sub') or c.network.create_subnet(
         name=f'{prefix}-sub', network_id=net.id, ip_version=4, cidr=cidr)
     ext = c.network.find_network(f'{prefix}-ext') or c.network.create_network(
-        name=f'{prefix}-ext', is_router_external=True, provider_network_type='flat',
-        provider_physical_network='ext')
+        name=f'{prefix}-ext', is_router_external=True, provider_network_type='vxlan')
     if not c.network.find_subnet(f'{prefix}-extsub'):
         c.network.create_subnet(name=f'{prefix}-extsub', network_id=ext.id, ip_version=4,
                                 cidr='203.0.113.0/24', enable_dhcp=False)

@@ -209,6 +209,30 @@ impl<'a> OpenStack<'a> {
     }
 }
 
+/// cloud-init user data for every machine (host name and the SSH key), from
+/// `openstack/user-data.tera`.
+pub fn user_data(
+    inv: &Loaded,
+    templates: &crate::render::Templates,
+    public_key: &str,
+) -> Result<BTreeMap<String, String>, crate::render::RenderError> {
+    inv.machines
+        .iter()
+        .map(|m| {
+            let vars = serde_json::json!({
+                "hostname": m.name,
+                "cluster": inv.inventory.name,
+                "user": inv.inventory.ssh.user,
+                "public_key": public_key.trim(),
+            });
+            Ok((
+                m.name.clone(),
+                templates.render("openstack/user-data.tera", &vars)?,
+            ))
+        })
+        .collect()
+}
+
 /// Machines whose server is ACTIVE with everything it should have (ports, volume, floating IP).
 pub fn complete(inv: &Loaded, found: &Found) -> BTreeSet<String> {
     spec::machines(inv)
