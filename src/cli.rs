@@ -173,7 +173,7 @@ pub enum Command {
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
     },
-    /// Local machines: list them, stop / start them, and rehearse failures.
+    /// Machines: list them (local machines, or the cloud's servers with IPs and volumes), stop / start local ones, and rehearse failures.
     #[command(
         after_help = "Examples:\n  forgectl machines list\n  forgectl machines kill etcd-2      # crash: SIGKILL to its systemd\n  forgectl machines start etcd-2\n  forgectl machines freeze worker-1  # hang every process\n  forgectl machines cut control-1    # unplug its network; `heal` plugs it back"
     )]
@@ -224,7 +224,7 @@ pub enum Command {
 /// What to do with local machines.
 #[derive(Debug, Subcommand)]
 pub enum MachineVerb {
-    /// List the machines with address, state and PID.
+    /// List the machines: address, state and PID (local); status, fixed and floating IP, volume (OpenStack).
     List,
     /// Clean poweroff; the disk is kept.
     Stop { name: String },

@@ -261,7 +261,9 @@ impl<'a> Executor<'a> {
         }
         if self.inv.inventory.provider == ProviderKind::Vagrant {
             let key = self.cluster_public_key()?;
-            crate::providers::vagrant::up(self.inv, self.state.path(), &key, names).await?;
+            let templates = self.templates()?;
+            crate::providers::vagrant::up(self.inv, &templates, self.state.path(), &key, names)
+                .await?;
             return Ok(names.len());
         }
         let provider = self.local()?;

@@ -140,6 +140,20 @@ fn cluster_machines_up_rerun_down_down() {
         0o600
     );
 
+    // `machines list` reports them from the cloud.
+    forgectl(&state)
+        .args(["machines", "list", "-f"])
+        .arg(&inv)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::is_match(r"etcd-1 +ACTIVE +10\.251\.0\.\d+ +- +1 GiB at /dev/")
+                .unwrap(),
+        )
+        .stdout(
+            predicate::str::is_match(r"lb-1 +ACTIVE +10\.251\.0\.\d+ +203\.0\.113\.\d+").unwrap(),
+        );
+
     // A re-run creates nothing.
     let t = Instant::now();
     forgectl(&state)

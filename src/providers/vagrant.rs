@@ -206,14 +206,16 @@ pub fn dir(state_dir: &Path) -> std::path::PathBuf {
 
 /// Renders the Vagrantfile into `STATE/CLUSTER/vagrant/` and runs `vagrant up` for `names`
 /// (in parallel where the provider supports it). Checks that vagrant is installed first.
+/// `templates` carries the `--templates` overrides.
 pub async fn up(
     inv: &Loaded,
+    templates: &Templates,
     state_dir: &Path,
     public_key: &str,
     names: &[String],
 ) -> Result<(), VagrantError> {
     check_installed(inv).await?;
-    let text = vagrantfile(inv, &Templates::load(None)?, public_key)?;
+    let text = vagrantfile(inv, templates, public_key)?;
     let d = dir(state_dir);
     let io = |e: std::io::Error| VagrantError::Command {
         command: format!("write {}", d.display()),

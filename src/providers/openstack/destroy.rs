@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use openstack_sdk::api::{QueryAsync, ignore};
+use openstack_sdk::AsyncOpenStack;
+use openstack_sdk::api::{Ignore, QueryAsync, ignore};
 
 use super::client::{Cloud, Retry, is_not_found};
 use super::ensure::{delete_server, wait_volume};
@@ -118,38 +119,69 @@ fn gone_ok(r: Result<(), OpenStackError>) -> Result<(), OpenStackError> {
     }
 }
 
-async fn delete_floating_ip(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
-    use openstack_sdk::api::network::v2::floatingip::delete;
+/// Sends the DELETE that `make` builds; a resource that is gone already counts as deleted.
+async fn delete<E, B>(
+    cloud: &Cloud,
+    what: &str,
+    make: impl Fn() -> Result<E, B>,
+) -> Result<(), OpenStackError>
+where
+    B: std::fmt::Display,
+    Ignore<E>: QueryAsync<(), AsyncOpenStack>,
+{
     gone_ok(
         cloud
-            .call("delete floating IP", Retry::Idempotent, || async {
-                let ep = delete::Request::builder()
-                    .id(id)
-                    .build()
-                    .map_err(builder_error)?;
-                ignore(ep).query_async(&cloud.os).await
+            .call(what, Retry::Idempotent, || async {
+                ignore(make().map_err(builder_error)?)
+                    .query_async(&cloud.os)
+                    .await
             })
             .await,
     )
+}
+
+async fn delete_floating_ip(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
+    use openstack_sdk::api::network::v2::floatingip::delete as d;
+    delete(cloud, "delete floating IP", || {
+        d::Request::builder().id(id).build()
+    })
+    .await
 }
 
 async fn delete_port(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
-    use openstack_sdk::api::network::v2::port::delete;
-    gone_ok(
-        cloud
-            .call("delete port", Retry::Idempotent, || async {
-                let ep = delete::Request::builder()
-                    .id(id)
-                    .build()
-                    .map_err(builder_error)?;
-                ignore(ep).query_async(&cloud.os).await
-            })
-            .await,
-    )
+    use openstack_sdk::api::network::v2::port::delete as d;
+    delete(cloud, "delete port", || {
+        d::Request::builder().id(id).build()
+    })
+    .await
+}
+
+async fn delete_server_group(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
+    use openstack_sdk::api::compute::v2::server_group::delete as d;
+    delete(cloud, "delete server group", || {
+        d::Request::builder().id(id).build()
+    })
+    .await
+}
+
+async fn delete_security_group(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
+    use openstack_sdk::api::network::v2::security_group::delete as d;
+    delete(cloud, "delete security group", || {
+        d::Request::builder().id(id).build()
+    })
+    .await
+}
+
+async fn delete_keypair(cloud: &Cloud, name: &str) -> Result<(), OpenStackError> {
+    use openstack_sdk::api::compute::v2::keypair::delete_20 as d;
+    delete(cloud, "delete keypair", || {
+        d::Request::builder().id(name).build()
+    })
+    .await
 }
 
 async fn delete_volume(cloud: &Cloud, id: &str, timeout: Duration) -> Result<(), OpenStackError> {
-    use openstack_sdk::api::block_storage::v3::volume::delete;
+    use openstack_sdk::api::block_storage::v3::volume::delete as d;
     // A volume of a deleted server is detached by Nova shortly after; Cinder refuses to delete
     // it while it is in use or detaching.
     let start = std::time::Instant::now();
@@ -176,61 +208,9 @@ async fn delete_volume(cloud: &Cloud, id: &str, timeout: Duration) -> Result<(),
             Some(_) => tokio::time::sleep(Duration::from_millis(700)).await,
         }
     }
-    gone_ok(
-        cloud
-            .call("delete volume", Retry::Idempotent, || async {
-                let ep = delete::Request::builder()
-                    .id(id)
-                    .build()
-                    .map_err(builder_error)?;
-                ignore(ep).query_async(&cloud.os).await
-            })
-            .await,
-    )?;
+    delete(cloud, "delete volume", || {
+        d::Request::builder().id(id).build()
+    })
+    .await?;
     wait_volume(cloud, id, "gone", timeout).await
-}
-
-async fn delete_server_group(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
-    use openstack_sdk::api::compute::v2::server_group::delete;
-    gone_ok(
-        cloud
-            .call("delete server group", Retry::Idempotent, || async {
-                let ep = delete::Request::builder()
-                    .id(id)
-                    .build()
-                    .map_err(builder_error)?;
-                ignore(ep).query_async(&cloud.os).await
-            })
-            .await,
-    )
-}
-
-async fn delete_security_group(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
-    use openstack_sdk::api::network::v2::security_group::delete;
-    gone_ok(
-        cloud
-            .call("delete security group", Retry::Idempotent, || async {
-                let ep = delete::Request::builder()
-                    .id(id)
-                    .build()
-                    .map_err(builder_error)?;
-                ignore(ep).query_async(&cloud.os).await
-            })
-            .await,
-    )
-}
-
-async fn delete_keypair(cloud: &Cloud, name: &str) -> Result<(), OpenStackError> {
-    use openstack_sdk::api::compute::v2::keypair::delete_20;
-    gone_ok(
-        cloud
-            .call("delete keypair", Retry::Idempotent, || async {
-                let ep = delete_20::Request::builder()
-                    .id(name)
-                    .build()
-                    .map_err(builder_error)?;
-                ignore(ep).query_async(&cloud.os).await
-            })
-            .await,
-    )
 }
