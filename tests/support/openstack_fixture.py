@@ -18,6 +18,12 @@ def conn():
 
 def setup(prefix, cidr):
     c = conn()
+    # minicloud's default quotas (10 security groups per project) are below what the tests,
+    # running side by side in one project, make together.
+    project = c.current_project_id
+    c.network.update_quota(project, security_groups=50, security_group_rules=500, ports=200,
+                           floating_ips=50)
+    c.set_compute_quotas(project, instances=40, cores=80, ram=102400)
     net = c.network.find_network(f'{prefix}-net') or c.network.create_network(
         name=f'{prefix}-net', shared=True)
     sub = c.network.find_subnet(f'{prefix}-sub') or c.network.create_subnet(
