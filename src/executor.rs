@@ -348,7 +348,7 @@ impl<'a> Executor<'a> {
             .servers
             .iter()
             .all(|s| s.machine().is_some_and(|m| names.iter().any(|n| n == m)));
-        let gone = cloud.destroy((!all).then_some(names)).await?;
+        let gone = cloud.destroy(&found, (!all).then_some(names)).await?;
         if all {
             let _ = std::fs::remove_file(self.state.path().join(RECORD));
         }

@@ -5,32 +5,76 @@
 mod support;
 
 use predicates::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
-use support::openstack::{Cleanup, cloud, counts, fixture, forgectl};
+use support::openstack::{Cleanup, cloud, counts, fixture, forgectl, script};
 
-fn inventory(
-    dir: &Path,
-    cluster: &str,
-    prefix: &str,
-    cidr: &str,
-    groups: &str,
-    extra: &str,
-) -> std::path::PathBuf {
-    let path = dir.join("cluster.yaml");
-    let ingress = if groups.contains("ingress") {
-        ""
-    } else {
-        "ingress:\n  enabled: false\n"
-    };
-    std::fs::write(
-        &path,
-        format!(
-            "name: {cluster}\nprovider: openstack\nopenstack:\n  network: {prefix}-net\n  image: cirros-fake\n  flavor: m1.tiny\n  floating_network: {prefix}-ext\n{extra}{ingress}artifacts:\n  source: debian\nnetwork:\n  machine_cidr: {cidr}\ngroups:\n{groups}"
-        ),
-    )
-    .unwrap();
-    path
+/// A cluster's test bed: the fixture's network (named after the cluster), an inventory, a state
+/// dir, and a cleanup (`down`, then the network) that runs even when the test fails.
+struct Bed {
+    python: PathBuf,
+    cluster: &'static str,
+    inv: PathBuf,
+    state: PathBuf,
+    _cleanup: Cleanup,
+    _tmp: tempfile::TempDir,
+}
+
+impl Bed {
+    fn new(python: &Path, cluster: &'static str, cidr: &str, groups: &str, extra: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        fixture(python, &["setup", cluster, cidr]);
+        let inv = tmp.path().join("cluster.yaml");
+        let ingress = if groups.contains("ingress") {
+            ""
+        } else {
+            "ingress:\n  enabled: false\n"
+        };
+        std::fs::write(
+            &inv,
+            format!(
+                "name: {cluster}\nprovider: openstack\nopenstack:\n  network: {cluster}-net\n  image: cirros-fake\n  flavor: m1.tiny\n  floating_network: {cluster}-ext\n{extra}{ingress}artifacts:\n  source: debian\nnetwork:\n  machine_cidr: {cidr}\ngroups:\n{groups}"
+            ),
+        )
+        .unwrap();
+        let state = tmp.path().join("state");
+        Self {
+            python: python.to_path_buf(),
+            cluster,
+            _cleanup: Cleanup {
+                python: python.to_path_buf(),
+                prefix: cluster.into(),
+                state: state.clone(),
+                inventory: inv.clone(),
+            },
+            inv,
+            state,
+            _tmp: tmp,
+        }
+    }
+
+    /// `forgectl ARGS… -f INVENTORY` with the bed's state dir.
+    fn forgectl(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut c = forgectl(&self.state);
+        c.args(args).arg("-f").arg(&self.inv);
+        c
+    }
+
+    /// `forgectl up --until provision --yes`.
+    fn provision(&self) -> assert_cmd::Command {
+        self.forgectl(&["up", "--until", "provision", "--yes"])
+    }
+
+    /// What the cloud has of the cluster, through the independent client.
+    fn tagged(&self) -> serde_json::Value {
+        fixture(&self.python, &["tagged", self.cluster])
+    }
+
+    /// Fails unless nothing of the cluster exists.
+    fn assert_empty(&self) {
+        let t = self.tagged();
+        assert!(counts(&t).iter().all(|(_, n)| *n == 0), "left behind: {t}");
+    }
 }
 
 const CLUSTER_GROUPS: &str = "  - name: etcd\n    roles: [etcd]\n    count: 3\n    openstack:\n      volume_gb: 1\n  - name: lb\n    roles: [lb]\n    count: 1\n    openstack:\n      floating_ip: true\n  - name: control\n    roles: [control-plane]\n    count: 2\n  - name: worker\n    roles: [worker, ingress]\n    count: 2\n";
@@ -38,29 +82,11 @@ const CLUSTER_GROUPS: &str = "  - name: etcd\n    roles: [etcd]\n    count: 3\n 
 #[test]
 fn cluster_machines_up_rerun_down_down() {
     let Some(python) = cloud() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (cluster, prefix) = ("fgt-os-main", "fgt-os-main");
-    fixture(&python, &["setup", prefix, "10.251.0.0/24"]);
-    let inv = inventory(
-        tmp.path(),
-        cluster,
-        prefix,
-        "10.251.0.0/24",
-        CLUSTER_GROUPS,
-        "",
-    );
-    let state = tmp.path().join("state");
-    let _cleanup = Cleanup {
-        python: python.clone(),
-        prefix: prefix.into(),
-        state: state.clone(),
-        inventory: inv.clone(),
-    };
+    let cluster = "fgt-os-main";
+    let bed = Bed::new(&python, cluster, "10.251.0.0/24", CLUSTER_GROUPS, "");
 
     let t = Instant::now();
-    forgectl(&state)
-        .args(["up", "--until", "provision", "--yes", "-f"])
-        .arg(&inv)
+    bed.provision()
         .assert()
         .success()
         .stdout(predicate::str::contains("up: done"))
@@ -71,7 +97,7 @@ fn cluster_machines_up_rerun_down_down() {
         .stderr(predicate::str::contains("floating 203.0.113."));
     eprintln!("up --until provision: {:.1} s", t.elapsed().as_secs_f64());
 
-    let got = fixture(&python, &["tagged", cluster]);
+    let got = bed.tagged();
     let servers = got["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 7 + 1, "{got}");
     assert!(
@@ -131,7 +157,7 @@ fn cluster_machines_up_rerun_down_down() {
     assert_eq!(got["keypairs"].as_array().unwrap().len(), 1);
 
     // The engine learns the addresses: the record is there (0600) and `machines` shows them.
-    let record = state.join(cluster).join("openstack-machines.json");
+    let record = bed.state.join(cluster).join("openstack-machines.json");
     let text = std::fs::read_to_string(&record).unwrap();
     assert!(text.contains("\"address\": \"10.251.0."), "{text}");
     use std::os::unix::fs::PermissionsExt;
@@ -141,9 +167,7 @@ fn cluster_machines_up_rerun_down_down() {
     );
 
     // `machines list` reports them from the cloud.
-    forgectl(&state)
-        .args(["machines", "list", "-f"])
-        .arg(&inv)
+    bed.forgectl(&["machines", "list"])
         .assert()
         .success()
         .stdout(
@@ -156,37 +180,24 @@ fn cluster_machines_up_rerun_down_down() {
 
     // A re-run creates nothing.
     let t = Instant::now();
-    forgectl(&state)
-        .args(["up", "--until", "provision", "--yes", "-f"])
-        .arg(&inv)
+    bed.provision()
         .assert()
         .success()
         .stdout(predicate::str::contains("all 8 machines run"))
         .stdout(predicate::str::contains("0 change(s)"));
     eprintln!("converged re-run: {:.1} s", t.elapsed().as_secs_f64());
-    assert_eq!(
-        counts(&fixture(&python, &["tagged", cluster])),
-        counts(&got)
-    );
+    assert_eq!(counts(&bed.tagged()), counts(&got));
 
     // down deletes exactly what carries the tag; a second down is a no-op.
     let t = Instant::now();
-    forgectl(&state)
-        .args(["down", "--yes", "-f"])
-        .arg(&inv)
+    bed.forgectl(&["down", "--yes"])
         .assert()
         .success()
         .stdout(predicate::str::contains("down: done"));
     eprintln!("down: {:.1} s", t.elapsed().as_secs_f64());
-    let after = fixture(&python, &["tagged", cluster]);
-    assert!(
-        counts(&after).iter().all(|(_, n)| *n == 0),
-        "left behind: {after}"
-    );
+    bed.assert_empty();
     assert!(!record.exists());
-    forgectl(&state)
-        .args(["down", "--yes", "-f"])
-        .arg(&inv)
+    bed.forgectl(&["down", "--yes"])
         .assert()
         .success()
         .stdout(predicate::str::contains(
@@ -198,21 +209,9 @@ fn cluster_machines_up_rerun_down_down() {
 #[test]
 fn unknown_flavor_and_image_stop_before_anything_is_made() {
     let Some(python) = cloud() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (cluster, prefix) = ("fgt-os-names", "fgt-os-names");
-    fixture(&python, &["setup", prefix, "10.252.0.0/24"]);
     let groups = "  - name: control\n    roles: [etcd, control-plane]\n    count: 1\n    openstack:\n      flavor: no-such-flavor\n      image: no-such-image\n";
-    let inv = inventory(tmp.path(), cluster, prefix, "10.252.0.0/24", groups, "");
-    let state = tmp.path().join("state");
-    let _cleanup = Cleanup {
-        python: python.clone(),
-        prefix: prefix.into(),
-        state: state.clone(),
-        inventory: inv.clone(),
-    };
-    forgectl(&state)
-        .args(["up", "--until", "provision", "--yes", "-f"])
-        .arg(&inv)
+    let bed = Bed::new(&python, "fgt-os-names", "10.252.0.0/24", groups, "");
+    bed.provision()
         .assert()
         .failure()
         .stderr(predicate::str::contains(
@@ -221,18 +220,14 @@ fn unknown_flavor_and_image_stop_before_anything_is_made() {
         .stderr(predicate::str::contains("flavor `no-such-flavor`"))
         .stderr(predicate::str::contains("image `no-such-image`"))
         .stderr(predicate::str::contains("next:"));
-    let after = fixture(&python, &["tagged", cluster]);
-    assert!(
-        counts(&after).iter().all(|(_, n)| *n == 0),
-        "made something: {after}"
-    );
+    bed.assert_empty();
 }
 
 #[test]
 fn quota_too_small_is_named_before_anything_is_made() {
     let Some(python) = cloud() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let (cluster, prefix, project) = ("fgt-os-quota", "fgt-os-quota", "fgt-os-quota-project");
+    let project = "fgt-os-quota-project";
     let clouds = tmp.path().join("clouds.yaml");
     fixture(
         &python,
@@ -242,38 +237,24 @@ fn quota_too_small_is_named_before_anything_is_made() {
     impl Drop for Drop_ {
         fn drop(&mut self) {
             let _ = std::process::Command::new(&self.0)
-                .arg(
-                    Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("tests/support/openstack_fixture.py"),
-                )
+                .arg(script())
                 .args(["drop-project", self.1])
                 .output();
         }
     }
     let _project = Drop_(python.clone(), project);
-    // The fixture's network is shared, so the quota project sees it by name.
-    fixture(&python, &["setup", prefix, "10.253.0.0/24"]);
     let groups = "  - name: etcd\n    roles: [etcd]\n    count: 1\n  - name: control\n    roles: [control-plane]\n    count: 1\n  - name: worker\n    roles: [worker]\n    count: 1\n";
-    let inv = inventory(
-        tmp.path(),
-        cluster,
-        prefix,
+    // The fixture's network is shared, so the quota project sees it by name.
+    let bed = Bed::new(
+        &python,
+        "fgt-os-quota",
         "10.253.0.0/24",
         groups,
         "  cloud: forgectl-quota\n",
     );
-    let state = tmp.path().join("state");
-    let _cleanup = Cleanup {
-        python: python.clone(),
-        prefix: prefix.into(),
-        state: state.clone(),
-        inventory: inv.clone(),
-    };
-    forgectl(&state)
+    bed.provision()
         .env("OS_CLIENT_CONFIG_FILE", &clouds)
         .env("OS_CLIENT_CONFIG_PATH", &clouds)
-        .args(["up", "--until", "provision", "--yes", "-f"])
-        .arg(&inv)
         .assert()
         .failure()
         .stderr(predicate::str::contains("quota too small"))
@@ -286,25 +267,15 @@ fn quota_too_small_is_named_before_anything_is_made() {
 #[test]
 fn server_in_error_is_reported_with_its_fault_and_replaced_on_rerun() {
     let Some(python) = cloud() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (cluster, prefix, flavor) = ("fgt-os-error", "fgt-os-error", "fgt-os-nohost");
-    fixture(&python, &["setup", prefix, "10.254.0.0/24"]);
+    let flavor = "fgt-os-nohost";
     fixture(&python, &["error-flavor", flavor]);
     let groups = format!(
         "  - name: worker\n    roles: [etcd, control-plane, worker]\n    count: 1\n    openstack:\n      flavor: {flavor}\n"
     );
-    let inv = inventory(tmp.path(), cluster, prefix, "10.254.0.0/24", &groups, "");
-    let state = tmp.path().join("state");
-    let cleanup = Cleanup {
-        python: python.clone(),
-        prefix: prefix.into(),
-        state: state.clone(),
-        inventory: inv.clone(),
-    };
+    let bed = Bed::new(&python, "fgt-os-error", "10.254.0.0/24", &groups, "");
+    let mut ids = Vec::new();
     for _ in 0..2 {
-        forgectl(&state)
-            .args(["up", "--until", "provision", "--yes", "-f"])
-            .arg(&inv)
+        bed.provision()
             .assert()
             .failure()
             .stderr(predicate::str::contains(
@@ -312,15 +283,16 @@ fn server_in_error_is_reported_with_its_fault_and_replaced_on_rerun() {
             ))
             .stderr(predicate::str::contains("No valid host"))
             .stderr(predicate::str::contains("replaces servers in ERROR"));
+        let got = bed.tagged();
+        let servers = got["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 1, "one server, never a second: {got}");
+        ids.push(servers[0]["id"].as_str().unwrap().to_string());
     }
-    // The second run replaced the ERROR server instead of keeping a second one.
-    let got = fixture(&python, &["tagged", cluster]);
-    assert_eq!(got["servers"].as_array().unwrap().len(), 1, "{got}");
-    drop(cleanup);
-    fixture(&python, &["drop-flavor", flavor]);
-    let after = fixture(&python, &["tagged", cluster]);
-    assert!(
-        counts(&after).iter().all(|(_, n)| *n == 0),
-        "left behind: {after}"
+    assert_ne!(
+        ids[0], ids[1],
+        "the second run replaced the server in ERROR"
     );
+    bed.forgectl(&["down", "--yes"]).assert().success();
+    fixture(&python, &["drop-flavor", flavor]);
+    bed.assert_empty();
 }

@@ -28,11 +28,15 @@ pub fn cloud() -> Option<PathBuf> {
     None
 }
 
+/// The fixture helper script.
+pub fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/openstack_fixture.py")
+}
+
 /// Runs the fixture helper and parses its JSON.
 pub fn fixture(python: &Path, args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/openstack_fixture.py");
     let out = std::process::Command::new(python)
-        .arg(script)
+        .arg(script())
         .args(args)
         .output()
         .unwrap();
@@ -85,10 +89,8 @@ impl Drop for Cleanup {
             .arg(&self.inventory)
             .timeout(std::time::Duration::from_secs(300))
             .output();
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/openstack_fixture.py");
         let _ = std::process::Command::new(&self.python)
-            .arg(script)
+            .arg(script())
             .args(["teardown", &self.prefix])
             .output();
     }

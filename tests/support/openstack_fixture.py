@@ -69,7 +69,7 @@ def tagged(cluster):
     servers = []
     for s in c.compute.servers(details=True):
         if (s.metadata or {}).get('forgectl_cluster') == cluster:
-            servers.append({'name': s.name, 'status': s.status, 'host': s.compute_host,
+            servers.append({'id': s.id, 'name': s.name, 'status': s.status, 'host': s.compute_host,
                             'machine': s.metadata.get('forgectl_machine'),
                             'tags': list(s.tags or []), 'key_name': s.key_name})
     groups = [{'name': g.name, 'policies': list(g.policies or [g.policy]),

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use openstack_sdk::api::ApiError;
+use openstack_sdk::api::{ApiError, QueryAsync};
 use openstack_sdk::config::{CloudConfig, ConfigFile};
 use openstack_sdk::types::ServiceType;
 use openstack_sdk::{AsyncOpenStack, RestError};
@@ -26,8 +26,6 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cloud {
     /// The SDK session.
     pub os: AsyncOpenStack,
-    /// The cloud's name (for messages).
-    pub name: String,
     /// The project the token is scoped to.
     pub project_id: Option<String>,
     limit: Semaphore,
@@ -87,11 +85,6 @@ pub fn cloud_config(settings: &OpenStackProvider) -> Result<(String, CloudConfig
     Ok((name.unwrap_or_else(|| "OS_* environment".into()), config))
 }
 
-/// True when a cloud is configured for `settings` (clouds.yaml entry or `OS_*`), without connecting.
-pub fn configured(settings: &OpenStackProvider) -> bool {
-    cloud_config(settings).is_ok()
-}
-
 impl Cloud {
     /// Authenticates and reads the catalog.
     pub async fn connect(settings: &OpenStackProvider) -> Result<Self, OpenStackError> {
@@ -136,7 +129,6 @@ impl Cloud {
             .and_then(|p| p.id);
         Ok(Self {
             os,
-            name,
             project_id,
             limit: Semaphore::new(settings.concurrency.max(1) as usize),
         })
@@ -180,6 +172,31 @@ impl Cloud {
         }
     }
 }
+
+impl Cloud {
+    /// Sends the request `make` builds (anew for each attempt) and decodes the answer; any
+    /// openstack_sdk request works, also wrapped in `find`, `paged` or `ignore`.
+    pub async fn query<T, E>(
+        &self,
+        what: &str,
+        retry: Retry,
+        make: impl Fn() -> Result<E, Build>,
+    ) -> Result<T, OpenStackError>
+    where
+        E: QueryAsync<T, AsyncOpenStack>,
+    {
+        self.call(what, retry, || async {
+            make()
+                .map_err(|e| ApiError::Session { msg: e.to_string() })?
+                .query_async(&self.os)
+                .await
+        })
+        .await
+    }
+}
+
+/// Why a request could not be built (openstack_sdk has one builder error type per endpoint).
+pub type Build = Box<dyn std::error::Error + Send + Sync>;
 
 /// The delay before retry `attempt` (1-based): exponential with jitter.
 pub fn backoff(attempt: u32) -> Duration {

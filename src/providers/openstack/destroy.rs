@@ -8,10 +8,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use openstack_sdk::AsyncOpenStack;
 use openstack_sdk::api::{Ignore, QueryAsync, ignore};
 
-use super::client::{Cloud, Retry, is_not_found};
+use super::client::{Build, Cloud, Retry, is_not_found};
 use super::ensure::{delete_server, wait_volume};
 use super::error::OpenStackError;
-use super::listing::{Found, builder_error, machine_of};
+use super::listing::{Found, machine_of};
 
 /// What to delete: everything of the cluster, or only these machines' servers, ports, floating
 /// IPs and volumes.
@@ -120,22 +120,17 @@ fn gone_ok(r: Result<(), OpenStackError>) -> Result<(), OpenStackError> {
 }
 
 /// Sends the DELETE that `make` builds; a resource that is gone already counts as deleted.
-async fn delete<E, B>(
+async fn delete<E>(
     cloud: &Cloud,
     what: &str,
-    make: impl Fn() -> Result<E, B>,
+    make: impl Fn() -> Result<E, Build>,
 ) -> Result<(), OpenStackError>
 where
-    B: std::fmt::Display,
     Ignore<E>: QueryAsync<(), AsyncOpenStack>,
 {
     gone_ok(
         cloud
-            .call(what, Retry::Idempotent, || async {
-                ignore(make().map_err(builder_error)?)
-                    .query_async(&cloud.os)
-                    .await
-            })
+            .query(what, Retry::Idempotent, || Ok(ignore(make()?)))
             .await,
     )
 }
@@ -143,7 +138,7 @@ where
 async fn delete_floating_ip(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
     use openstack_sdk::api::network::v2::floatingip::delete as d;
     delete(cloud, "delete floating IP", || {
-        d::Request::builder().id(id).build()
+        Ok(d::Request::builder().id(id).build()?)
     })
     .await
 }
@@ -151,7 +146,7 @@ async fn delete_floating_ip(cloud: &Cloud, id: &str) -> Result<(), OpenStackErro
 async fn delete_port(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
     use openstack_sdk::api::network::v2::port::delete as d;
     delete(cloud, "delete port", || {
-        d::Request::builder().id(id).build()
+        Ok(d::Request::builder().id(id).build()?)
     })
     .await
 }
@@ -159,7 +154,7 @@ async fn delete_port(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
 async fn delete_server_group(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
     use openstack_sdk::api::compute::v2::server_group::delete as d;
     delete(cloud, "delete server group", || {
-        d::Request::builder().id(id).build()
+        Ok(d::Request::builder().id(id).build()?)
     })
     .await
 }
@@ -167,7 +162,7 @@ async fn delete_server_group(cloud: &Cloud, id: &str) -> Result<(), OpenStackErr
 async fn delete_security_group(cloud: &Cloud, id: &str) -> Result<(), OpenStackError> {
     use openstack_sdk::api::network::v2::security_group::delete as d;
     delete(cloud, "delete security group", || {
-        d::Request::builder().id(id).build()
+        Ok(d::Request::builder().id(id).build()?)
     })
     .await
 }
@@ -175,7 +170,7 @@ async fn delete_security_group(cloud: &Cloud, id: &str) -> Result<(), OpenStackE
 async fn delete_keypair(cloud: &Cloud, name: &str) -> Result<(), OpenStackError> {
     use openstack_sdk::api::compute::v2::keypair::delete_20 as d;
     delete(cloud, "delete keypair", || {
-        d::Request::builder().id(name).build()
+        Ok(d::Request::builder().id(name).build()?)
     })
     .await
 }
@@ -209,7 +204,7 @@ async fn delete_volume(cloud: &Cloud, id: &str, timeout: Duration) -> Result<(),
         }
     }
     delete(cloud, "delete volume", || {
-        d::Request::builder().id(id).build()
+        Ok(d::Request::builder().id(id).build()?)
     })
     .await?;
     wait_volume(cloud, id, "gone", timeout).await

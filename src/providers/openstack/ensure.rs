@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use openstack_sdk::api::{QueryAsync, ignore};
+use openstack_sdk::api::ignore;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::{Cloud, Retry, is_not_found};
 use super::error::OpenStackError;
-use super::listing::{Found, Port, builder_error};
+use super::listing::{Found, Port};
 use super::resolve::Resolved;
 use super::secgroups::{self, Rule, Source};
 use super::spec::{self, META_CLUSTER, META_MACHINE, MachineSpec, ServerGroupSpec};
@@ -63,18 +63,15 @@ pub async fn keypair(
     }
     let key = public_key.trim();
     let _: Value = cloud
-        .call(&format!("create keypair {name}"), Retry::Create, || async {
-            let ep = kp::Request::builder()
+        .query(&format!("create keypair {name}"), Retry::Create, || {
+            Ok(kp::Request::builder()
                 .keypair(
                     kp::KeypairBuilder::default()
                         .name(name)
                         .public_key(key)
-                        .build()
-                        .map_err(builder_error)?,
+                        .build()?,
                 )
-                .build()
-                .map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+                .build()?)
         })
         .await?;
     Ok(1)
@@ -104,36 +101,33 @@ pub async fn security_groups(
             spec::marker(cluster, None)
         );
         let created: IdOnly = cloud
-            .call(
+            .query(
                 &format!("create security group {name}"),
                 Retry::Create,
-                || async {
-                    let ep = sg::Request::builder()
+                || {
+                    Ok(sg::Request::builder()
                         .security_group(
                             sg::SecurityGroupBuilder::default()
                                 .name(name.as_str())
                                 .description(description.as_str())
-                                .build()
-                                .map_err(builder_error)?,
+                                .build()?,
                         )
-                        .build()
-                        .map_err(builder_error)?;
-                    ep.query_async(&cloud.os).await
+                        .build()?)
                 },
             )
             .await?;
         let tag = spec::cluster_tag(cluster);
         cloud
-            .call(
+            .query(
                 &format!("tag security group {name}"),
                 Retry::Idempotent,
-                || async {
-                    let ep = sg_tags::Request::builder()
-                        .security_group_id(created.id.as_str())
-                        .tags(vec![tag.as_str().into()])
-                        .build()
-                        .map_err(builder_error)?;
-                    ignore(ep).query_async(&cloud.os).await
+                || {
+                    Ok(ignore(
+                        sg_tags::Request::builder()
+                            .security_group_id(created.id.as_str())
+                            .tags(vec![tag.as_str().into()])
+                            .build()?,
+                    ))
                 },
             )
             .await?;
@@ -186,7 +180,7 @@ async fn create_rule(
         rule.protocol, rule.ports, rule.group
     );
     let result: Result<Value, _> = cloud
-        .call(&what, Retry::Create, || async {
+        .query(&what, Retry::Create, || {
             let mut b = r::SecurityGroupRuleBuilder::default();
             b.security_group_id(group_id)
                 .direction(r::Direction::Ingress)
@@ -210,11 +204,9 @@ async fn create_rule(
                 }
                 (Source::Group(_), None) => {}
             }
-            let ep = r::Request::builder()
-                .security_group_rule(b.build().map_err(builder_error)?)
-                .build()
-                .map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+            Ok(r::Request::builder()
+                .security_group_rule(b.build()?)
+                .build()?)
         })
         .await;
     match result {
@@ -249,21 +241,18 @@ pub async fn server_groups(
             _ => sg::Policies::SoftAntiAffinity,
         };
         let created: IdOnly = cloud
-            .call(
+            .query(
                 &format!("create server group {}", g.name),
                 Retry::Create,
-                || async {
-                    let ep = sg::Request::builder()
+                || {
+                    Ok(sg::Request::builder()
                         .server_group(
                             sg::ServerGroupBuilder::default()
                                 .name(g.name.as_str())
                                 .policies(vec![policy.clone()])
-                                .build()
-                                .map_err(builder_error)?,
+                                .build()?,
                         )
-                        .build()
-                        .map_err(builder_error)?;
-                    ep.query_async(&cloud.os).await
+                        .build()?)
                 },
             )
             .await?;
@@ -434,7 +423,7 @@ async fn create_port(
     use openstack_sdk::api::network::v2::port::tag::replace as p_tags;
     let tags = [spec::cluster_tag(cluster), spec::machine_tag(&spec.machine)];
     let port: Port = cloud
-        .call(&format!("create port {name}"), Retry::Create, || async {
+        .query(&format!("create port {name}"), Retry::Create, || {
             let mut b = p::PortBuilder::default();
             b.name(name)
                 .network_id(network_id)
@@ -445,26 +434,21 @@ async fn create_port(
                 b.fixed_ips(vec![
                     p::FixedIpsBuilder::default()
                         .ip_address(ip.as_str())
-                        .build()
-                        .map_err(builder_error)?,
+                        .build()?,
                 ]);
             }
-            let ep = p::Request::builder()
-                .port(b.build().map_err(builder_error)?)
-                .build()
-                .map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+            Ok(p::Request::builder().port(b.build()?).build()?)
         })
         .await?;
     if !tags.iter().all(|t| port.tags.contains(t)) {
         cloud
-            .call(&format!("tag port {name}"), Retry::Idempotent, || async {
-                let ep = p_tags::Request::builder()
-                    .port_id(port.id.as_str())
-                    .tags(tags.iter().map(|t| t.as_str().into()).collect::<Vec<_>>())
-                    .build()
-                    .map_err(builder_error)?;
-                ignore(ep).query_async(&cloud.os).await
+            .query(&format!("tag port {name}"), Retry::Idempotent, || {
+                Ok(ignore(
+                    p_tags::Request::builder()
+                        .port_id(port.id.as_str())
+                        .tags(tags.iter().map(|t| t.as_str().into()).collect::<Vec<_>>())
+                        .build()?,
+                ))
             })
             .await?;
     }
@@ -484,7 +468,7 @@ async fn create_volume(
         (META_MACHINE, spec.machine.clone()),
     ];
     cloud
-        .call(&format!("create volume {name}"), Retry::Create, || async {
+        .query(&format!("create volume {name}"), Retry::Create, || {
             let mut b = v::VolumeBuilder::default();
             b.name(Some(name.as_str().into()))
                 .size(Some(size as i32))
@@ -499,11 +483,7 @@ async fn create_volume(
             if let Some(az) = &spec.availability_zone {
                 b.availability_zone(Some(az.as_str().into()));
             }
-            let ep = v::Request::builder()
-                .volume(b.build().map_err(builder_error)?)
-                .build()
-                .map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+            Ok(v::Request::builder().volume(b.build()?).build()?)
         })
         .await
 }
@@ -538,10 +518,10 @@ async fn create_server(
         .cloned();
     let tag = spec::cluster_tag(shared.cluster);
     let created: IdOnly = cloud
-        .call(
+        .query(
             &format!("create server {}", spec.server_name),
             Retry::Create,
-            || async {
+            || {
                 let mut b = s::ServerBuilder::default();
                 b.name(spec.server_name.as_str())
                     .flavor_ref(flavor.as_str())
@@ -553,8 +533,7 @@ async fn create_server(
                                     .port(Some(p.id.as_str().into()))
                                     .build()
                             })
-                            .collect::<Result<Vec<_>, _>>()
-                            .map_err(builder_error)?,
+                            .collect::<Result<Vec<_>, _>>()?,
                     ))
                     .key_name(shared.keypair)
                     .metadata(
@@ -575,8 +554,7 @@ async fn create_server(
                                 .destination_type(s::DestinationType::Volume)
                                 .volume_size(gb as i32)
                                 .delete_on_termination(true)
-                                .build()
-                                .map_err(builder_error)?,
+                                .build()?,
                         ]);
                     }
                     None => {
@@ -590,17 +568,15 @@ async fn create_server(
                     b.availability_zone(az.as_str());
                 }
                 let mut r = s::Request::builder();
-                r.server(b.build().map_err(builder_error)?);
+                r.server(b.build()?);
                 if let Some(g) = &group {
                     r.os_scheduler_hints(
                         s::OsSchedulerHintsBuilder::default()
                             .group(vec![g.as_str().into()])
-                            .build()
-                            .map_err(builder_error)?,
+                            .build()?,
                     );
                 }
-                let ep = r.build().map_err(builder_error)?;
-                ep.query_async(&cloud.os).await
+                Ok(r.build()?)
             },
         )
         .await?;
@@ -618,12 +594,8 @@ struct ServerState {
 async fn server_state(cloud: &Cloud, id: &str) -> Result<ServerState, OpenStackError> {
     use openstack_sdk::api::compute::v2::server::get_20 as get;
     cloud
-        .call("read server", Retry::Idempotent, || async {
-            let ep = get::Request::builder()
-                .id(id)
-                .build()
-                .map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+        .query("read server", Retry::Idempotent, || {
+            Ok(get::Request::builder().id(id).build()?)
         })
         .await
 }
@@ -673,12 +645,8 @@ pub async fn delete_server(
 ) -> Result<(), OpenStackError> {
     use openstack_sdk::api::compute::v2::server::delete;
     let r = cloud
-        .call("delete server", Retry::Idempotent, || async {
-            let ep = delete::Request::builder()
-                .id(id)
-                .build()
-                .map_err(builder_error)?;
-            ignore(ep).query_async(&cloud.os).await
+        .query("delete server", Retry::Idempotent, || {
+            Ok(ignore(delete::Request::builder().id(id).build()?))
         })
         .await;
     match r {
@@ -713,12 +681,8 @@ pub async fn volume_status(cloud: &Cloud, id: &str) -> Result<Option<String>, Op
         status: String,
     }
     let r: Result<St, _> = cloud
-        .call("read volume", Retry::Idempotent, || async {
-            let ep = get::Request::builder()
-                .id(id)
-                .build()
-                .map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+        .query("read volume", Retry::Idempotent, || {
+            Ok(get::Request::builder().id(id).build()?)
         })
         .await;
     match r {
@@ -769,18 +733,15 @@ async fn attach(
 ) -> Result<Option<String>, OpenStackError> {
     use openstack_sdk::api::compute::v2::server::volume_attachment::create_20 as va;
     let v: Value = cloud
-        .call("attach volume", Retry::Create, || async {
-            let ep = va::Request::builder()
+        .query("attach volume", Retry::Create, || {
+            Ok(va::Request::builder()
                 .server_id(server)
                 .volume_attachment(
                     va::VolumeAttachmentBuilder::default()
                         .volume_id(volume)
-                        .build()
-                        .map_err(builder_error)?,
+                        .build()?,
                 )
-                .build()
-                .map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+                .build()?)
         })
         .await?;
     Ok(v.get("device").and_then(Value::as_str).map(str::to_string))
@@ -802,22 +763,19 @@ async fn create_floating_ip(
     let net = shared.resolved.floating_network.clone().unwrap_or_default();
     let description = spec::marker(shared.cluster, Some(&spec.machine));
     let made: Made = cloud
-        .call(
+        .query(
             &format!("create floating IP for {}", spec.machine),
             Retry::Create,
-            || async {
-                let ep = f::Request::builder()
+            || {
+                Ok(f::Request::builder()
                     .floatingip(
                         f::FloatingipBuilder::default()
                             .floating_network_id(net.as_str())
                             .port_id(Some(port_id.into()))
                             .description(description.as_str())
-                            .build()
-                            .map_err(builder_error)?,
+                            .build()?,
                     )
-                    .build()
-                    .map_err(builder_error)?;
-                ep.query_async(&cloud.os).await
+                    .build()?)
             },
         )
         .await?;
@@ -826,13 +784,13 @@ async fn create_floating_ip(
         spec::machine_tag(&spec.machine),
     ];
     cloud
-        .call("tag floating IP", Retry::Idempotent, || async {
-            let ep = f_tags::Request::builder()
-                .floatingip_id(made.id.as_str())
-                .tags(tags.iter().map(|t| t.as_str().into()).collect::<Vec<_>>())
-                .build()
-                .map_err(builder_error)?;
-            ignore(ep).query_async(&cloud.os).await
+        .query("tag floating IP", Retry::Idempotent, || {
+            Ok(ignore(
+                f_tags::Request::builder()
+                    .floatingip_id(made.id.as_str())
+                    .tags(tags.iter().map(|t| t.as_str().into()).collect::<Vec<_>>())
+                    .build()?,
+            ))
         })
         .await?;
     Ok(made.floating_ip_address)
@@ -841,18 +799,17 @@ async fn create_floating_ip(
 async fn associate(cloud: &Cloud, fip: &str, port: &str) -> Result<(), OpenStackError> {
     use openstack_sdk::api::network::v2::floatingip::set as f;
     cloud
-        .call("associate floating IP", Retry::Idempotent, || async {
-            let ep = f::Request::builder()
-                .id(fip)
-                .floatingip(
-                    f::FloatingipBuilder::default()
-                        .port_id(Some(port.into()))
-                        .build()
-                        .map_err(builder_error)?,
-                )
-                .build()
-                .map_err(builder_error)?;
-            ignore(ep).query_async(&cloud.os).await
+        .query("associate floating IP", Retry::Idempotent, || {
+            Ok(ignore(
+                f::Request::builder()
+                    .id(fip)
+                    .floatingip(
+                        f::FloatingipBuilder::default()
+                            .port_id(Some(port.into()))
+                            .build()?,
+                    )
+                    .build()?,
+            ))
         })
         .await
 }

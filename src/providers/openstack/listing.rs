@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use openstack_sdk::api::{Pagination, QueryAsync, paged};
+use openstack_sdk::api::{Pagination, paged};
 use serde::Deserialize;
 
 use super::client::{Cloud, Retry, is_not_found};
 use super::error::OpenStackError;
-use super::spec::{META_CLUSTER, META_MACHINE, cluster_tag, marker};
+use super::spec::{META_CLUSTER, META_MACHINE, carries};
 
 /// A Nova server of the cluster.
 #[derive(Debug, Clone, Deserialize)]
@@ -120,16 +120,6 @@ pub struct FloatingIp {
     /// Description (carries forgectl's marker, set at creation).
     #[serde(default)]
     pub description: Option<String>,
-}
-
-impl FloatingIp {
-    fn belongs(&self, cluster: &str) -> bool {
-        self.tags.contains(&cluster_tag(cluster))
-            || self
-                .description
-                .as_deref()
-                .is_some_and(|d| d.starts_with(&marker(cluster, None)))
-    }
 }
 
 /// A Cinder volume of the cluster.
@@ -324,13 +314,10 @@ pub async fn find(
 }
 
 async fn list_servers(cloud: &Cloud, cluster: &str) -> Result<Vec<Server>, OpenStackError> {
-    use openstack_sdk::api::compute::v2::server::list_detailed_21;
+    use openstack_sdk::api::compute::v2::server::list_detailed_21 as l;
     let all: Vec<Server> = cloud
-        .call("list servers", Retry::Idempotent, || async {
-            let ep = list_detailed_21::Request::builder()
-                .build()
-                .map_err(builder_error)?;
-            paged(ep, Pagination::All).query_async(&cloud.os).await
+        .query("list servers", Retry::Idempotent, || {
+            Ok(paged(l::Request::builder().build()?, Pagination::All))
         })
         .await?;
     // Metadata, not the name, says what is ours: other servers of the project are never touched.
@@ -340,29 +327,24 @@ async fn list_servers(cloud: &Cloud, cluster: &str) -> Result<Vec<Server>, OpenS
         .collect())
 }
 
+// Neutron lists are filtered by project (an admin's would span all projects), then by the
+// cluster's tag or description marker (not every Neutron takes tags on creation; the marker is
+// there from the start).
+
 async fn list_ports(cloud: &Cloud, cluster: &str) -> Result<Vec<Port>, OpenStackError> {
-    use openstack_sdk::api::network::v2::port::list;
+    use openstack_sdk::api::network::v2::port::list as l;
     let found: Vec<Port> = cloud
-        .call("list ports", Retry::Idempotent, || async {
-            let mut b = list::Request::builder();
+        .query("list ports", Retry::Idempotent, || {
+            let mut b = l::Request::builder();
             if let Some(p) = &cloud.project_id {
                 b.tenant_id(p.as_str());
             }
-            let ep = b.build().map_err(builder_error)?;
-            paged(ep, Pagination::All).query_async(&cloud.os).await
+            Ok(paged(b.build()?, Pagination::All))
         })
         .await?;
-    // Not every Neutron takes tags on creation: the description marker is there from the start.
-    let tag = cluster_tag(cluster);
-    let mark = marker(cluster, None);
     Ok(found
         .into_iter()
-        .filter(|p| {
-            p.tags.contains(&tag)
-                || p.description
-                    .as_deref()
-                    .is_some_and(|d| d.starts_with(&mark))
-        })
+        .filter(|p| carries(cluster, &p.tags, p.description.as_deref()))
         .collect())
 }
 
@@ -370,34 +352,19 @@ async fn list_floating_ips(
     cloud: &Cloud,
     cluster: &str,
 ) -> Result<Vec<FloatingIp>, OpenStackError> {
-    use openstack_sdk::api::network::v2::floatingip::list;
+    use openstack_sdk::api::network::v2::floatingip::list as l;
     let found: Vec<FloatingIp> = cloud
-        .call("list floating IPs", Retry::Idempotent, || async {
-            let mut b = list::Request::builder();
+        .query("list floating IPs", Retry::Idempotent, || {
+            let mut b = l::Request::builder();
             if let Some(p) = &cloud.project_id {
                 b.tenant_id(p.as_str());
             }
-            let ep = b.build().map_err(builder_error)?;
-            paged(ep, Pagination::All).query_async(&cloud.os).await
+            Ok(paged(b.build()?, Pagination::All))
         })
         .await?;
-    // Tags are set right after creation; the description marker is there from the start.
-    Ok(found.into_iter().filter(|f| f.belongs(cluster)).collect())
-}
-
-async fn list_volumes(cloud: &Cloud, cluster: &str) -> Result<Vec<Volume>, OpenStackError> {
-    use openstack_sdk::api::block_storage::v3::volume::list_detailed;
-    let all: Vec<Volume> = cloud
-        .call("list volumes", Retry::Idempotent, || async {
-            let ep = list_detailed::Request::builder()
-                .build()
-                .map_err(builder_error)?;
-            paged(ep, Pagination::All).query_async(&cloud.os).await
-        })
-        .await?;
-    Ok(all
+    Ok(found
         .into_iter()
-        .filter(|v| v.metadata.get(META_CLUSTER).map(String::as_str) == Some(cluster))
+        .filter(|f| carries(cluster, &f.tags, f.description.as_deref()))
         .collect())
 }
 
@@ -405,7 +372,7 @@ async fn list_security_groups(
     cloud: &Cloud,
     cluster: &str,
 ) -> Result<Vec<SecurityGroup>, OpenStackError> {
-    use openstack_sdk::api::network::v2::security_group::list;
+    use openstack_sdk::api::network::v2::security_group::list as l;
     #[derive(Deserialize)]
     struct Tagged {
         #[serde(flatten)]
@@ -416,26 +383,31 @@ async fn list_security_groups(
         description: Option<String>,
     }
     let found: Vec<Tagged> = cloud
-        .call("list security groups", Retry::Idempotent, || async {
-            let mut b = list::Request::builder();
+        .query("list security groups", Retry::Idempotent, || {
+            let mut b = l::Request::builder();
             if let Some(p) = &cloud.project_id {
                 b.tenant_id(p.as_str());
             }
-            let ep = b.build().map_err(builder_error)?;
-            paged(ep, Pagination::All).query_async(&cloud.os).await
+            Ok(paged(b.build()?, Pagination::All))
         })
         .await?;
-    let tag = cluster_tag(cluster);
-    let mark = marker(cluster, None);
     Ok(found
         .into_iter()
-        .filter(|t| {
-            t.tags.contains(&tag)
-                || t.description
-                    .as_deref()
-                    .is_some_and(|d| d.starts_with(&mark))
-        })
+        .filter(|t| carries(cluster, &t.tags, t.description.as_deref()))
         .map(|t| t.group)
+        .collect())
+}
+
+async fn list_volumes(cloud: &Cloud, cluster: &str) -> Result<Vec<Volume>, OpenStackError> {
+    use openstack_sdk::api::block_storage::v3::volume::list_detailed as l;
+    let all: Vec<Volume> = cloud
+        .query("list volumes", Retry::Idempotent, || {
+            Ok(paged(l::Request::builder().build()?, Pagination::All))
+        })
+        .await?;
+    Ok(all
+        .into_iter()
+        .filter(|v| v.metadata.get(META_CLUSTER).map(String::as_str) == Some(cluster))
         .collect())
 }
 
@@ -443,11 +415,10 @@ async fn list_server_groups(
     cloud: &Cloud,
     names: &[String],
 ) -> Result<Vec<ServerGroup>, OpenStackError> {
-    use openstack_sdk::api::compute::v2::server_group::list_20;
+    use openstack_sdk::api::compute::v2::server_group::list_20 as l;
     let all: Vec<ServerGroup> = cloud
-        .call("list server groups", Retry::Idempotent, || async {
-            let ep = list_20::Request::builder().build().map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+        .query("list server groups", Retry::Idempotent, || {
+            Ok(l::Request::builder().build()?)
         })
         .await?;
     Ok(all
@@ -461,17 +432,13 @@ pub async fn keypair_exists(
     cloud: &Cloud,
     name: Option<&str>,
 ) -> Result<Option<String>, OpenStackError> {
-    use openstack_sdk::api::compute::v2::keypair::get_20;
+    use openstack_sdk::api::compute::v2::keypair::get_20 as g;
     let Some(name) = name else {
         return Ok(None);
     };
     let got: Result<serde_json::Value, _> = cloud
-        .call("get keypair", Retry::Idempotent, || async {
-            let ep = get_20::Request::builder()
-                .id(name)
-                .build()
-                .map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+        .query("get keypair", Retry::Idempotent, || {
+            Ok(g::Request::builder().id(name).build()?)
         })
         .await;
     match got {
@@ -479,11 +446,4 @@ pub async fn keypair_exists(
         Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// A request that could not be built, as an API error (it never reaches the cloud).
-pub fn builder_error(
-    e: impl std::fmt::Display,
-) -> openstack_sdk::api::ApiError<openstack_sdk::RestError> {
-    openstack_sdk::api::ApiError::Session { msg: e.to_string() }
 }

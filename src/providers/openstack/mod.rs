@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
-pub use client::{Cloud, configured};
+pub use client::Cloud;
 pub use ensure::MachineRecord;
 pub use error::OpenStackError;
 pub use listing::Found;
@@ -51,11 +51,6 @@ impl<'a> OpenStack<'a> {
         let os = spec::settings(inv).ok_or(OpenStackError::NoCloud)?;
         let cloud = Cloud::connect(os).await?;
         Ok(Self { inv, os, cloud })
-    }
-
-    /// The connection.
-    pub fn cloud(&self) -> &Cloud {
-        &self.cloud
     }
 
     fn own_keypair(&self) -> Option<String> {
@@ -191,16 +186,20 @@ impl<'a> OpenStack<'a> {
         Ok(Report { created, machines })
     }
 
-    /// Deletes everything of the cluster (or of some machines); returns how many resources went.
-    pub async fn destroy(&self, machines: Option<&[String]>) -> Result<usize, OpenStackError> {
-        let found = self.find().await?;
+    /// Deletes what `found` (from [`OpenStack::find`]) lists of the cluster, or of some
+    /// machines only; returns how many resources went.
+    pub async fn destroy(
+        &self,
+        found: &Found,
+        machines: Option<&[String]>,
+    ) -> Result<usize, OpenStackError> {
         let scope = match machines {
             Some(m) => destroy::Scope::Machines(m),
             None => destroy::Scope::All,
         };
         destroy::destroy(
             &self.cloud,
-            &found,
+            found,
             scope,
             self.os.concurrency as usize,
             self.timeout(),

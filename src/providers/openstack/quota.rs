@@ -3,13 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use openstack_sdk::api::QueryAsync;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::{Cloud, Retry};
 use super::error::{OpenStackError, Shortfall};
-use super::listing::builder_error;
 
 /// What the run would add, by quota.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,9 +127,8 @@ pub fn shortfalls(wanted: &[(&str, i64)], have: &BTreeMap<&str, Usage>) -> Vec<S
 async fn compute_limits(cloud: &Cloud) -> Result<serde_json::Map<String, Value>, OpenStackError> {
     use openstack_sdk::api::compute::v2::limit::list_21;
     let v: Value = cloud
-        .call("read compute limits", Retry::Idempotent, || async {
-            let ep = list_21::Request::builder().build().map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+        .query("read compute limits", Retry::Idempotent, || {
+            Ok(list_21::Request::builder().build()?)
         })
         .await?;
     Ok(absolute(v))
@@ -140,9 +137,8 @@ async fn compute_limits(cloud: &Cloud) -> Result<serde_json::Map<String, Value>,
 async fn volume_limits(cloud: &Cloud) -> Result<serde_json::Map<String, Value>, OpenStackError> {
     use openstack_sdk::api::block_storage::v3::limit::list;
     let v: Value = cloud
-        .call("read volume limits", Retry::Idempotent, || async {
-            let ep = list::Request::builder().build().map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+        .query("read volume limits", Retry::Idempotent, || {
+            Ok(list::Request::builder().build()?)
         })
         .await?;
     Ok(absolute(v))
@@ -171,12 +167,8 @@ async fn network_quota(cloud: &Cloud) -> Result<Option<BTreeMap<String, Detail>>
         return Ok(None);
     };
     let got: Result<BTreeMap<String, Detail>, _> = cloud
-        .call("read network quota", Retry::Idempotent, || async {
-            let ep = details::Request::builder()
-                .id(project.as_str())
-                .build()
-                .map_err(builder_error)?;
-            ep.query_async(&cloud.os).await
+        .query("read network quota", Retry::Idempotent, || {
+            Ok(details::Request::builder().id(project.as_str()).build()?)
         })
         .await;
     match got {

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use openstack_sdk::AsyncOpenStack;
 use openstack_sdk::api::{QueryAsync, find};
 use serde::Deserialize;
 
-use super::client::{Cloud, Retry, is_not_found};
+use super::client::{Build, Cloud, Retry, is_not_found};
 use super::error::OpenStackError;
-use super::listing::builder_error;
 use super::spec::MachineSpec;
 use crate::inventory::OpenStackProvider;
 
@@ -72,7 +72,7 @@ pub async fn resolve(
         }
     }
     for name in images {
-        match find_id(cloud, Kind::Image, name).await? {
+        match image_id(cloud, name).await? {
             Some(id) => {
                 out.images.insert(name.to_string(), id);
             }
@@ -80,7 +80,7 @@ pub async fn resolve(
         }
     }
     for name in networks {
-        match find_id(cloud, Kind::Network, name).await? {
+        match network_id(cloud, name).await? {
             Some(id) => {
                 out.networks.insert(name.to_string(), id);
             }
@@ -92,14 +92,14 @@ pub async fn resolve(
             None => missing.push(
                 "openstack.floating_network (a group asks for floating IPs but no external network is named)".into(),
             ),
-            Some(name) => match find_id(cloud, Kind::Network, name).await? {
+            Some(name) => match network_id(cloud, name).await? {
                 Some(id) => out.floating_network = Some(id),
                 None => missing.push(format!("floating network `{name}`")),
             },
         }
     }
     for name in &os.security_groups {
-        match find_id(cloud, Kind::SecurityGroup, name).await? {
+        match security_group_id(cloud, name).await? {
             Some(id) => out.security_groups.push(id),
             None => missing.push(format!("security group `{name}`")),
         }
@@ -111,13 +111,6 @@ pub async fn resolve(
     }
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Image,
-    Network,
-    SecurityGroup,
-}
-
 fn absent<T>(r: Result<T, OpenStackError>) -> Result<Option<T>, OpenStackError> {
     match r {
         Ok(v) => Ok(Some(v)),
@@ -126,60 +119,49 @@ fn absent<T>(r: Result<T, OpenStackError>) -> Result<Option<T>, OpenStackError> 
     }
 }
 
-async fn find_flavor(cloud: &Cloud, name: &str) -> Result<Option<Flavor>, OpenStackError> {
-    use openstack_sdk::api::compute::v2::flavor::find as flavor_find;
-    absent(
-        cloud
-            .call(
-                &format!("find flavor {name}"),
-                Retry::Idempotent,
-                || async {
-                    let ep = flavor_find::Request::builder()
-                        .id(name)
-                        .build()
-                        .map_err(builder_error)?;
-                    find(ep).query_async(&cloud.os).await
-                },
-            )
-            .await,
-    )
+/// Looks a resource up by name or id with the `find(…)` request `make` builds; None when absent.
+async fn find_by<T, E>(
+    cloud: &Cloud,
+    what: String,
+    make: impl Fn() -> Result<E, Build>,
+) -> Result<Option<T>, OpenStackError>
+where
+    E: QueryAsync<T, AsyncOpenStack>,
+{
+    absent(cloud.query(&what, Retry::Idempotent, make).await)
 }
 
-async fn find_id(cloud: &Cloud, kind: Kind, name: &str) -> Result<Option<String>, OpenStackError> {
-    let what = match kind {
-        Kind::Image => format!("find image {name}"),
-        Kind::Network => format!("find network {name}"),
-        Kind::SecurityGroup => format!("find security group {name}"),
-    };
-    let found: Result<Named, OpenStackError> = cloud
-        .call(&what, Retry::Idempotent, || async {
-            match kind {
-                Kind::Image => {
-                    use openstack_sdk::api::image::v2::image::find as f;
-                    let ep = f::Request::builder()
-                        .id(name)
-                        .build()
-                        .map_err(builder_error)?;
-                    find(ep).query_async(&cloud.os).await
-                }
-                Kind::Network => {
-                    use openstack_sdk::api::network::v2::network::find as f;
-                    let ep = f::Request::builder()
-                        .id(name)
-                        .build()
-                        .map_err(builder_error)?;
-                    find(ep).query_async(&cloud.os).await
-                }
-                Kind::SecurityGroup => {
-                    use openstack_sdk::api::network::v2::security_group::find as f;
-                    let ep = f::Request::builder()
-                        .id(name)
-                        .build()
-                        .map_err(builder_error)?;
-                    find(ep).query_async(&cloud.os).await
-                }
-            }
-        })
-        .await;
-    Ok(absent(found)?.map(|n| n.id))
+async fn find_flavor(cloud: &Cloud, name: &str) -> Result<Option<Flavor>, OpenStackError> {
+    use openstack_sdk::api::compute::v2::flavor::find as f;
+    find_by(cloud, format!("find flavor {name}"), || {
+        Ok(find(f::Request::builder().id(name).build()?))
+    })
+    .await
+}
+
+async fn image_id(cloud: &Cloud, name: &str) -> Result<Option<String>, OpenStackError> {
+    use openstack_sdk::api::image::v2::image::find as f;
+    let found: Option<Named> = find_by(cloud, format!("find image {name}"), || {
+        Ok(find(f::Request::builder().id(name).build()?))
+    })
+    .await?;
+    Ok(found.map(|n| n.id))
+}
+
+async fn network_id(cloud: &Cloud, name: &str) -> Result<Option<String>, OpenStackError> {
+    use openstack_sdk::api::network::v2::network::find as f;
+    let found: Option<Named> = find_by(cloud, format!("find network {name}"), || {
+        Ok(find(f::Request::builder().id(name).build()?))
+    })
+    .await?;
+    Ok(found.map(|n| n.id))
+}
+
+async fn security_group_id(cloud: &Cloud, name: &str) -> Result<Option<String>, OpenStackError> {
+    use openstack_sdk::api::network::v2::security_group::find as f;
+    let found: Option<Named> = find_by(cloud, format!("find security group {name}"), || {
+        Ok(find(f::Request::builder().id(name).build()?))
+    })
+    .await?;
+    Ok(found.map(|n| n.id))
 }

@@ -30,6 +30,12 @@ pub fn marker(cluster: &str, machine: Option<&str>) -> String {
     }
 }
 
+/// True when a Neutron resource with `tags` and `description` belongs to `cluster`.
+pub fn carries(cluster: &str, tags: &[String], description: Option<&str>) -> bool {
+    tags.contains(&cluster_tag(cluster))
+        || description.is_some_and(|d| d.starts_with(&marker(cluster, None)))
+}
+
 /// The keypair forgectl makes when the inventory names none.
 pub fn keypair_name(cluster: &str) -> String {
     format!("forgectl-{cluster}")
