@@ -148,20 +148,24 @@ impl<'a> OpenStack<'a> {
             timeout: self.timeout(),
             interrupt,
         };
-        let results: Vec<(String, Result<MachineRecord, OpenStackError>)> = stream::iter(&specs)
-            .map(|s| {
-                let shared = &shared;
-                let found = &found;
-                async move {
-                    (
-                        s.machine.clone(),
-                        ensure::machine(&self.cloud, s, found, shared).await,
-                    )
-                }
-            })
-            .buffer_unordered(self.os.concurrency.max(1) as usize)
-            .collect()
-            .await;
+        let lanes: Vec<Vec<(String, Result<MachineRecord, OpenStackError>)>> =
+            stream::iter(lanes(&specs, &groups))
+                .map(|lane| {
+                    let shared = &shared;
+                    let found = &found;
+                    async move {
+                        let mut out = Vec::new();
+                        for s in lane {
+                            let r = ensure::machine(&self.cloud, s, found, shared).await;
+                            out.push((s.machine.clone(), r));
+                        }
+                        out
+                    }
+                })
+                .buffer_unordered(self.os.concurrency.max(1) as usize)
+                .collect()
+                .await;
+        let results = lanes.into_iter().flatten();
         let mut machines = Vec::new();
         let mut failed = Vec::new();
         for (m, r) in results {
@@ -230,6 +234,30 @@ pub fn user_data(
             ))
         })
         .collect()
+}
+
+/// The order machines are made in: the members of a hard anti-affinity group one after the
+/// other (Nova's late check fails parallel boots into one group after three reschedules), every
+/// other machine on its own; lanes run side by side, the group lanes started first.
+fn lanes<'s>(
+    specs: &'s [MachineSpec],
+    groups: &[spec::ServerGroupSpec],
+) -> Vec<Vec<&'s MachineSpec>> {
+    let hard: BTreeSet<&str> = groups
+        .iter()
+        .filter(|g| g.policy == "anti-affinity")
+        .map(|g| g.name.as_str())
+        .collect();
+    let mut by_group: BTreeMap<&str, Vec<&MachineSpec>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for s in specs {
+        match s.server_group.as_deref().filter(|g| hard.contains(g)) {
+            Some(g) => by_group.entry(g).or_default().push(s),
+            None => out.push(vec![s]),
+        }
+    }
+    // The long lanes first, so they do not become the tail.
+    by_group.into_values().chain(out).collect()
 }
 
 /// Machines whose server is ACTIVE with everything it should have (ports, volume, floating IP).
