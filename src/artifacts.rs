@@ -14,6 +14,8 @@ use crate::plan::sha256_hex;
 pub const RUNC_VERSION: &str = "1.3.3";
 /// CNI plugins version.
 pub const CNI_VERSION: &str = "1.8.0";
+/// crictl (cri-tools) version; kubeadm's preflight checks need crictl.
+pub const CRICTL_VERSION: &str = "1.35.0";
 
 /// How an artifact is packaged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,6 +88,16 @@ fn upstream(inv: &Inventory) -> Vec<Artifact> {
             ),
             Some("{file}.sha256"),
         ),
+        art(
+            "crictl",
+            CRICTL_VERSION,
+            Kind::Tarball,
+            &format!("crictl-v{CRICTL_VERSION}-linux-amd64.tar.gz"),
+            &format!(
+                "https://github.com/kubernetes-sigs/cri-tools/releases/download/v{CRICTL_VERSION}"
+            ),
+            Some("{file}.sha256"),
+        ),
     ];
     for (name, ver) in [("kubeadm", &k), ("kubectl", &k), ("kubelet", &kubelet)] {
         out.push(art(
@@ -118,53 +130,174 @@ fn art(
     }
 }
 
-/// Everything the inventory's cluster installs, with URLs for its artifact source.
+/// Debian's packages the `debian` source installs in place of release artifacts.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "etcd-server",
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+];
+
+/// The Kubernetes binaries, which Debian does not package (its kubernetes-client is 1.20, and it
+/// has no kubeadm, kubelet or crictl).
+pub const KUBE_BINARIES: &[&str] = &["kubeadm", "kubelet", "kubectl", "crictl"];
+
+/// Everything the inventory's cluster installs, with URLs for its artifact source. With `debian`,
+/// the Kubernetes binaries come from `artifacts.dir` or `artifacts.mirror_url` when one is set,
+/// else from upstream.
 pub fn list(inv: &Inventory) -> Vec<Artifact> {
     let a = &inv.artifacts;
     match a.source {
-        ArtifactSource::Debian => ["etcd-server", "containerd", "runc", "kubernetes-client"]
-            .iter()
-            .map(|p| Artifact {
-                name: (*p).into(),
-                version: "Debian's".into(),
-                kind: Kind::Deb,
-                file: (*p).into(),
-                url: format!("apt: {p}"),
-                checksums: None,
-            })
-            .collect(),
+        ArtifactSource::Debian => {
+            let mut out: Vec<Artifact> = DEBIAN_PACKAGES
+                .iter()
+                .map(|p| Artifact {
+                    name: (*p).into(),
+                    version: "Debian's".into(),
+                    kind: Kind::Deb,
+                    file: (*p).into(),
+                    url: format!("apt: {p}"),
+                    checksums: None,
+                })
+                .collect();
+            let base = laid_out_base(inv);
+            out.extend(
+                upstream(inv)
+                    .into_iter()
+                    .filter(|x| KUBE_BINARIES.contains(&x.name.as_str()))
+                    .map(|x| match &base {
+                        Some(b) => relocate(b, x),
+                        None => x,
+                    }),
+            );
+            out
+        }
         ArtifactSource::Upstream => upstream(inv),
         ArtifactSource::Mirror | ArtifactSource::Local => {
-            let base = match a.source {
-                ArtifactSource::Mirror => a
-                    .mirror_url
-                    .clone()
-                    .unwrap_or_default()
-                    .trim_end_matches('/')
-                    .to_string(),
-                _ => format!(
-                    "file://{}",
-                    a.dir.as_deref().unwrap_or(Path::new("")).display()
-                ),
-            };
+            let base = laid_out_base(inv).unwrap_or_default();
             upstream(inv)
                 .into_iter()
-                .map(|x| {
-                    let dir = format!("{base}/{}/{}", x.name, x.version);
-                    let sums = x
-                        .checksums
-                        .as_ref()
-                        .and_then(|c| c.rsplit('/').next())
-                        .map(|f| format!("{dir}/{f}"));
-                    Artifact {
-                        url: format!("{dir}/{}", x.file),
-                        checksums: sums,
-                        ..x
-                    }
-                })
+                .map(|x| relocate(&base, x))
                 .collect()
         }
     }
+}
+
+/// The base of a mirror or directory laid out as `BASE/NAME/VERSION/FILE`, when one is set
+/// (`mirror_url` first, for the `mirror` and `debian` sources; `dir` for `local` and `debian`).
+fn laid_out_base(inv: &Inventory) -> Option<String> {
+    let a = &inv.artifacts;
+    let mirror = || {
+        a.mirror_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string())
+    };
+    let dir = || a.dir.as_ref().map(|d| format!("file://{}", d.display()));
+    match a.source {
+        ArtifactSource::Mirror => mirror(),
+        ArtifactSource::Local => dir(),
+        ArtifactSource::Debian => mirror().or_else(dir),
+        ArtifactSource::Upstream => None,
+    }
+}
+
+/// `x` as it lies under `base` (`BASE/NAME/VERSION/FILE`, its checksum file beside it).
+fn relocate(base: &str, x: Artifact) -> Artifact {
+    let dir = format!("{base}/{}/{}", x.name, x.version);
+    let sums = x
+        .checksums
+        .as_ref()
+        .and_then(|c| c.rsplit('/').next())
+        .map(|f| format!("{dir}/{f}"));
+    Artifact {
+        url: format!("{dir}/{}", x.file),
+        checksums: sums,
+        ..x
+    }
+}
+
+/// An artifact that cannot be fetched from where the inventory says, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unavailable {
+    /// The artifact's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Where it was looked for.
+    pub url: String,
+    /// Why it cannot be fetched.
+    pub cause: String,
+}
+
+/// Which of `list` cannot be fetched: a local file that is missing, or a checksum file that does
+/// not answer within a few seconds (no internet, no mirror). Debian packages are not checked here
+/// (apt fetches them). Looks at all of them at once.
+pub async fn unavailable(list: &[Artifact]) -> Vec<Unavailable> {
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+    else {
+        return Vec::new();
+    };
+    let checks = list.iter().filter(|a| a.kind != Kind::Deb).map(|a| {
+        let client = client.clone();
+        async move {
+            let sums = a.checksums.clone().unwrap_or_default();
+            let cause = reachable(&client, &sums)
+                .await
+                .and(reachable(&client, &a.url).await)
+                .err()?;
+            Some(Unavailable {
+                name: a.name.clone(),
+                version: a.version.clone(),
+                url: a.url.clone(),
+                cause,
+            })
+        }
+    });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+async fn reachable(client: &reqwest::Client, url: &str) -> Result<(), String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return match Path::new(path).is_file() {
+            true => Ok(()),
+            false => Err(format!("{path} does not exist")),
+        };
+    }
+    match client.head(url).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("{url}: HTTP {}", r.status())),
+        Err(e) => Err(format!("{url}: {}", root_cause(&e))),
+    }
+}
+
+/// The innermost cause of an error (for a failed request: DNS, refused, timed out …).
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(c) = cur.source() {
+        cur = c;
+    }
+    cur.to_string()
+}
+
+/// What to tell people when artifacts cannot be fetched: which, why, and how to provide them.
+pub fn explain_unavailable(missing: &[&Unavailable]) -> String {
+    let list = missing
+        .iter()
+        .map(|u| format!("{} {} ({})", u.name, u.version, u.cause))
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!(
+        "artifacts that cannot be fetched: {list}. Provide them: on a machine that reaches the \
+         release URLs run `forgectl artifacts fetch --to DIR` (each file verified against its \
+         published checksum), then set `artifacts.dir: DIR` (or serve DIR over HTTP and set \
+         `artifacts.mirror_url`) and run again"
+    )
 }
 
 /// Why an artifact could not be fetched.

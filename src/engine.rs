@@ -282,7 +282,7 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
             Op::Upload { .. }
                 | Op::Run { .. }
                 | Op::InstallPackages { .. }
-                | Op::InstallTarball { .. }
+                | Op::InstallArtifact { .. }
         ) {
             batch.push(a);
             i += 1;
@@ -311,7 +311,7 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
             Op::Upload { .. }
             | Op::Run { .. }
             | Op::InstallPackages { .. }
-            | Op::InstallTarball { .. } => {}
+            | Op::InstallArtifact { .. } => {}
         }
         i += same.len();
     }

@@ -553,7 +553,12 @@ impl<'a> Executor<'a> {
             .as_ref()
             .is_some_and(|(p, _)| packages.iter().all(|x| p.contains(x)));
         if !serves {
-            let mut all: Vec<String> = guard.take().map(|(p, _)| p).unwrap_or_default();
+            let mut all: Vec<String> = Vec::new();
+            if let Some((served, server)) = guard.take() {
+                // The new mirror takes the same port: the old one must have let go of it.
+                server.shutdown().await;
+                all = served;
+            }
             all.extend(packages.iter().cloned());
             all.sort();
             all.dedup();
@@ -597,10 +602,10 @@ impl<'a> Executor<'a> {
         };
         // Release tarballs: forgectl downloads and verifies each once, then copies it to the hosts
         // (which need no route out).
-        let mut tarballs: Vec<(String, String, Vec<u8>, String)> = Vec::new();
+        let mut tarballs: Vec<Fetched> = Vec::new();
         for a in actions {
-            if let Op::InstallTarball { artifact, .. } = &a.op
-                && !tarballs.iter().any(|(n, ..)| n == artifact)
+            if let Op::InstallArtifact { artifact, .. } = &a.op
+                && !tarballs.iter().any(|f| &f.name == artifact)
             {
                 let art = crate::artifacts::list(&self.inv.inventory)
                     .into_iter()
@@ -611,8 +616,14 @@ impl<'a> Executor<'a> {
                 let (data, _) = crate::artifacts::get_verified(&art)
                     .await
                     .map_err(|e| ExecError::Unsupported(format!("artifact {artifact}: {e}")))?;
-                let sum = crate::plan::sha256_hex(&data);
-                tarballs.push((artifact.clone(), art.file.clone(), data, sum));
+                let sha256 = crate::plan::sha256_hex(&data);
+                tarballs.push(Fetched {
+                    name: artifact.clone(),
+                    file: art.file.clone(),
+                    single_binary: art.kind == crate::artifacts::Kind::Binary,
+                    data,
+                    sha256,
+                });
             }
         }
         let tarballs = &tarballs;
@@ -675,6 +686,15 @@ impl<'a> Executor<'a> {
     }
 }
 
+/// A release artifact forgectl downloaded and verified once, to copy to the hosts.
+struct Fetched {
+    name: String,
+    file: String,
+    single_binary: bool,
+    data: Vec<u8>,
+    sha256: String,
+}
+
 /// A shell check that succeeds when every package is installed.
 fn installed_check(packages: &[String]) -> String {
     packages
@@ -710,7 +730,7 @@ async fn host_run(
     s: &Session,
     actions: &[&Action],
     source: Option<&str>,
-    tarballs: &[(String, String, Vec<u8>, String)],
+    tarballs: &[Fetched],
 ) -> Result<usize, ExecError> {
     let host = s.endpoint().name.clone();
     let ssh = |e: SshError| ExecError::Hosts(vec![(host.clone(), e)]);
@@ -780,7 +800,7 @@ async fn host_run(
                 }
                 changed += 1;
             }
-            Op::InstallTarball {
+            Op::InstallArtifact {
                 artifact,
                 binaries,
                 dest,
@@ -790,32 +810,60 @@ async fn host_run(
                 if s.exec(&s.as_root(installed)).await.map_err(ssh)?.success() {
                     continue;
                 }
-                let Some((_, file, data, sum)) = tarballs.iter().find(|(n, ..)| n == artifact)
-                else {
+                let Some(f) = tarballs.iter().find(|f| &f.name == artifact) else {
                     continue;
                 };
-                let tmp = format!("/tmp/forgectl-{file}");
-                s.upload(&tmp, data, 0o600, "root:root")
+                let tmp = format!("/tmp/forgectl-{}", f.file);
+                s.upload(&tmp, &f.data, 0o600, "root:root")
                     .await
                     .map_err(ssh)?;
-                let bins = binaries
-                    .iter()
-                    .map(|b| shell_quote(b))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let script = format!(
-                    "set -e; echo '{sum}  {tmp}' | sha256sum -c --quiet; d=$(mktemp -d); \
-                     tar -xzf {tmp} -C \"$d\" --strip-components=1; \
-                     for b in {bins}; do install -m 0755 \"$d/$b\" {dest}/$b; done; rm -rf \"$d\" {tmp}",
-                    dest = shell_quote(dest)
+                let dest = shell_quote(dest);
+                let verify = format!(
+                    "set -e; echo '{}  {tmp}' | sha256sum -c --quiet; install -d -m 0755 {dest}; ",
+                    f.sha256
                 );
+                let script = match (f.single_binary, binaries.first()) {
+                    (true, Some(b)) => format!(
+                        "{verify}install -m 0755 {tmp} {dest}/{b}; rm -f {tmp}",
+                        b = shell_quote(b)
+                    ),
+                    _ => {
+                        let bins = binaries
+                            .iter()
+                            .map(|b| shell_quote(b))
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        // Release tarballs nest their binaries differently (bin/, a versioned
+                        // directory, or none): each is found by name.
+                        format!(
+                            "{verify}d=$(mktemp -d); tar -xzf {tmp} -C \"$d\"; \
+                             for b in {bins}; do src=$(find \"$d\" -type f -name \"$b\" | head -n 1); \
+                             test -n \"$src\" || {{ echo \"{file} has no $b\" >&2; exit 1; }}; \
+                             install -m 0755 \"$src\" {dest}/$b; done; rm -rf \"$d\" {tmp}",
+                            file = f.file
+                        )
+                    }
+                };
                 let out = s.exec(&s.as_root(&script)).await.map_err(ssh)?;
                 if !out.success() {
                     return Err(failed(
                         &host,
-                        &format!("install {artifact} from its tarball"),
+                        &format!("install {artifact} from its release file"),
                         &out,
                     ));
+                }
+                let check = s.exec(&s.as_root(installed)).await.map_err(ssh)?;
+                if !check.success() {
+                    return Err(ExecError::Command {
+                        host: host.clone(),
+                        command: installed.clone(),
+                        code: "check failed after install".into(),
+                        stderr: format!(
+                            "{} installed from {}, but it is not the version the inventory asks for",
+                            binaries.join(", "),
+                            f.file
+                        ),
+                    });
                 }
                 changed += 1;
             }

@@ -56,14 +56,14 @@ pub enum Op {
         /// Package names.
         packages: Vec<String>,
     },
-    /// Install binaries from a release tarball, verified against its published checksum, unless
-    /// `installed` (a shell check) already succeeds.
-    InstallTarball {
+    /// Install binaries from a release artifact (a tarball, or a single binary), verified against
+    /// its published checksum, unless `installed` (a shell check) already succeeds.
+    InstallArtifact {
         /// Artifact name (see `forgectl artifacts list`).
         artifact: String,
         /// Its version.
         version: String,
-        /// Binaries to take from the tarball.
+        /// Binaries to take from the tarball (for a single binary: the name it is installed as).
         binaries: Vec<String>,
         /// Where they go.
         dest: String,
@@ -317,7 +317,7 @@ impl Plan {
                     Op::InstallPackages { packages } => {
                         format!("install {} (if missing)", packages.join(" "))
                     }
-                    Op::InstallTarball {
+                    Op::InstallArtifact {
                         artifact,
                         version,
                         binaries,

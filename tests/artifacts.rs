@@ -61,6 +61,7 @@ fn lists_follow_the_source() {
             "containerd",
             "runc",
             "cni-plugins",
+            "crictl",
             "kubeadm",
             "kubectl",
             "kubelet"
@@ -75,7 +76,7 @@ fn lists_follow_the_source() {
         Some("https://github.com/etcd-io/etcd/releases/download/v3.5.24/SHA256SUMS")
     );
     assert_eq!(
-        list[4].url,
+        list[5].url,
         "https://dl.k8s.io/release/v1.35.0/bin/linux/amd64/kubeadm"
     );
     let deb = inventory::load_str(
@@ -84,11 +85,79 @@ fn lists_follow_the_source() {
         Path::new("."),
     )
     .unwrap();
-    assert!(
-        artifacts::list(&deb.inventory)
-            .iter()
-            .all(|a| a.kind == Kind::Deb && a.checksums.is_none())
+    // Debian's packages, and the Kubernetes binaries Debian does not have from upstream …
+    let list = artifacts::list(&deb.inventory);
+    let (debs, rest): (Vec<_>, Vec<_>) = list.iter().partition(|a| a.kind == Kind::Deb);
+    assert_eq!(
+        debs.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+        artifacts::DEBIAN_PACKAGES
     );
+    assert!(debs.iter().all(|a| a.checksums.is_none()));
+    let mut names: Vec<&str> = rest.iter().map(|a| a.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["crictl", "kubeadm", "kubectl", "kubelet"]);
+    assert!(rest.iter().all(|a| a.url.starts_with("https://")));
+    // … or from a directory laid out like a mirror, when one is given.
+    let dir = tempfile::tempdir().unwrap();
+    let deb_dir = inventory::load_str(
+        "a.yaml",
+        &inventory_text(&format!(
+            "  source: debian\n  dir: {}",
+            dir.path().display()
+        )),
+        Path::new("."),
+    )
+    .unwrap();
+    let kubeadm = artifacts::list(&deb_dir.inventory)
+        .into_iter()
+        .find(|a| a.name == "kubeadm")
+        .unwrap();
+    assert_eq!(
+        kubeadm.url,
+        format!("file://{}/kubeadm/1.35.0/kubeadm", dir.path().display())
+    );
+}
+
+#[tokio::test]
+async fn unavailable_artifacts_are_named_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory::load_str(
+        "a.yaml",
+        &inventory_text(&format!("  source: local\n  dir: {}", dir.path().display())),
+        Path::new("."),
+    )
+    .unwrap();
+    let list = artifacts::list(&inv.inventory);
+    let missing = artifacts::unavailable(&list).await;
+    assert_eq!(missing.len(), list.len(), "{missing:?}");
+    assert!(missing[0].cause.contains("does not exist"), "{missing:?}");
+    lay_out(dir.path(), &list);
+    std::fs::remove_file(dir.path().join("kubelet/1.35.0/kubelet")).unwrap();
+    let missing = artifacts::unavailable(&list).await;
+    assert_eq!(
+        missing.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        ["kubelet"]
+    );
+    let text = artifacts::explain_unavailable(&missing.iter().collect::<Vec<_>>());
+    assert!(text.contains("kubelet 1.35.0"), "{text}");
+    assert!(text.contains("forgectl artifacts fetch --to DIR"), "{text}");
+    // An HTTP source that does not answer (a closed port on loopback).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let inv = inventory::load_str(
+        "a.yaml",
+        &inventory_text(&format!(
+            "  source: mirror\n  mirror_url: http://127.0.0.1:{port}"
+        )),
+        Path::new("."),
+    )
+    .unwrap();
+    let missing = artifacts::unavailable(&artifacts::list(&inv.inventory)).await;
+    assert_eq!(missing.len(), 8, "{missing:?}");
+    assert!(missing.iter().all(|u| u.cause.contains("127.0.0.1")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +201,7 @@ async fn fetch_verifies_every_checksum_from_a_mirror() {
     };
     let o = fetch_cli(out.clone()).await.unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("7 artifact(s) downloaded and verified"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("8 artifact(s) downloaded and verified"));
     assert_eq!(
         std::fs::read(out.join("etcd/3.5.24/etcd-v3.5.24-linux-amd64.tar.gz")).unwrap(),
         b"pretend etcd 3.5.24"
@@ -164,6 +233,6 @@ async fn fetch_verifies_every_checksum_from_a_mirror() {
     )
     .await
     .unwrap();
-    assert_eq!(again.len(), 7);
+    assert_eq!(again.len(), 8);
     drop(server);
 }

@@ -64,10 +64,10 @@ async fn etcd_scales_three_five_three() {
     };
 
     forgectl(&three)
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "etcd"])
         .assert()
-        .code(3)
-        .stdout(predicate::str::contains("ran provision, facts, pki, etcd"));
+        .success()
+        .stdout(predicate::str::contains("up: done — 4 phase(s)"));
     let read = |p: &str| std::fs::read_to_string(state.join("fgtest-scale/pki").join(p)).unwrap();
     let tls = forgectl::etcd::Tls {
         ca: read("etcd/ca.crt"),
@@ -103,11 +103,11 @@ async fn etcd_scales_three_five_three() {
         .success()
         .stdout(predicate::str::contains("5/5 members healthy"));
     forgectl(&five)
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "etcd"])
         .assert()
-        .code(3)
+        .success()
         .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd (0 change(s))",
+            "up: done — 4 phase(s), 0 change(s).",
         ));
 
     // Removing a member the inventory still lists is refused.
@@ -142,11 +142,11 @@ async fn etcd_scales_three_five_three() {
         "kept"
     );
     forgectl(&three)
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "etcd"])
         .assert()
-        .code(3)
+        .success()
         .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd (0 change(s))",
+            "up: done — 4 phase(s), 0 change(s).",
         ));
 
     // Certificates renewed from the same CA and rolled member by member: new serial, same issuer,
@@ -210,11 +210,11 @@ async fn etcd_scales_three_five_three() {
         .code(1)
         .stdout(predicate::str::contains("2/3 members healthy"));
     forgectl(&three)
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "etcd"])
         .assert()
-        .code(3)
+        .success()
         .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd (3 change(s))",
+            "up: done — 4 phase(s), 3 change(s).",
         ));
     forgectl(&three)
         .args(["etcd", "status"])
@@ -227,7 +227,7 @@ async fn etcd_scales_three_five_three() {
     let ca = read("etcd/ca.crt");
     std::fs::remove_dir_all(state.join("fgtest-scale/pki")).unwrap();
     forgectl(&three)
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "etcd"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
@@ -242,12 +242,10 @@ async fn etcd_scales_three_five_three() {
         ));
     assert_eq!(read("etcd/ca.crt"), ca, "the same CA");
     forgectl(&three)
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "etcd"])
         .assert()
-        .code(3)
-        .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd (",
-        ));
+        .success()
+        .stdout(predicate::str::contains("up: done — 4 phase(s), "));
     forgectl(&three)
         .args(["etcd", "status"])
         .assert()
@@ -286,10 +284,10 @@ async fn etcd_scales_three_five_three() {
         "kept"
     );
     forgectl(&swap)
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "etcd"])
         .assert()
-        .code(3)
+        .success()
         .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd (0 change(s))",
+            "up: done — 4 phase(s), 0 change(s).",
         ));
 }

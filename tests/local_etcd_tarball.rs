@@ -110,12 +110,10 @@ fn etcd_from_a_release_tarball() {
             "install etcd, etcdctl from etcd {version} into /usr/local/bin (checksum verified)"
         )));
     forgectl()
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "etcd"])
         .assert()
-        .code(3)
-        .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd (",
-        ));
+        .success()
+        .stdout(predicate::str::contains("up: done — 4 phase(s), "));
     forgectl()
         .args(["etcd", "status"])
         .assert()
@@ -135,11 +133,11 @@ fn etcd_from_a_release_tarball() {
         .stdout(predicate::str::contains("etcd-1 | /usr/local/bin/etcd"))
         .stdout(predicate::str::contains("etcd-1 | 0"));
     forgectl()
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "etcd"])
         .assert()
-        .code(3)
+        .success()
         .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd (0 change(s))",
+            "up: done — 4 phase(s), 0 change(s).",
         ));
 
     // A tampered release is refused before anything reaches the machines.
@@ -153,7 +151,7 @@ fn etcd_from_a_release_tarball() {
         .assert()
         .success();
     forgectl()
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "etcd"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("does not match the published"));

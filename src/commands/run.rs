@@ -94,7 +94,15 @@ async fn make_plan(run: &RunOptions, opts: &Options) -> Result<Planned, CommandE
     let inv = load_inventory(run.file.as_deref(), opts)?;
     let pb = playbook::load(&run.playbook)?;
     let templates = Templates::load(opts.templates.as_deref())?;
-    let present = presence(&inv, opts).await?;
+    let mut present = presence(&inv, opts).await?;
+    if pb
+        .phases
+        .iter()
+        .any(|s| crate::phases::ARTIFACT_PHASES.contains(&s.phase.as_str()))
+    {
+        present.unavailable =
+            crate::artifacts::unavailable(&crate::artifacts::list(&inv.inventory)).await;
+    }
     let plan = engine::plan(&inv, &pb, &templates, &present, &run.selection)?;
     Ok(Planned {
         inv,

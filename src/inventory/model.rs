@@ -45,6 +45,9 @@ pub struct Inventory {
     /// The external etcd cluster.
     #[serde(default)]
     pub etcd: Etcd,
+    /// The container runtime (containerd) on control planes and workers.
+    #[serde(default)]
+    pub runtime: Runtime,
     /// The nginx-ingress controller and its front.
     #[serde(default)]
     pub ingress: Ingress,
@@ -463,6 +466,32 @@ pub enum ArtifactSource {
     Local,
     /// Debian's packages (the distribution's versions).
     Debian,
+}
+
+/// The container runtime (containerd) on control planes and workers.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    /// The pause image of pod sandboxes (containerd and kubelet must agree on it).
+    #[serde(default = "default_sandbox_image")]
+    pub sandbox_image: String,
+    /// Registry mirrors: a registry host (`docker.io`, `registry.k8s.io`, …) → mirror URLs, tried
+    /// in order before the registry itself. Written as containerd `hosts.toml` files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub registry_mirrors: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            sandbox_image: default_sandbox_image(),
+            registry_mirrors: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_sandbox_image() -> String {
+    "registry.k8s.io/pause:3.10".into()
 }
 
 /// The Kubernetes API endpoint.

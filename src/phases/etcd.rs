@@ -113,8 +113,12 @@ impl Phase for Etcd {
         "Configure and start the external etcd cluster"
     }
 
-    fn readiness(&self, _: &PlanContext<'_>) -> Readiness {
-        Readiness::Ready
+    fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
+        if ctx.inv.inventory.artifacts.source == ArtifactSource::Debian {
+            Readiness::Ready
+        } else {
+            ctx.artifacts_readiness(&["etcd"])
+        }
     }
 
     fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
@@ -174,7 +178,7 @@ impl Phase for Etcd {
                 ));
                 actions.push(Action::local(
                     Some(&m.name),
-                    Op::InstallTarball {
+                    Op::InstallArtifact {
                         artifact: "etcd".into(),
                         version: v.clone(),
                         binaries: vec!["etcd".into(), "etcdctl".into()],

@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use super::etcd::address_or_name;
-use super::{NEEDS_KUBE, Phase, PhaseError, PlanContext, Target};
-use crate::inventory::{Machine, Role};
-use crate::plan::{Action, Readiness};
+use super::{Phase, PhaseError, PlanContext, Target};
+use crate::inventory::{Machine, ProviderKind, Role};
+use crate::plan::{Action, Op, Readiness};
 
 /// Configures haproxy on the lb machines.
 pub struct Lb;
@@ -16,6 +16,11 @@ pub const CONFIG: Target = Target {
     mode: 0o644,
     owner: "root:root",
 };
+
+/// Connections haproxy accepts at once (it needs about two open files per connection).
+pub const MAXCONN: u32 = 20000;
+/// On local machines: their open-file limit is the host's (often 20000 hard), so fewer.
+pub const LOCAL_MAXCONN: u32 = 4000;
 
 #[derive(Clone, Serialize)]
 struct Backend {
@@ -28,6 +33,7 @@ struct LbContext<'a> {
     cluster: &'a str,
     name: &'a str,
     api_port: u16,
+    maxconn: u32,
     control_planes: Vec<Backend>,
     ingress_nodes: Vec<Backend>,
 }
@@ -50,9 +56,7 @@ impl Phase for Lb {
     }
 
     fn readiness(&self, _: &PlanContext<'_>) -> Readiness {
-        Readiness::PlanOnly {
-            missing: NEEDS_KUBE.into(),
-        }
+        Readiness::Ready
     }
 
     fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
@@ -68,14 +72,20 @@ impl Phase for Lb {
                 cluster: &inv.name,
                 name: &m.name,
                 api_port: inv.api.port,
+                maxconn: if inv.provider == ProviderKind::Local {
+                    LOCAL_MAXCONN
+                } else {
+                    MAXCONN
+                },
                 control_planes: backends(ctx.inv.with_role(Role::ControlPlane)),
                 ingress_nodes: ingress.clone(),
             };
-            actions.push(Action::run(
-                &m.name,
-                "apt-get install -y --no-install-recommends haproxy",
-                Some("command -v haproxy"),
-                "install haproxy",
+            actions.push(Action::local(
+                Some(&m.name),
+                Op::InstallPackages {
+                    packages: vec!["haproxy".into()],
+                },
+                "install haproxy (started once configured)",
             ));
             actions.push(ctx.rendered(
                 &m.name,
@@ -84,11 +94,11 @@ impl Phase for Lb {
                 &c,
                 "haproxy configuration",
             )?);
-            actions.push(Action::run(
+            actions.push(Action::run_on_change(
                 &m.name,
-                "haproxy -c -f /etc/haproxy/haproxy.cfg && systemctl enable haproxy && systemctl reload-or-restart haproxy",
-                None,
-                "check the configuration and (re)load haproxy",
+                "haproxy -q -c -f /etc/haproxy/haproxy.cfg && systemctl enable haproxy.service && systemctl reload-or-restart haproxy.service",
+                "systemctl is-active --quiet haproxy.service",
+                "check the configuration and (re)load haproxy after a change",
             ));
         }
         Ok(actions)

@@ -7,10 +7,13 @@
 mod deprovision;
 mod etcd;
 mod facts;
+mod host_prep;
+mod kube_packages;
 mod lb;
 mod pending;
 mod pki;
 mod provision;
+mod runtime;
 
 use std::collections::BTreeSet;
 
@@ -37,6 +40,8 @@ pub struct Presence {
     pub running: BTreeSet<String>,
     /// The cluster's state dir, when it exists (certificates made by the pki phase live there).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Artifacts the inventory's source cannot give (checked before planning).
+    pub unavailable: Vec<crate::artifacts::Unavailable>,
     /// What the provider made that no machine holds (cloud security groups, a keypair …), for
     /// `down` to delete too; None when there is nothing.
     pub leftovers: Option<String>,
@@ -62,16 +67,47 @@ impl PlanContext<'_> {
         vars: &impl serde::Serialize,
         why: &str,
     ) -> Result<Action, PhaseError> {
+        self.rendered_to(host, target.path, target, template, vars, why)
+    }
+
+    /// As `rendered`, to `path` (a path made at plan time) with `like`'s mode and owner.
+    pub fn rendered_to(
+        &self,
+        host: &str,
+        path: &str,
+        like: &Target,
+        template: &str,
+        vars: &impl serde::Serialize,
+        why: &str,
+    ) -> Result<Action, PhaseError> {
         let content = self.templates.render(template, vars)?;
         Ok(Action::upload_rendered(
             host,
-            target.path,
-            target.mode,
-            target.owner,
+            path,
+            like.mode,
+            like.owner,
             Some(template),
             content,
             why,
         ))
+    }
+
+    /// Ready, unless some of `artifacts` cannot be fetched from the inventory's source: then the
+    /// phase plans but does not run, and says which and how to provide them.
+    pub fn artifacts_readiness(&self, artifacts: &[&str]) -> Readiness {
+        let missing: Vec<&crate::artifacts::Unavailable> = self
+            .present
+            .unavailable
+            .iter()
+            .filter(|u| artifacts.contains(&u.name.as_str()))
+            .collect();
+        if missing.is_empty() {
+            Readiness::Ready
+        } else {
+            Readiness::PlanOnly {
+                missing: crate::artifacts::explain_unavailable(&missing),
+            }
+        }
     }
 }
 
@@ -107,7 +143,10 @@ static BUILT: &[&dyn Phase] = &[
     &facts::Facts,
     &pki::Pki,
     &etcd::Etcd,
+    &host_prep::HostPrep,
     &lb::Lb,
+    &runtime::Runtime,
+    &kube_packages::KubePackages,
     &deprovision::Deprovision,
 ];
 
@@ -140,5 +179,5 @@ pub(crate) fn provider_readiness(ctx: &PlanContext<'_>) -> Readiness {
     }
 }
 
-/// What the phases of the Kubernetes bring-up that only plan today wait for.
-pub const NEEDS_KUBE: &str = "the Kubernetes bring-up phases before it (issue #6)";
+/// Phases that install release artifacts (which the inventory's source may not give).
+pub const ARTIFACT_PHASES: &[&str] = &["etcd", "runtime", "kube-packages"];

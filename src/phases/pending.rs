@@ -23,26 +23,6 @@ fn switched_off(name: &str, inv: &Inventory) -> Option<&'static str> {
 
 const PENDING: &[Pending] = &[
     p(
-        "facts",
-        "Probe the hosts (OS, versions, what is installed and running)",
-        "the SSH executor, issue #3",
-    ),
-    p(
-        "host-prep",
-        "Swap off, kernel modules, sysctls, host names, packages",
-        "issue #6",
-    ),
-    p(
-        "runtime",
-        "Install and configure containerd, runc and CNI plugins",
-        "issue #6",
-    ),
-    p(
-        "kube-packages",
-        "Install kubeadm, kubelet and kubectl",
-        "issue #6",
-    ),
-    p(
         "kubeadm-init",
         "kubeadm init on the first control plane, with external etcd",
         "issue #6",
@@ -96,12 +76,7 @@ const PENDING: &[Pending] = &[
     p(
         "etcd-reset",
         "Stop etcd and remove its data and certificates",
-        "issue #4",
-    ),
-    p(
-        "deprovision",
-        "Delete the machines and the provider's resources",
-        "issue #3 (local) and issue #5 (cloud)",
+        "a later issue (day two)",
     ),
 ];
 

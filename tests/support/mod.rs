@@ -1,7 +1,9 @@
-//! Shared pieces of the test bed (no test doubles here: the local tests use real machines).
+//! Shared pieces of the test bed. The local tests use real machines; the only test doubles are
+//! those of the parts with no real version here (kubeadm, kubelet, kubectl, crictl: `kube_doubles`).
 
 #![allow(dead_code)]
 
+pub mod kube_doubles;
 pub mod openstack;
 
 use std::path::Path;

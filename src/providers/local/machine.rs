@@ -191,7 +191,8 @@ pub fn customize(dirs: &Dirs, name: &str, authorized_key: &str) -> Result<String
 }
 
 /// Starts systemd-nspawn for the machine, detached from forgectl (it keeps running after forgectl
-/// exits), inside the machine's own cgroup. Returns its PID.
+/// exits), inside the machine's own cgroup. Returns its PID. Open files: 1024 soft, 524288 hard, as
+/// systemd gives a real machine (haproxy, containerd and kubelet raise their soft limit).
 pub fn spawn(
     dirs: &Dirs,
     name: &str,
@@ -209,7 +210,8 @@ pub fn spawn(
         .map_err(|e| LocalError::io(&dirs.console(), e))?;
     let script = format!(
         "{} && exec systemd-nspawn --quiet --boot --directory={} --machine={name} \
-         --network-namespace-path=/run/netns/{} --register=no --keep-unit --console=passive",
+         --network-namespace-path=/run/netns/{} --register=no --keep-unit --console=passive \
+         --rlimit=NOFILE=1024:524288",
         cg.join_script(),
         dirs.root().display(),
         net.netns

@@ -187,12 +187,23 @@ pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
     /// The apt source line for machines.
     pub fn apt_source(&self) -> String {
         format!("deb [trusted=yes] http://{}/ ./", self.addr)
+    }
+
+    /// Stops serving now and returns once the port is free again (so another mirror can take
+    /// it). Only for when no machine is downloading: open connections are cut.
+    pub async fn shutdown(mut self) {
+        self.stop.take();
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
     }
 }
 
@@ -215,7 +226,7 @@ pub async fn serve(repo: &Path, addr: SocketAddr) -> Result<Server, LocalError> 
     let addr = listener.local_addr().unwrap_or(addr);
     let app = axum::Router::new().fallback_service(tower_http::services::ServeDir::new(repo));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let shutdown = async {
             let _ = rx.await;
         };
@@ -229,5 +240,6 @@ pub async fn serve(repo: &Path, addr: SocketAddr) -> Result<Server, LocalError> 
     Ok(Server {
         addr,
         stop: Some(tx),
+        task: Some(task),
     })
 }
