@@ -304,6 +304,12 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
             Op::Probe => {
                 exec.probe(&names).await?;
             }
+            Op::FetchFile { .. } => {
+                for b in &same {
+                    changed += exec.fetch_file(b).await?;
+                }
+            }
+            Op::KubeadmJoin { .. } => changed += exec.kubeadm_join(&same).await?,
             Op::EnsurePki => changed += exec.ensure_pki().await?,
             Op::WaitEtcdHealthy => {
                 exec.wait_etcd().await?;

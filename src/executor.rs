@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+mod kubeadm;
+
 use crate::etcd;
 use crate::interrupt::Interrupt;
 use crate::inventory::validate::resolve_path;

@@ -89,9 +89,80 @@ pub enum Op {
     },
     /// Connect over SSH and read the host's facts; changes nothing.
     Probe,
+    /// Copy a file from the host into the cluster's state dir (the admin kubeconfig).
+    FetchFile {
+        /// Absolute path on the host.
+        path: String,
+        /// Path under the cluster's state dir.
+        to: String,
+    },
+    /// `kubeadm join` with a bootstrap token made for it on `first` (the first control plane)
+    /// and deleted afterwards, unless the host has joined. Control planes join one at a time,
+    /// each waited for; workers join together.
+    KubeadmJoin {
+        /// Join as a control plane.
+        control_plane: bool,
+        /// The machine that makes and deletes the token.
+        first: String,
+        /// The JoinConfiguration, with `TOKEN_PLACEHOLDER` where the token goes (never printed).
+        #[serde(skip)]
+        config: String,
+        /// sha256 of the configuration, hex.
+        sha256: String,
+    },
+}
+
+/// What a JoinConfiguration holds in place of the bootstrap token until the join runs.
+pub const TOKEN_PLACEHOLDER: &str = "@FORGECTL_BOOTSTRAP_TOKEN@";
+/// Where the join configuration (with its token) lives on a node while kubeadm join runs.
+pub const JOIN_CONFIG: &str = "/etc/kubernetes/forgectl/kubeadm-join.yaml";
+/// The template of join configurations.
+pub const JOIN_TEMPLATE: &str = "kube/kubeadm-join.yaml.tera";
+
+/// A file an action puts on its host, as `render` shows it.
+pub struct RenderedFile<'a> {
+    /// Absolute path on the host.
+    pub path: &'a str,
+    /// Permission bits.
+    pub mode: u32,
+    /// The template, or None for certificates and keys from the state dir.
+    pub template: Option<&'a str>,
+    /// The content.
+    pub content: &'a str,
+    /// Its sha256, hex.
+    pub sha256: &'a str,
 }
 
 impl Action {
+    /// The file this action puts on its host, if it puts one (uploads, and join configurations
+    /// with the token still a placeholder).
+    pub fn rendered_file(&self) -> Option<RenderedFile<'_>> {
+        match &self.op {
+            Op::Upload {
+                path,
+                mode,
+                template,
+                content,
+                sha256,
+                ..
+            } => Some(RenderedFile {
+                path,
+                mode: *mode,
+                template: template.as_deref(),
+                content,
+                sha256,
+            }),
+            Op::KubeadmJoin { config, sha256, .. } => Some(RenderedFile {
+                path: JOIN_CONFIG,
+                mode: 0o600,
+                template: Some(JOIN_TEMPLATE),
+                content: config,
+                sha256,
+            }),
+            _ => None,
+        }
+    }
+
     /// An upload of `content`, rendered from `template` if given, to `path` on `host`.
     pub fn upload_rendered(
         host: &str,
@@ -341,6 +412,23 @@ impl Plan {
                         format!("delete machine {machine} and everything made for it")
                     }
                     Op::Probe => "probe  OS, kernel and systemd state over SSH".to_string(),
+                    Op::FetchFile { path, to } => {
+                        format!("fetch  {path} into the state dir as {to} (0600)")
+                    }
+                    Op::KubeadmJoin {
+                        control_plane,
+                        first,
+                        sha256,
+                        ..
+                    } => format!(
+                        "kubeadm join{} (JoinConfiguration sha256 {}; bootstrap token made on {first} for it, deleted after)",
+                        if *control_plane {
+                            " --control-plane"
+                        } else {
+                            ""
+                        },
+                        &sha256[..12]
+                    ),
                 };
                 let _ = writeln!(out, "      {}{host}{}  {what}", style.dim, style.reset);
             }

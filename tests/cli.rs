@@ -200,7 +200,16 @@ fn plan_json_is_machine_readable_and_never_contains_file_contents() {
         .iter()
         .find(|p| p["phase"] == "kubeadm-init")
         .unwrap();
-    assert_eq!(init["readiness"]["state"], "not_implemented");
+    assert_eq!(init["readiness"]["state"], "ready");
+    let join = phases
+        .iter()
+        .find(|p| p["phase"] == "kubeadm-join")
+        .unwrap();
+    let joins = join["actions"].as_array().unwrap();
+    assert_eq!(joins.last().unwrap()["op"]["kind"], "kubeadm_join");
+    assert!(joins.iter().all(|a| a["op"].get("config").is_none()));
+    let calico = phases.iter().find(|p| p["phase"] == "cni-calico").unwrap();
+    assert_eq!(calico["readiness"]["state"], "not_implemented");
     let lb = phases.iter().find(|p| p["phase"] == "lb").unwrap();
     assert_eq!(lb["hosts"], serde_json::json!(["lb-1"]));
     let upload = &lb["actions"][1];
@@ -301,19 +310,19 @@ fn up_stops_before_the_first_unbuilt_phase_and_says_so() {
             "up: done — 1 phase(s), 0 change(s).",
         ));
     forgectl()
-        .args(["up", "--yes", "--only", "provision,kubeadm-init", "--state-dir"])
+        .args(["up", "--yes", "--only", "provision,cni-calico", "--state-dir"])
         .arg(state.path())
         .arg("-f")
         .arg(example("static"))
         .assert()
         .code(3)
         .stdout(predicate::str::contains(
-            "up: stopped before phase `kubeadm-init`: it is not implemented yet (arrives with issue #6).",
+            "up: stopped before phase `cni-calico`: it is not implemented yet (arrives with issue #6).",
         ))
-        .stdout(predicate::str::contains("ran provision (0 change(s)); `kubeadm-init` and the phases after it were not attempted."));
+        .stdout(predicate::str::contains("ran provision (0 change(s)); `cni-calico` and the phases after it were not attempted."));
     let record = std::fs::read_to_string(state.path().join("forge-static/last-run.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&record).unwrap();
-    assert_eq!(v["stopped_at"], "kubeadm-init");
+    assert_eq!(v["stopped_at"], "cni-calico");
     assert_eq!(v["ran"], serde_json::json!(["provision"]));
 }
 
@@ -424,7 +433,7 @@ fn render_writes_what_the_run_would_push() {
         .arg(out.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("51 file(s) written"));
+        .stdout(predicate::str::contains("56 file(s) written"));
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/static");
     for rel in [
         "lb-1/etc/haproxy/haproxy.cfg",

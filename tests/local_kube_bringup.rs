@@ -1,9 +1,11 @@
 //! The Kubernetes bring-up on local machines up to the first phase still to come: host-prep,
-//! haproxy in front of two control planes, containerd from Debian's packages started by systemd,
-//! and kubeadm / kubelet / kubectl / crictl installed from an artifact directory that holds
-//! clearly named TEST DOUBLES (tests/support/doubles: the real binaries cannot be had here).
-//! haproxy is shown balancing to a tiny TLS listener on each control plane's 6443 and taking a
-//! stopped one out; a second run changes nothing. Needs root, like `.ci/run`.
+//! haproxy in front of three control planes, containerd from Debian's packages started by systemd,
+//! kubeadm / kubelet / kubectl / crictl installed from an artifact directory that holds clearly
+//! named TEST DOUBLES (tests/support/doubles: the real binaries cannot be had here), kubeadm init
+//! and joins (control planes one by one, a failed join resumed, tokens deleted), the admin
+//! kubeconfig in the state dir. haproxy is shown balancing to a tiny TLS listener on each control
+//! plane's 6443 and taking a stopped one out; a second run changes nothing and calls no double
+//! but read-only checks. Needs root, like `.ci/run`.
 
 mod support;
 
@@ -19,7 +21,8 @@ fn inventory(artifacts: &Path) -> String {
         "name: {CLUSTER}\nprovider: local\nlocal:\n  bridge: fgtest-kube0\nnetwork:\n  machine_cidr: 10.77.64.0/24\n\
          artifacts:\n  source: debian\n  dir: {}\ningress:\n  enabled: false\n\
          runtime:\n  registry_mirrors:\n    docker.io: [https://mirror.fgtest.invalid]\n\
-         groups:\n  - name: etcd\n    roles: [etcd]\n    count: 1\n  - name: control\n    roles: [control-plane]\n    count: 2\n\
+         kubeadm:\n  ignore_preflight_errors: [ExternalEtcdVersion]   # Debian's etcd is 3.4\n\
+         groups:\n  - name: etcd\n    roles: [etcd]\n    count: 1\n  - name: control\n    roles: [control-plane]\n    count: 3\n\
          \x20 - name: worker\n    roles: [worker]\n    count: 1\n  - name: lb\n    roles: [lb]\n    count: 1\n",
         artifacts.display()
     )
@@ -128,18 +131,129 @@ fn bring_up_to_kubeadm_with_test_doubles() {
 
     let started = Instant::now();
     bed.forgectl()
+        .args(["up", "--yes", "--until", "kube-packages"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("up: done — 8 phase(s), "));
+    eprintln!(
+        "up to kube-packages, 6 machines: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // kubeadm: init on control-1, control-2 joins, control-3's join fails: the run stops there,
+    // the token made for the joins is deleted anyway and the worker has not joined yet.
+    bed.on(
+        "control-3",
+        "mkdir -p /etc/forgectl-test-doubles && touch /etc/forgectl-test-doubles/fail-join",
+    );
+    bed.forgectl()
+        .args(["up", "--yes"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("up: phase `kubeadm-join` failed: control-3: `kubeadm join --config /etc/kubernetes/forgectl/kubeadm-join.yaml`"))
+        .stderr(predicate::str::contains("told to fail"));
+    let joins = |host: &str| {
+        bed.on(
+            host,
+            "grep -c '^kubeadm\tjoin' /var/log/forgectl-test-doubles/calls.log || true",
+        )
+    };
+    assert_eq!(joins("control-2"), "1");
+    assert_eq!(joins("control-3"), "1");
+    assert_eq!(joins("worker-1"), "0");
+    assert_eq!(
+        bed.on("control-1", "cat /var/lib/forgectl-test-doubles/tokens"),
+        ""
+    );
+    // Fixed, the next run goes on where it stopped.
+    bed.on("control-3", "rm /etc/forgectl-test-doubles/fail-join");
+    bed.forgectl()
         .args(["up", "--yes"])
         .assert()
         .code(3)
         .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd, host-prep, lb, runtime, kube-packages (",
+            "ran provision, facts, pki, etcd, host-prep, lb, runtime, kube-packages, kubeadm-init, kubeadm-join (",
         ))
         .stdout(predicate::str::contains(
-            "up: stopped before phase `kubeadm-init`: it is not implemented yet",
+            "up: stopped before phase `cni-calico`: it is not implemented yet",
         ));
-    eprintln!(
-        "up to kubeadm-init, 5 machines: {:.1} s",
-        started.elapsed().as_secs_f64()
+    assert_eq!(joins("control-2"), "1");
+    assert_eq!(joins("control-3"), "2");
+    assert_eq!(joins("worker-1"), "1");
+    assert_eq!(
+        bed.on("control-1", "cat /var/lib/forgectl-test-doubles/tokens"),
+        ""
+    );
+    assert_eq!(
+        bed.on(
+            "control-1",
+            "grep -c '^kubeadm\tinit' /var/log/forgectl-test-doubles/calls.log"
+        ),
+        "1"
+    );
+    // What kubeadm was given: the external etcd, forgectl's CAs, the LB as the endpoint.
+    let init = bed.on(
+        "control-1",
+        "cat /etc/kubernetes/forgectl/kubeadm-init.yaml",
+    );
+    assert!(
+        init.contains("controlPlaneEndpoint: \"10.77.64.15:6443\""),
+        "{init}"
+    );
+    assert!(init.contains("- https://10.77.64.10:2379"), "{init}");
+    let ca = std::fs::read_to_string(bed.state.join(CLUSTER).join("pki/ca.crt")).unwrap();
+    assert_eq!(
+        bed.on("control-3", "cat /etc/kubernetes/pki/ca.crt"),
+        ca.trim_end()
+    );
+    assert_eq!(
+        bed.on(
+            "control-2",
+            "stat -c '%a' /etc/kubernetes/pki/ca.key /etc/kubernetes/forgectl"
+        ),
+        "600\n700"
+    );
+    assert_eq!(
+        bed.on(
+            "worker-1",
+            "ls /etc/kubernetes/forgectl/ 2>/dev/null | wc -l"
+        ),
+        "0",
+        "the join configuration (it held the token) is removed"
+    );
+    // The admin kubeconfig, in the state dir (0600), for the LB, with a client certificate the
+    // cluster CA signed.
+    let admin = bed.state.join(CLUSTER).join("admin.conf");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&admin).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&admin).unwrap();
+    assert!(text.contains("server: https://10.77.64.15:6443"), "{text}");
+    let cert = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+        .unwrap();
+    let pem = String::from_utf8(
+        std::process::Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(cert.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let info = forgectl::pki::inspect(&pem).unwrap();
+    assert_eq!(
+        (info.subject.as_str(), info.issuer.as_str()),
+        ("kubernetes-admin", "kubernetes")
     );
 
     // host-prep
@@ -195,34 +309,51 @@ fn bring_up_to_kubeadm_with_test_doubles() {
 
     // lb: haproxy balances the API to every control plane that answers /readyz over TLS …
     assert_eq!(bed.on("lb-1", "systemctl is-active haproxy"), "active");
-    bed.on("control-1", LISTENER);
-    bed.on("control-2", LISTENER);
-    wait_for_answers(&bed, &["control-1", "control-2"], "both control planes up");
+    for cp in ["control-1", "control-2", "control-3"] {
+        bed.on(cp, LISTENER);
+    }
+    wait_for_answers(
+        &bed,
+        &["control-1", "control-2", "control-3"],
+        "every control plane up",
+    );
     // … and takes one out when it stops answering.
     bed.on("control-1", "systemctl stop fgtest-api");
-    wait_for_answers(&bed, &["control-2"], "control-1 stopped");
+    wait_for_answers(&bed, &["control-2", "control-3"], "control-1 stopped");
 
-    // A converged cluster: a second run changes nothing and calls no double but version checks.
-    let calls = "cut -f1,2 /var/log/forgectl-test-doubles/calls.log | sort | uniq -c | sort -n";
-    let before = bed.on("control-1", calls);
+    // A converged cluster: a second run changes nothing and calls no double but read-only checks.
+    for cp in ["control-1", "control-2", "control-3"] {
+        bed.on(
+            cp,
+            "mv /var/log/forgectl-test-doubles/calls.log /var/log/forgectl-test-doubles/before.log",
+        );
+    }
     let started = Instant::now();
     bed.forgectl()
         .args(["up", "--yes"])
         .assert()
         .code(3)
         .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd, host-prep, lb, runtime, kube-packages (0 change(s))",
+            "ran provision, facts, pki, etcd, host-prep, lb, runtime, kube-packages, kubeadm-init, kubeadm-join (0 change(s))",
         ));
     eprintln!("converged re-run: {:.1} s", started.elapsed().as_secs_f64());
-    let after = bed.on(
-        "control-1",
-        "cut -f2 /var/log/forgectl-test-doubles/calls.log | sort -u",
-    );
-    for line in after.lines() {
-        assert!(
-            ["version -o short", "--version", "version --client -o json"].contains(&line),
-            "a converged run called a double with `{line}`; before the run:\n{before}"
+    for cp in ["control-1", "control-2", "control-3"] {
+        let after = bed.on(
+            cp,
+            "cut -f2 /var/log/forgectl-test-doubles/calls.log | sort -u",
         );
+        for line in after.lines() {
+            assert!(
+                [
+                    "version -o short",
+                    "--version",
+                    "version --client -o json",
+                    "--kubeconfig /etc/kubernetes/admin.conf get --raw=/readyz",
+                ]
+                .contains(&line),
+                "a converged run called a double on {cp} with `{line}`"
+            );
+        }
     }
 
     // Registry mirrors are reconciled: a registry dropped from the inventory loses its file.

@@ -209,3 +209,26 @@ fn etcd_and_kubernetes_pki() {
     );
     assert_eq!(list.len(), 1 + 8 + 2 + 2);
 }
+
+#[test]
+fn discovery_hash_is_the_one_kubeadm_documents() {
+    // kubeadm's documented recipe: openssl x509 -pubkey | openssl pkey -pubin -outform der | sha256sum.
+    let base = tempfile::tempdir().unwrap();
+    let state = StateDir::open(base.path(), "demo").unwrap();
+    let pki = Pki::new(&state);
+    pki.ensure(&members()).unwrap();
+    let ca = pki.path(paths::KUBE_CA, "crt");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | sha256sum",
+            s(&ca)
+        ))
+        .output()
+        .unwrap();
+    let want = String::from_utf8(out.stdout).unwrap();
+    let want = want.split_whitespace().next().unwrap();
+    let got = forgectl::pki::ca_cert_hash(&std::fs::read_to_string(&ca).unwrap()).unwrap();
+    assert_eq!(got, format!("sha256:{want}"));
+    assert!(forgectl::pki::ca_cert_hash("not a certificate").is_err());
+}

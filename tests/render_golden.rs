@@ -5,7 +5,6 @@
 use forgectl::engine::{self, Selection};
 use forgectl::inventory;
 use forgectl::phases::Presence;
-use forgectl::plan::Op;
 use forgectl::playbook;
 use forgectl::render::{RenderError, Templates};
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,23 +34,14 @@ fn render(name: &str, templates: &Templates) -> BTreeMap<PathBuf, (Option<String
     let mut out = BTreeMap::new();
     for p in &plan.phases {
         for a in &p.actions {
-            if let (
-                Some(host),
-                Op::Upload {
-                    path,
-                    content,
-                    template,
-                    ..
-                },
-            ) = (&a.host, &a.op)
-            {
-                if template.is_none() {
+            if let (Some(host), Some(f)) = (&a.host, a.rendered_file()) {
+                let Some(template) = f.template else {
                     // Certificates and keys come from the state dir, not from templates.
                     continue;
-                }
-                let key = Path::new(host).join(path.trim_start_matches('/'));
+                };
+                let key = Path::new(host).join(f.path.trim_start_matches('/'));
                 assert!(
-                    out.insert(key, (template.clone(), content.clone()))
+                    out.insert(key, (Some(template.to_string()), f.content.to_string()))
                         .is_none()
                 );
             }

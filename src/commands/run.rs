@@ -413,21 +413,11 @@ pub async fn render(
     let mut secrets = 0;
     for phase in &plan.phases {
         for action in &phase.actions {
-            let (
-                Some(host),
-                Op::Upload {
-                    path,
-                    content,
-                    sha256,
-                    mode,
-                    template,
-                    ..
-                },
-            ) = (&action.host, &action.op)
-            else {
+            let (Some(host), Some(f)) = (&action.host, action.rendered_file()) else {
                 continue;
             };
-            if template.is_none() {
+            let (path, content, sha256, mode) = (f.path, f.content, f.sha256, &f.mode);
+            if f.template.is_none() {
                 // Certificates and keys: secrets that live in the state dir, never copied here.
                 secrets += 1;
                 continue;

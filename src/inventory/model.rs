@@ -48,6 +48,9 @@ pub struct Inventory {
     /// The container runtime (containerd) on control planes and workers.
     #[serde(default)]
     pub runtime: Runtime,
+    /// How kubeadm sets up the control plane.
+    #[serde(default)]
+    pub kubeadm: Kubeadm,
     /// The nginx-ingress controller and its front.
     #[serde(default)]
     pub ingress: Ingress,
@@ -492,6 +495,35 @@ impl Default for Runtime {
 
 fn default_sandbox_image() -> String {
     "registry.k8s.io/pause:3.10".into()
+}
+
+/// How kubeadm sets up the control plane.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kubeadm {
+    /// Admission plugins of the API server (`--enable-admission-plugins`).
+    #[serde(default = "default_admission_plugins")]
+    pub admission_plugins: Vec<String>,
+    /// kubeadm preflight checks whose failure is ignored (`ignorePreflightErrors`), e.g.
+    /// `ExternalEtcdVersion` to try a cluster on Debian's etcd 3.4. Not for production.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_preflight_errors: Vec<String>,
+}
+
+impl Default for Kubeadm {
+    fn default() -> Self {
+        Self {
+            admission_plugins: default_admission_plugins(),
+            ignore_preflight_errors: Vec::new(),
+        }
+    }
+}
+
+fn default_admission_plugins() -> Vec<String> {
+    ["NodeRestriction", "PodSecurity"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// The Kubernetes API endpoint.

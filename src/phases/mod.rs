@@ -9,6 +9,8 @@ mod etcd;
 mod facts;
 mod host_prep;
 mod kube_packages;
+pub mod kubeadm_init;
+mod kubeadm_join;
 mod lb;
 mod pending;
 mod pki;
@@ -147,6 +149,8 @@ static BUILT: &[&dyn Phase] = &[
     &lb::Lb,
     &runtime::Runtime,
     &kube_packages::KubePackages,
+    &kubeadm_init::KubeadmInit,
+    &kubeadm_join::KubeadmJoin,
     &deprovision::Deprovision,
 ];
 

@@ -23,16 +23,6 @@ fn switched_off(name: &str, inv: &Inventory) -> Option<&'static str> {
 
 const PENDING: &[Pending] = &[
     p(
-        "kubeadm-init",
-        "kubeadm init on the first control plane, with external etcd",
-        "issue #6",
-    ),
-    p(
-        "kubeadm-join",
-        "Join control planes one by one, then workers in batches",
-        "issue #6",
-    ),
-    p(
         "cni-calico",
         "Apply Calico and wait for calico-node on every node",
         "issue #6",

@@ -78,3 +78,14 @@ pub fn inspect(pem: &str) -> Result<CertInfo, String> {
         days_left,
     })
 }
+
+/// kubeadm's discovery hash of a CA certificate: `sha256:` + the SHA-256 of its DER-encoded
+/// SubjectPublicKeyInfo (what `--discovery-token-ca-cert-hash` and `caCertHashes` expect).
+pub fn ca_cert_hash(pem: &str) -> Result<String, String> {
+    let (_, p) = parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+    let cert = p.parse_x509().map_err(|e| e.to_string())?;
+    Ok(format!(
+        "sha256:{}",
+        crate::plan::sha256_hex(cert.tbs_certificate.subject_pki.raw)
+    ))
+}

@@ -5,7 +5,7 @@
 
 mod inspect;
 
-pub use inspect::{CertInfo, inspect};
+pub use inspect::{CertInfo, ca_cert_hash, inspect};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,

@@ -1,0 +1,270 @@
+//! The kubeadm-init phase: `kubeadm init` on the first control plane with the external etcd and
+//! forgectl's CAs, then the admin kubeconfig into the state dir.
+
+use serde::Serialize;
+
+use super::etcd::address_or_name;
+use super::{Phase, PhaseError, PlanContext, Target};
+use crate::inventory::model::ArtifactSource;
+use crate::inventory::types::Version;
+use crate::inventory::{Inventory, Loaded, Machine, Role};
+use crate::plan::{Action, Op, Readiness};
+
+/// Runs `kubeadm init` on the first control plane.
+pub struct KubeadmInit;
+
+/// kubeadm's certificates directory on control planes.
+pub const PKI_DIR: &str = "/etc/kubernetes/pki";
+/// forgectl's kubeadm configuration files on a node (root only: a join file briefly holds a token).
+pub const CONFIG_DIR: &str = "/etc/kubernetes/forgectl";
+/// The init configuration.
+pub const INIT_CONFIG: Target = Target {
+    path: "/etc/kubernetes/forgectl/kubeadm-init.yaml",
+    mode: 0o600,
+    owner: "root:root",
+};
+/// The admin kubeconfig kubeadm writes, and its copy in the state dir.
+pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+/// Where the admin kubeconfig lands in the cluster's state dir.
+pub const STATE_ADMIN_CONF: &str = "admin.conf";
+/// The oldest etcd kubeadm accepts for an external etcd.
+pub const MIN_ETCD: (u64, u64, u64) = (3, 5, 24);
+
+/// A check that succeeds when the local API server answers /readyz.
+pub const API_READY: &str =
+    "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw=/readyz >/dev/null 2>&1";
+
+/// Waits up to two minutes for the local API server, then fails saying where to look.
+pub fn wait_api_ready() -> String {
+    format!(
+        "for i in $(seq 60); do {API_READY} && exit 0; sleep 2; done; \
+         echo 'the API server does not answer /readyz after 2 min (crictl ps -a; journalctl -u kubelet)' >&2; exit 1"
+    )
+}
+
+/// The control-plane endpoint (`host:port`): `api.endpoint`, else the first lb machine, else the
+/// first control plane.
+pub fn api_endpoint(inv: &Loaded) -> String {
+    let i = &inv.inventory;
+    if let Some(e) = &i.api.endpoint {
+        return if e.contains(':') && !e.starts_with('[') && e.parse::<std::net::IpAddr>().is_err() {
+            e.clone()
+        } else {
+            format!("{e}:{}", i.api.port)
+        };
+    }
+    let lb = inv.with_role(Role::Lb).next();
+    match lb {
+        Some(m) => format!("{}:{}", address_or_name(m), i.api.port),
+        None => inv
+            .with_role(Role::ControlPlane)
+            .next()
+            .map(|m| format!("{}:6443", address_or_name(m)))
+            .unwrap_or_default(),
+    }
+}
+
+/// Names and addresses the API server certificate must carry: the endpoint, the lb machines and
+/// every control plane (names, addresses, floating addresses), and `api.extra_sans`.
+fn cert_sans(inv: &Loaded) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |s: String| {
+        if !s.is_empty() && !out.contains(&s) {
+            out.push(s);
+        }
+    };
+    if let Some(e) = &inv.inventory.api.endpoint {
+        add(e
+            .rsplit_once(':')
+            .map_or(e.as_str(), |(h, _)| h)
+            .to_string());
+    }
+    for m in inv
+        .with_role(Role::Lb)
+        .chain(inv.with_role(Role::ControlPlane))
+    {
+        add(m.name.clone());
+        if let Some(a) = m.address {
+            add(a.to_string());
+        }
+        if let Some(a) = m.floating_address {
+            add(a.to_string());
+        }
+    }
+    for s in &inv.inventory.api.extra_sans {
+        add(s.clone());
+    }
+    out
+}
+
+/// The cluster PKI files a control plane holds, pre-made by forgectl so every control plane has
+/// the same CAs: (state-dir path, extension, name under /etc/kubernetes/pki, mode).
+pub fn control_plane_pki() -> Vec<(&'static str, &'static str, &'static str, u32)> {
+    use crate::pki::paths;
+    vec![
+        (paths::KUBE_CA, "crt", "ca.crt", 0o644),
+        (paths::KUBE_CA, "key", "ca.key", 0o600),
+        (paths::FRONT_PROXY_CA, "crt", "front-proxy-ca.crt", 0o644),
+        (paths::FRONT_PROXY_CA, "key", "front-proxy-ca.key", 0o600),
+        (paths::SA, "key", "sa.key", 0o600),
+        (paths::SA, "pub", "sa.pub", 0o644),
+        (paths::ETCD_CA, "crt", "etcd/ca.crt", 0o644),
+        (
+            paths::APISERVER_ETCD_CLIENT,
+            "crt",
+            "apiserver-etcd-client.crt",
+            0o644,
+        ),
+        (
+            paths::APISERVER_ETCD_CLIENT,
+            "key",
+            "apiserver-etcd-client.key",
+            0o600,
+        ),
+    ]
+}
+
+/// Uploads of the control-plane PKI to `host` (empty content before the pki phase made it; the
+/// engine plans again right before the phase runs).
+pub fn pki_uploads(ctx: &PlanContext<'_>, host: &str) -> Vec<Action> {
+    control_plane_pki()
+        .into_iter()
+        .map(|(rel, ext, name, mode)| {
+            let content = ctx
+                .present
+                .state_dir
+                .as_ref()
+                .and_then(|d| std::fs::read_to_string(d.join(format!("{rel}.{ext}"))).ok())
+                .unwrap_or_default();
+            Action::upload_rendered(
+                host,
+                &format!("{PKI_DIR}/{name}"),
+                mode,
+                "root:root",
+                None,
+                content,
+                "cluster PKI from the state dir (forgectl keeps the CAs)",
+            )
+        })
+        .collect()
+}
+
+/// Why kubeadm would refuse the etcd this inventory installs, if it would.
+pub fn etcd_too_old(inv: &Inventory) -> Option<String> {
+    let ignored = inv
+        .kubeadm
+        .ignore_preflight_errors
+        .iter()
+        .any(|e| e == "ExternalEtcdVersion" || e == "all");
+    let debian = inv.artifacts.source == ArtifactSource::Debian;
+    let (a, b, c) = MIN_ETCD;
+    let old = debian || inv.versions.etcd < Version::new(a, b, c);
+    (old && !ignored).then(|| {
+        let min = format!("{a}.{b}.{c}");
+        format!(
+            "an etcd kubeadm accepts (≥ {min}; {} is older): take etcd from release artifacts \
+             (artifacts.source: upstream, mirror or local with versions.etcd ≥ {min}), or list \
+             ExternalEtcdVersion in kubeadm.ignore_preflight_errors to try anyway (not for production)",
+            if debian {
+                "Debian's 3.4".to_string()
+            } else {
+                inv.versions.etcd.to_string()
+            }
+        )
+    })
+}
+
+#[derive(Serialize)]
+pub(crate) struct InitVars<'a> {
+    pub cluster: &'a str,
+    pub name: &'a str,
+    pub address: String,
+    pub kubernetes_version: String,
+    pub endpoint: String,
+    pub pki_dir: &'a str,
+    pub pod_cidr: String,
+    pub service_cidr: String,
+    pub dns_domain: &'a str,
+    pub etcd_endpoints: Vec<String>,
+    pub cert_sans: Vec<String>,
+    pub admission_plugins: String,
+    pub ignore_preflight_errors: &'a [String],
+}
+
+impl Phase for KubeadmInit {
+    fn name(&self) -> &'static str {
+        "kubeadm-init"
+    }
+
+    fn title(&self) -> &'static str {
+        "kubeadm init on the first control plane, with external etcd"
+    }
+
+    fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
+        match etcd_too_old(&ctx.inv.inventory) {
+            Some(missing) => Readiness::PlanOnly { missing },
+            None => Readiness::Ready,
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
+        let inv = &ctx.inv.inventory;
+        let Some(first) = hosts.first() else {
+            return Ok(Vec::new());
+        };
+        let h = &first.name;
+        let vars = InitVars {
+            cluster: &inv.name,
+            name: h,
+            address: address_or_name(first),
+            kubernetes_version: inv.versions.kubernetes.to_string(),
+            endpoint: api_endpoint(ctx.inv),
+            pki_dir: PKI_DIR,
+            pod_cidr: inv.network.pod_cidr.to_string(),
+            service_cidr: inv.network.service_cidr.to_string(),
+            dns_domain: &inv.network.dns_domain,
+            etcd_endpoints: ctx
+                .inv
+                .with_role(Role::Etcd)
+                .map(|m| format!("https://{}:{}", address_or_name(m), inv.etcd.client_port))
+                .collect(),
+            cert_sans: cert_sans(ctx.inv),
+            admission_plugins: inv.kubeadm.admission_plugins.join(","),
+            ignore_preflight_errors: &inv.kubeadm.ignore_preflight_errors,
+        };
+        let mut actions = pki_uploads(ctx, h);
+        actions.push(ctx.rendered(
+            h,
+            &INIT_CONFIG,
+            "kube/kubeadm-init.yaml.tera",
+            &vars,
+            "kubeadm's Init- and ClusterConfiguration",
+        )?);
+        actions.push(Action::run(
+            h,
+            &format!(
+                "kubeadm init --config {} --skip-token-print",
+                INIT_CONFIG.path
+            ),
+            Some(&format!(
+                "test -f {ADMIN_CONF} && test -f /etc/kubernetes/manifests/kube-apiserver.yaml"
+            )),
+            "kubeadm init (once: skipped when the control plane exists)",
+        ));
+        actions.push(Action::run(
+            h,
+            &wait_api_ready(),
+            Some(API_READY),
+            "the API server answers /readyz",
+        ));
+        actions.push(Action::local(
+            Some(h),
+            Op::FetchFile {
+                path: ADMIN_CONF.into(),
+                to: STATE_ADMIN_CONF.into(),
+            },
+            "the admin kubeconfig into the state dir (0600)",
+        ));
+        Ok(actions)
+    }
+}
