@@ -72,6 +72,9 @@ pub enum ExecError {
     /// etcd did not become healthy.
     #[error(transparent)]
     Etcd(#[from] crate::etcd::EtcdError),
+    /// The Kubernetes API refused or failed.
+    #[error(transparent)]
+    Kube(#[from] crate::kube::KubeError),
 }
 
 impl ExecError {
@@ -107,6 +110,7 @@ impl ExecError {
             }
             Self::OpenStack(e) => e.next_step(),
             Self::Render(_) => "fix the template named above (or the --templates override)".into(),
+            Self::Kube(e) => e.next_step(),
             Self::Etcd(_) => {
                 "check the members with `forgectl exec --hosts etcd -- journalctl -u etcd -n 50`"
                     .into()

@@ -10,6 +10,7 @@ pub mod etcd;
 pub mod executor;
 pub mod interrupt;
 pub mod inventory;
+pub mod kube;
 pub mod output;
 pub mod phases;
 pub mod pki;

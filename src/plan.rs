@@ -96,6 +96,21 @@ pub enum Op {
         /// Path under the cluster's state dir.
         to: String,
     },
+    /// Apply Kubernetes objects with server-side apply (forgectl's field manager), through the
+    /// admin kubeconfig in the state dir.
+    ApplyManifests {
+        /// The template they were rendered from.
+        template: String,
+        /// Where `render` writes them (`cluster/manifests/NAME.yaml`).
+        path: String,
+        /// The multi-document YAML (never printed).
+        #[serde(skip)]
+        content: String,
+        /// sha256 of the content, hex.
+        sha256: String,
+        /// How many objects.
+        objects: usize,
+    },
     /// `kubeadm join` with a bootstrap token made for it on `first` (the first control plane)
     /// and deleted afterwards, unless the host has joined. Control planes join one at a time,
     /// each waited for; workers join together.
@@ -111,6 +126,9 @@ pub enum Op {
         sha256: String,
     },
 }
+
+/// Where `render` puts manifests forgectl applies through the API (they go to no host).
+pub const MANIFESTS_HOST: &str = "cluster";
 
 /// What a JoinConfiguration holds in place of the bootstrap token until the join runs.
 pub const TOKEN_PLACEHOLDER: &str = "@FORGECTL_BOOTSTRAP_TOKEN@";
@@ -149,6 +167,19 @@ impl Action {
                 path,
                 mode: *mode,
                 template: template.as_deref(),
+                content,
+                sha256,
+            }),
+            Op::ApplyManifests {
+                template,
+                path,
+                content,
+                sha256,
+                ..
+            } => Some(RenderedFile {
+                path,
+                mode: 0o644,
+                template: Some(template),
                 content,
                 sha256,
             }),
@@ -412,6 +443,15 @@ impl Plan {
                         format!("delete machine {machine} and everything made for it")
                     }
                     Op::Probe => "probe  OS, kernel and systemd state over SSH".to_string(),
+                    Op::ApplyManifests {
+                        template,
+                        objects,
+                        sha256,
+                        ..
+                    } => format!(
+                        "apply  {objects} object(s) from {template} (server-side apply, sha256 {})",
+                        &sha256[..12]
+                    ),
                     Op::FetchFile { path, to } => {
                         format!("fetch  {path} into the state dir as {to} (0600)")
                     }

@@ -19,11 +19,11 @@ const CLUSTER: &str = "fgtest-kube";
 fn inventory(artifacts: &Path) -> String {
     format!(
         "name: {CLUSTER}\nprovider: local\nlocal:\n  bridge: fgtest-kube0\nnetwork:\n  machine_cidr: 10.77.64.0/24\n\
-         artifacts:\n  source: debian\n  dir: {}\ningress:\n  enabled: false\n\
+         artifacts:\n  source: debian\n  dir: {}\ningress:\n  enabled: true\n\
          runtime:\n  registry_mirrors:\n    docker.io: [https://mirror.fgtest.invalid]\n\
          kubeadm:\n  ignore_preflight_errors: [ExternalEtcdVersion]   # Debian's etcd is 3.4\n\
          groups:\n  - name: etcd\n    roles: [etcd]\n    count: 1\n  - name: control\n    roles: [control-plane]\n    count: 3\n\
-         \x20 - name: worker\n    roles: [worker]\n    count: 1\n  - name: lb\n    roles: [lb]\n    count: 1\n",
+         \x20 - name: worker\n    roles: [worker, ingress]\n    count: 1\n  - name: lb\n    roles: [lb]\n    count: 1\n",
         artifacts.display()
     )
 }
@@ -140,6 +140,53 @@ fn bring_up_to_kubeadm_with_test_doubles() {
         started.elapsed().as_secs_f64()
     );
 
+    // lb: haproxy balances the API to every control plane that answers /readyz over TLS …
+    assert_eq!(bed.on("lb-1", "systemctl is-active haproxy"), "active");
+    for cp in ["control-1", "control-2", "control-3"] {
+        bed.on(cp, LISTENER);
+    }
+    wait_for_answers(
+        &bed,
+        &["control-1", "control-2", "control-3"],
+        "every control plane up",
+    );
+    // … and takes one out when it stops answering.
+    bed.on("control-1", "systemctl stop fgtest-api");
+    wait_for_answers(&bed, &["control-2", "control-3"], "control-1 stopped");
+    for cp in ["control-2", "control-3"] {
+        bed.on(cp, "systemctl stop fgtest-api");
+    }
+
+    // The API server double (tests/support/apiserver.rs) on the bridge's host address; the kubelet
+    // double forwards each control plane's :6443 to it once kubeadm wrote the API server manifest.
+    let pki = bed.state.join(CLUSTER).join("pki");
+    let read = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();
+    let sans: Vec<String> = [
+        "lb-1",
+        "control-1",
+        "control-2",
+        "control-3",
+        "10.77.64.15",
+        "10.77.64.11",
+        "10.77.64.12",
+        "10.77.64.13",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let api = support::apiserver::ApiServer::start(
+        "10.77.64.1:0".parse().unwrap(),
+        &read("ca.crt"),
+        &read("ca.key"),
+        &sans,
+    );
+    for cp in ["control-1", "control-2", "control-3"] {
+        bed.on(
+            cp,
+            &format!("mkdir -p /etc/forgectl-test-doubles && echo {} > /etc/forgectl-test-doubles/apiserver", api.addr),
+        );
+    }
+
     // kubeadm: init on control-1, control-2 joins, control-3's join fails: the run stops there,
     // the token made for the joins is deleted anyway and the worker has not joined yet.
     bed.on(
@@ -191,6 +238,65 @@ fn bring_up_to_kubeadm_with_test_doubles() {
         ),
         "1"
     );
+    // nginx-ingress through the API: admin.conf → haproxy on lb-1 → a control plane's :6443 → the
+    // API server double; a second apply writes nothing.
+    let t = Instant::now();
+    while answers(&bed).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "haproxy never saw an API server"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    bed.forgectl()
+        .args(["up", "--yes", "--only", "ingress"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "up: done — 1 phase(s), 11 change(s).",
+        ));
+    let ds = api.objects("apps", "daemonsets");
+    assert_eq!(ds.len(), 1);
+    assert_eq!(
+        ds[0]["spec"]["template"]["spec"]["nodeSelector"]["node.forgectl.io/ingress"],
+        "true"
+    );
+    assert_eq!(ds[0]["metadata"]["managedFields"][0]["manager"], "forgectl");
+    let class = &api.objects("networking.k8s.io", "ingressclasses")[0];
+    assert_eq!(
+        class["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"],
+        "true"
+    );
+    assert!(
+        api.requests()
+            .iter()
+            .any(|(user, method, _)| user == "kubernetes-admin" && method == "PATCH")
+    );
+    let writes = api.writes();
+    bed.forgectl()
+        .args(["up", "--yes", "--only", "ingress"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "up: done — 1 phase(s), 0 change(s).",
+        ));
+    assert_eq!(api.writes(), writes);
+    assert!(
+        bed.on(
+            "worker-1",
+            "cat /etc/kubernetes/forgectl/*.yaml 2>/dev/null; true"
+        )
+        .is_empty()
+    );
+    assert!(
+        bed.on(
+            "control-1",
+            "grep -h node-labels -A1 /etc/kubernetes/forgectl/kubeadm-init.yaml; true"
+        )
+        .is_empty(),
+        "control-1 is not an ingress node"
+    );
+
     // What kubeadm was given: the external etcd, forgectl's CAs, the LB as the endpoint.
     let init = bed.on(
         "control-1",
@@ -306,20 +412,6 @@ fn bring_up_to_kubeadm_with_test_doubles() {
         bed.on("control-1", "head -n 3 /usr/local/bin/kubeadm")
             .contains("TEST DOUBLE")
     );
-
-    // lb: haproxy balances the API to every control plane that answers /readyz over TLS …
-    assert_eq!(bed.on("lb-1", "systemctl is-active haproxy"), "active");
-    for cp in ["control-1", "control-2", "control-3"] {
-        bed.on(cp, LISTENER);
-    }
-    wait_for_answers(
-        &bed,
-        &["control-1", "control-2", "control-3"],
-        "every control plane up",
-    );
-    // … and takes one out when it stops answering.
-    bed.on("control-1", "systemctl stop fgtest-api");
-    wait_for_answers(&bed, &["control-2", "control-3"], "control-1 stopped");
 
     // A converged cluster: a second run changes nothing and calls no double but read-only checks.
     for cp in ["control-1", "control-2", "control-3"] {

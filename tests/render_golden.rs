@@ -34,7 +34,8 @@ fn render(name: &str, templates: &Templates) -> BTreeMap<PathBuf, (Option<String
     let mut out = BTreeMap::new();
     for p in &plan.phases {
         for a in &p.actions {
-            if let (Some(host), Some(f)) = (&a.host, a.rendered_file()) {
+            if let Some(f) = a.rendered_file() {
+                let host = a.host.as_deref().unwrap_or(forgectl::plan::MANIFESTS_HOST);
                 let Some(template) = f.template else {
                     // Certificates and keys come from the state dir, not from templates.
                     continue;

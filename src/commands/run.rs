@@ -413,9 +413,13 @@ pub async fn render(
     let mut secrets = 0;
     for phase in &plan.phases {
         for action in &phase.actions {
-            let (Some(host), Some(f)) = (&action.host, action.rendered_file()) else {
+            let Some(f) = action.rendered_file() else {
                 continue;
             };
+            let host = action
+                .host
+                .as_deref()
+                .unwrap_or(crate::plan::MANIFESTS_HOST);
             let (path, content, sha256, mode) = (f.path, f.content, f.sha256, &f.mode);
             if f.template.is_none() {
                 // Certificates and keys: secrets that live in the state dir, never copied here.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ExecError, Executor, endpoints, failed};
-use crate::phases::kubeadm_init::{API_READY, CONFIG_DIR, wait_api_ready};
+use crate::phases::kubeadm_init::{API_READY, CONFIG_DIR, STATE_ADMIN_CONF, wait_api_ready};
 use crate::plan::{Action, Op, TOKEN_PLACEHOLDER};
 use crate::ssh::{Session, SshError};
 
@@ -60,6 +60,33 @@ impl Executor<'_> {
         }
         self.state.write_secret(to, &data)?;
         Ok(1)
+    }
+
+    /// Applies the action's manifests through the admin kubeconfig in the state dir; returns how
+    /// many objects were created or changed.
+    pub async fn apply_manifests(&self, a: &Action) -> Result<usize, ExecError> {
+        let Op::ApplyManifests {
+            template, content, ..
+        } = &a.op
+        else {
+            return Ok(0);
+        };
+        let admin = self.state.path().join(STATE_ADMIN_CONF);
+        if !admin.exists() {
+            return Err(ExecError::Unsupported(format!(
+                "no admin kubeconfig at {}: the kubeadm-init phase fetches it",
+                admin.display()
+            )));
+        }
+        let kube = crate::kube::Kube::from_kubeconfig(&admin).await?;
+        let report = kube.apply_yaml(template, content).await?;
+        for o in &report.created {
+            tracing::info!(object = %o, "created");
+        }
+        for o in &report.configured {
+            tracing::info!(object = %o, "configured");
+        }
+        Ok(report.changes())
     }
 
     /// Joins the hosts of `actions` that have not joined: control planes one at a time (each

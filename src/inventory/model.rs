@@ -601,6 +601,16 @@ pub struct Ingress {
     /// Domain under which tools get `NAME.<domain>` hosts.
     #[serde(default = "default_tool_domain")]
     pub tool_domain: String,
+    /// The controller image (nginx-ingress), from an allowed registry or its mirror.
+    #[serde(default = "default_ingress_image")]
+    pub image: String,
+    /// The default backend's image (answers 404 for hosts no tool claims).
+    #[serde(default = "default_backend_image")]
+    pub default_backend_image: String,
+    /// Listen on the ingress nodes' own ports 80/443 (`true`, what the haproxy front expects) or
+    /// through a NodePort Service (`false`: ports 30080/30443).
+    #[serde(default = "default_true")]
+    pub host_network: bool,
 }
 
 impl Default for Ingress {
@@ -608,6 +618,9 @@ impl Default for Ingress {
         Self {
             enabled: true,
             tool_domain: default_tool_domain(),
+            image: default_ingress_image(),
+            default_backend_image: default_backend_image(),
+            host_network: true,
         }
     }
 }
@@ -617,6 +630,12 @@ fn default_true() -> bool {
 }
 fn default_tool_domain() -> String {
     "toolforge.test".into()
+}
+fn default_ingress_image() -> String {
+    "registry.k8s.io/ingress-nginx/controller:v1.13.3".into()
+}
+fn default_backend_image() -> String {
+    "registry.k8s.io/defaultbackend-amd64:1.5".into()
 }
 
 /// Storage.

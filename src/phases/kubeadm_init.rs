@@ -189,7 +189,22 @@ pub(crate) struct InitVars<'a> {
     pub cert_sans: Vec<String>,
     pub admission_plugins: String,
     pub ignore_preflight_errors: &'a [String],
+    pub node_labels: String,
 }
+
+/// Labels kubelet gives its node at registration: the machine's forgectl roles that select
+/// workloads (`node.forgectl.io/ingress=true`). (NodeRestriction forbids kubelets to set
+/// node-role.kubernetes.io labels, so forgectl uses its own prefix.)
+pub fn node_labels(m: &Machine) -> String {
+    let mut out = Vec::new();
+    if m.has(Role::Ingress) {
+        out.push(format!("{INGRESS_LABEL}=true"));
+    }
+    out.join(",")
+}
+
+/// The node label of ingress machines.
+pub const INGRESS_LABEL: &str = "node.forgectl.io/ingress";
 
 impl Phase for KubeadmInit {
     fn name(&self) -> &'static str {
@@ -231,6 +246,7 @@ impl Phase for KubeadmInit {
             cert_sans: cert_sans(ctx.inv),
             admission_plugins: inv.kubeadm.admission_plugins.join(","),
             ignore_preflight_errors: &inv.kubeadm.ignore_preflight_errors,
+            node_labels: node_labels(first),
         };
         let mut actions = pki_uploads(ctx, h);
         actions.push(ctx.rendered(

@@ -23,6 +23,7 @@ struct JoinVars<'a> {
     ca_cert_hash: String,
     control_plane: bool,
     ignore_preflight_errors: &'a [String],
+    node_labels: String,
 }
 
 /// kubeadm's discovery hash of the cluster CA in the state dir (empty before the pki phase).
@@ -88,6 +89,7 @@ impl Phase for KubeadmJoin {
                 ca_cert_hash: hash.clone(),
                 control_plane,
                 ignore_preflight_errors: &inv.kubeadm.ignore_preflight_errors,
+                node_labels: super::kubeadm_init::node_labels(m),
             };
             let config = ctx.templates.render("kube/kubeadm-join.yaml.tera", &vars)?;
             joins.push(Action::local(

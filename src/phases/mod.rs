@@ -8,6 +8,7 @@ mod deprovision;
 mod etcd;
 mod facts;
 mod host_prep;
+mod ingress;
 mod kube_packages;
 pub mod kubeadm_init;
 mod kubeadm_join;
@@ -151,6 +152,7 @@ static BUILT: &[&dyn Phase] = &[
     &kube_packages::KubePackages,
     &kubeadm_init::KubeadmInit,
     &kubeadm_join::KubeadmJoin,
+    &ingress::Ingress,
     &deprovision::Deprovision,
 ];
 

@@ -14,7 +14,6 @@ pub struct Pending {
 /// Phases that only apply when a feature of the inventory is switched on.
 fn switched_off(name: &str, inv: &Inventory) -> Option<&'static str> {
     match name {
-        "ingress" if !inv.ingress.enabled => Some("ingress.enabled is false"),
         "storage-nfs" if !inv.storage.nfs.enabled => Some("storage.nfs.enabled is false"),
         "storage-cinder" if !inv.storage.cinder.enabled => Some("storage.cinder.enabled is false"),
         _ => None,
@@ -25,11 +24,6 @@ const PENDING: &[Pending] = &[
     p(
         "cni-calico",
         "Apply Calico and wait for calico-node on every node",
-        "issue #6",
-    ),
-    p(
-        "ingress",
-        "Deploy nginx-ingress and its haproxy / TLS front",
         "issue #6",
     ),
     p(

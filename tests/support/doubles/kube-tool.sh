@@ -26,8 +26,10 @@ kubeconfig() {
     d=$(mktemp -d)
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/O=$org/CN=$user" \
         -keyout "$d/k" -out "$d/csr" 2>/dev/null || fail "openssl req failed"
+    # An X.509 v3 client certificate, as kubeadm makes them (TLS stacks refuse v1 certificates).
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' > "$d/ext"
     openssl x509 -req -in "$d/csr" -CA $pki/ca.crt -CAkey $pki/ca.key -CAcreateserial -days 365 \
-        -out "$d/c" 2>/dev/null || fail "openssl x509 failed (is $pki/ca.key there?)"
+        -extfile "$d/ext" -out "$d/c" 2>/dev/null || fail "openssl x509 failed (is $pki/ca.key there?)"
     umask 077
     cat > "$file" <<KUBECONFIG
 apiVersion: v1
@@ -145,6 +147,12 @@ kubelet*)
     if [ ! -f /var/lib/kubelet/config.yaml ]; then
         echo "kubelet: /var/lib/kubelet/config.yaml missing (kubeadm init / join writes it)" >&2
         exit 1
+    fi
+    # "Runs" the kube-apiserver static pod: a TCP forwarder from :6443 to the tests' in-process
+    # API server double (tests/support/apiserver.rs), whose address the test writes here.
+    target=/etc/forgectl-test-doubles/apiserver
+    if [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ] && [ -f $target ]; then
+        exec socat TCP-LISTEN:6443,fork,reuseaddr "TCP:$(cat $target)"
     fi
     exec sleep infinity ;;
 *)

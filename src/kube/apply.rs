@@ -1,0 +1,167 @@
+//! Server-side apply of multi-document manifests: each object patched with `Patch::Apply` under
+//! forgectl's field manager (forced: forgectl owns what it renders), namespaces and CRDs first,
+//! and a report of what was created, changed or already as rendered (from the resourceVersion
+//! before and after: a no-op apply leaves it alone).
+
+use std::collections::HashMap;
+
+use ::kube::api::{Api, DynamicObject, Patch, PatchParams};
+use ::kube::core::{GroupVersionKind, gvk::ParseGroupVersionError};
+use ::kube::discovery::{ApiCapabilities, ApiResource, Scope, pinned_kind};
+use serde_json::Value;
+
+use super::{FIELD_MANAGER, Kube, KubeError};
+
+/// What an apply did, object by object (`Kind namespace/name`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApplyReport {
+    /// Objects that did not exist.
+    pub created: Vec<String>,
+    /// Objects that changed.
+    pub configured: Vec<String>,
+    /// Objects already as rendered.
+    pub unchanged: Vec<String>,
+}
+
+impl ApplyReport {
+    /// Objects created or changed.
+    pub fn changes(&self) -> usize {
+        self.created.len() + self.configured.len()
+    }
+}
+
+/// The objects of a multi-document YAML text (empty documents skipped), each with apiVersion,
+/// kind and metadata.name.
+pub fn documents(source_name: &str, yaml: &str) -> Result<Vec<Value>, KubeError> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).map_err(|e| KubeError::Document {
+        source_name: source_name.into(),
+        index: 0,
+        cause: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (i, d) in docs.into_iter().enumerate() {
+        if d.is_null() {
+            continue;
+        }
+        let missing = ["apiVersion", "kind"]
+            .into_iter()
+            .find(|k| d.get(*k).and_then(Value::as_str).is_none())
+            .or_else(|| {
+                d["metadata"]["name"]
+                    .as_str()
+                    .is_none()
+                    .then_some("metadata.name")
+            });
+        if let Some(k) = missing {
+            return Err(KubeError::Document {
+                source_name: source_name.into(),
+                index: i + 1,
+                cause: format!("no {k}"),
+            });
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// Applies first what others depend on: namespaces, then CRDs, then the rest (in file order).
+fn rank(d: &Value) -> u8 {
+    match d["kind"].as_str() {
+        Some("Namespace") => 0,
+        Some("CustomResourceDefinition") => 1,
+        _ => 2,
+    }
+}
+
+fn label(d: &Value) -> String {
+    let name = d["metadata"]["name"].as_str().unwrap_or_default();
+    match d["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{} {ns}/{name}", d["kind"].as_str().unwrap_or_default()),
+        None => format!("{} {name}", d["kind"].as_str().unwrap_or_default()),
+    }
+}
+
+fn gvk_of(d: &Value) -> Result<GroupVersionKind, ParseGroupVersionError> {
+    let api_version = d["apiVersion"].as_str().unwrap_or_default();
+    let kind = d["kind"].as_str().unwrap_or_default();
+    let gv: ::kube::core::GroupVersion = api_version.parse()?;
+    Ok(GroupVersionKind::gvk(&gv.group, &gv.version, kind))
+}
+
+impl Kube {
+    async fn resource(
+        &self,
+        cache: &mut HashMap<String, (ApiResource, ApiCapabilities)>,
+        d: &Value,
+    ) -> Result<(ApiResource, ApiCapabilities), KubeError> {
+        let api_version = d["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = d["kind"].as_str().unwrap_or_default().to_string();
+        let key = format!("{api_version}/{kind}");
+        if let Some(r) = cache.get(&key) {
+            return Ok(r.clone());
+        }
+        let not_served = || KubeError::NotServed {
+            api_version: api_version.clone(),
+            kind: kind.clone(),
+        };
+        let gvk = gvk_of(d).map_err(|_| not_served())?;
+        let found = pinned_kind(&self.client, &gvk).await.map_err(|e| match e {
+            ::kube::Error::Discovery(_) => not_served(),
+            ::kube::Error::Api(s) if s.code == 404 => not_served(),
+            e => KubeError::Api {
+                what: format!("discover {api_version} {kind}"),
+                cause: e.to_string(),
+            },
+        })?;
+        cache.insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// Applies every object of `yaml` (from `source_name`, for messages) with server-side apply.
+    pub async fn apply_yaml(
+        &self,
+        source_name: &str,
+        yaml: &str,
+    ) -> Result<ApplyReport, KubeError> {
+        let mut docs = documents(source_name, yaml)?;
+        docs.sort_by_key(rank);
+        let mut cache = HashMap::new();
+        let mut report = ApplyReport::default();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        for d in &docs {
+            let (ar, caps) = self.resource(&mut cache, d).await?;
+            let name = d["metadata"]["name"].as_str().unwrap_or_default();
+            let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
+                let ns = d["metadata"]["namespace"].as_str().unwrap_or("default");
+                Api::namespaced_with(self.client.clone(), ns, &ar)
+            } else {
+                Api::all_with(self.client.clone(), &ar)
+            };
+            let what = label(d);
+            let api_err = |verb: &str, e: ::kube::Error| KubeError::Api {
+                what: format!("{verb} {what}"),
+                cause: match e {
+                    ::kube::Error::Api(s) => format!("{} ({}, {})", s.message, s.reason, s.code),
+                    e => e.to_string(),
+                },
+            };
+            let before = api
+                .get_opt(name)
+                .await
+                .map_err(|e| api_err("read", e))?
+                .and_then(|o| o.metadata.resource_version);
+            let after = api
+                .patch(name, &params, &Patch::Apply(d))
+                .await
+                .map_err(|e| api_err("apply", e))?
+                .metadata
+                .resource_version;
+            match before {
+                None => report.created.push(what),
+                Some(b) if Some(&b) != after.as_ref() => report.configured.push(what),
+                Some(_) => report.unchanged.push(what),
+            }
+        }
+        Ok(report)
+    }
+}
