@@ -310,6 +310,11 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
                 }
             }
             Op::KubeadmJoin { .. } => changed += exec.kubeadm_join(&same).await?,
+            Op::WaitRollout { .. } => {
+                for b in &same {
+                    exec.wait_rollout(b).await?;
+                }
+            }
             Op::ApplyManifests { .. } => {
                 for b in &same {
                     changed += exec.apply_manifests(b).await?;

@@ -111,6 +111,17 @@ pub enum Op {
         /// How many objects.
         objects: usize,
     },
+    /// Wait until a DaemonSet or Deployment rolled out (through the admin kubeconfig).
+    WaitRollout {
+        /// `DaemonSet` or `Deployment`.
+        workload: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// How long at most, in seconds.
+        timeout_s: u64,
+    },
     /// `kubeadm join` with a bootstrap token made for it on `first` (the first control plane)
     /// and deleted afterwards, unless the host has joined. Control planes join one at a time,
     /// each waited for; workers join together.
@@ -451,6 +462,14 @@ impl Plan {
                     } => format!(
                         "apply  {objects} object(s) from {template} (server-side apply, sha256 {})",
                         &sha256[..12]
+                    ),
+                    Op::WaitRollout {
+                        workload,
+                        namespace,
+                        name,
+                        timeout_s,
+                    } => format!(
+                        "wait   until {workload} {namespace}/{name} rolled out (at most {timeout_s} s)"
                     ),
                     Op::FetchFile { path, to } => {
                         format!("fetch  {path} into the state dir as {to} (0600)")

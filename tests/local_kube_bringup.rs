@@ -116,6 +116,40 @@ fn wait_for_answers(bed: &Bed, want: &[&str], what: &str) {
     }
 }
 
+/// Runs `cmd` while playing the controllers the API server double lacks: once the ingress
+/// DaemonSet and Deployment exist, their status reports them rolled out (as kubelet and the
+/// controllers would once the pods run).
+fn with_controllers(
+    api: &support::apiserver::ApiServer,
+    cmd: &mut Command,
+) -> std::process::Output {
+    let mut cmd = std::mem::replace(cmd, Command::new("true"));
+    let run = std::thread::spawn(move || cmd.output().unwrap());
+    while !run.is_finished() {
+        for o in api.objects("apps", "daemonsets") {
+            let g = o["metadata"]["generation"].clone();
+            if o["status"]["observedGeneration"] != g {
+                let status = serde_json::json!({"observedGeneration": g, "desiredNumberScheduled": 1,
+                    "currentNumberScheduled": 1, "updatedNumberScheduled": 1, "numberReady": 1,
+                    "numberAvailable": 1, "numberMisscheduled": 0});
+                let name = o["metadata"]["name"].as_str().unwrap();
+                api.set_status("apps", "daemonsets", "ingress-nginx", name, status);
+            }
+        }
+        for o in api.objects("apps", "deployments") {
+            let g = o["metadata"]["generation"].clone();
+            if o["status"]["observedGeneration"] != g {
+                let status = serde_json::json!({"observedGeneration": g, "replicas": 2,
+                    "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2});
+                let name = o["metadata"]["name"].as_str().unwrap();
+                api.set_status("apps", "deployments", "ingress-nginx", name, status);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    run.join().unwrap()
+}
+
 #[test]
 fn bring_up_to_kubeadm_with_test_doubles() {
     support::require_root();
@@ -248,13 +282,16 @@ fn bring_up_to_kubeadm_with_test_doubles() {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
-    bed.forgectl()
-        .args(["up", "--yes", "--only", "ingress"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "up: done — 1 phase(s), 11 change(s).",
-        ));
+    let out = with_controllers(
+        &api,
+        bed.forgectl().args(["up", "--yes", "--only", "ingress"]),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("up: done — 1 phase(s), 11 change(s)."),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ds = api.objects("apps", "daemonsets");
     assert_eq!(ds.len(), 1);
     assert_eq!(
@@ -273,13 +310,16 @@ fn bring_up_to_kubeadm_with_test_doubles() {
             .any(|(user, method, _)| user == "kubernetes-admin" && method == "PATCH")
     );
     let writes = api.writes();
-    bed.forgectl()
-        .args(["up", "--yes", "--only", "ingress"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "up: done — 1 phase(s), 0 change(s).",
-        ));
+    let out = with_controllers(
+        &api,
+        bed.forgectl().args(["up", "--yes", "--only", "ingress"]),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("up: done — 1 phase(s), 0 change(s)."),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(api.writes(), writes);
     assert!(
         bed.on(

@@ -71,14 +71,7 @@ impl Executor<'_> {
         else {
             return Ok(0);
         };
-        let admin = self.state.path().join(STATE_ADMIN_CONF);
-        if !admin.exists() {
-            return Err(ExecError::Unsupported(format!(
-                "no admin kubeconfig at {}: the kubeadm-init phase fetches it",
-                admin.display()
-            )));
-        }
-        let kube = crate::kube::Kube::from_kubeconfig(&admin).await?;
+        let kube = crate::kube::Kube::from_kubeconfig(&self.admin_kubeconfig()?).await?;
         let report = kube.apply_yaml(template, content).await?;
         for o in &report.created {
             tracing::info!(object = %o, "created");
@@ -87,6 +80,35 @@ impl Executor<'_> {
             tracing::info!(object = %o, "configured");
         }
         Ok(report.changes())
+    }
+
+    /// Waits until the action's workload rolled out.
+    pub async fn wait_rollout(&self, a: &Action) -> Result<(), ExecError> {
+        let Op::WaitRollout {
+            workload,
+            namespace,
+            name,
+            timeout_s,
+        } = &a.op
+        else {
+            return Ok(());
+        };
+        let kube = crate::kube::Kube::from_kubeconfig(&self.admin_kubeconfig()?).await?;
+        kube.wait_rollout(workload, namespace, name, Duration::from_secs(*timeout_s))
+            .await?;
+        Ok(())
+    }
+
+    fn admin_kubeconfig(&self) -> Result<std::path::PathBuf, ExecError> {
+        let admin = self.state.path().join(STATE_ADMIN_CONF);
+        if admin.exists() {
+            Ok(admin)
+        } else {
+            Err(ExecError::Unsupported(format!(
+                "no admin kubeconfig at {}: the kubeadm-init phase fetches it",
+                admin.display()
+            )))
+        }
     }
 
     /// Joins the hosts of `actions` that have not joined: control planes one at a time (each

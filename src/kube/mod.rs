@@ -3,8 +3,10 @@
 //! dependency order (namespaces and CRDs first).
 
 mod apply;
+mod wait;
 
 pub use apply::{ApplyReport, documents};
+pub use wait::rolled_out;
 
 use std::path::Path;
 use std::time::Duration;

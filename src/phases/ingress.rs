@@ -14,6 +14,8 @@ pub struct Ingress;
 
 /// Its namespace.
 pub const NAMESPACE: &str = "ingress-nginx";
+/// How long the controller and the default backend may take to roll out.
+pub const ROLLOUT_TIMEOUT_S: u64 = 300;
 /// Its template.
 pub const TEMPLATE: &str = "ingress/nginx-ingress.yaml.tera";
 
@@ -61,19 +63,35 @@ impl Phase for Ingress {
         let objects = crate::kube::documents(TEMPLATE, &content)
             .map_err(|e| PhaseError::Inventory(e.to_string()))?
             .len();
-        Ok(vec![Action::local(
-            None,
-            Op::ApplyManifests {
-                template: TEMPLATE.into(),
-                path: "/manifests/nginx-ingress.yaml".into(),
-                sha256: sha256_hex(content.as_bytes()),
-                content,
-                objects,
-            },
-            &format!(
-                "nginx-ingress on {} ingress node(s) (label {INGRESS_LABEL}=true)",
-                hosts.len()
+        let wait = |kind: &str, name: &str| {
+            Action::local(
+                None,
+                Op::WaitRollout {
+                    workload: kind.into(),
+                    namespace: NAMESPACE.into(),
+                    name: name.into(),
+                    timeout_s: ROLLOUT_TIMEOUT_S,
+                },
+                &format!("{kind} {name} rolled out on its nodes"),
+            )
+        };
+        Ok(vec![
+            Action::local(
+                None,
+                Op::ApplyManifests {
+                    template: TEMPLATE.into(),
+                    path: "/manifests/nginx-ingress.yaml".into(),
+                    sha256: sha256_hex(content.as_bytes()),
+                    content,
+                    objects,
+                },
+                &format!(
+                    "nginx-ingress on {} ingress node(s) (label {INGRESS_LABEL}=true)",
+                    hosts.len()
+                ),
             ),
-        )])
+            wait("DaemonSet", "ingress-nginx-controller"),
+            wait("Deployment", "default-backend"),
+        ])
     }
 }
