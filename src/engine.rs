@@ -87,15 +87,11 @@ pub fn plan(
         present,
     };
     let mut phases = Vec::new();
-    for step in &pb.phases {
-        let selected = selection.only.is_empty() || selection.only.contains(&step.phase);
+    for (step, selected) in steps(pb, selection) {
         if selected {
             phases.push(plan_step(&ctx, pb, step)?);
         } else if phases::lookup(&step.phase).is_none() {
             return Err(unknown(pb, step));
-        }
-        if selection.until.as_deref() == Some(step.phase.as_str()) {
-            break;
         }
     }
     Ok(Plan {
@@ -104,6 +100,30 @@ pub fn plan(
         probed: false,
         phases,
     })
+}
+
+/// The playbook's steps up to `--until`, each with whether `--only` selects it.
+fn steps<'p>(
+    pb: &'p Playbook,
+    selection: &'p Selection,
+) -> impl Iterator<Item = (&'p Step, bool)> + 'p {
+    let end = pb
+        .phases
+        .iter()
+        .position(|s| selection.until.as_deref() == Some(s.phase.as_str()))
+        .map_or(pb.phases.len(), |i| i + 1);
+    pb.phases[..end].iter().map(|step| {
+        let selected = selection.only.is_empty() || selection.only.contains(&step.phase);
+        (step, selected)
+    })
+}
+
+/// The phases `selection` plans of `pb`, in order.
+pub fn selected_phases<'p>(pb: &'p Playbook, selection: &'p Selection) -> Vec<&'p str> {
+    steps(pb, selection)
+        .filter(|(_, selected)| *selected)
+        .map(|(s, _)| s.phase.as_str())
+        .collect()
 }
 
 fn unknown(pb: &Playbook, step: &Step) -> EngineError {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+mod kube_api;
 mod kubeadm;
 
 use crate::etcd;
@@ -196,6 +197,7 @@ pub struct Executor<'a> {
     pool: OnceCell<Arc<Pool>>,
     mirror: tokio::sync::Mutex<Option<(Vec<String>, local::mirror::Server)>>,
     templates: Option<PathBuf>,
+    kube: OnceCell<crate::kube::Kube>,
 }
 
 impl<'a> Executor<'a> {
@@ -209,6 +211,7 @@ impl<'a> Executor<'a> {
             pool: OnceCell::new(),
             mirror: tokio::sync::Mutex::new(None),
             templates: None,
+            kube: OnceCell::new(),
         }
     }
 

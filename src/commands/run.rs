@@ -95,10 +95,10 @@ async fn make_plan(run: &RunOptions, opts: &Options) -> Result<Planned, CommandE
     let pb = playbook::load(&run.playbook)?;
     let templates = Templates::load(opts.templates.as_deref())?;
     let mut present = presence(&inv, opts).await?;
-    if pb
-        .phases
+    // Only when a phase this run plans installs release artifacts (a URL may take seconds).
+    if engine::selected_phases(&pb, &run.selection)
         .iter()
-        .any(|s| crate::phases::ARTIFACT_PHASES.contains(&s.phase.as_str()))
+        .any(|p| crate::phases::ARTIFACT_PHASES.contains(p))
     {
         present.unavailable =
             crate::artifacts::unavailable(&crate::artifacts::list(&inv.inventory)).await;

@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ExecError, Executor, endpoints, failed};
-use crate::phases::kubeadm_init::{API_READY, CONFIG_DIR, STATE_ADMIN_CONF, wait_api_ready};
-use crate::plan::{Action, Op, TOKEN_PLACEHOLDER};
+use crate::phases::kubeadm_init::{CONFIG_DIR, wait_api_ready};
+use crate::plan::{Action, JOIN_CONFIG, Op, TOKEN_PLACEHOLDER};
 use crate::ssh::{Session, SshError};
 
-/// Where the join configuration (with its token) lives while kubeadm join runs.
-const JOIN_CONFIG: &str = "/etc/kubernetes/forgectl/kubeadm-join.yaml";
 /// A node that has this file has joined (kubeadm writes it at the end of init / join).
 const JOINED: &str = "test -f /etc/kubernetes/kubelet.conf";
 /// How long one `kubeadm join` may take.
@@ -62,88 +60,60 @@ impl Executor<'_> {
         Ok(1)
     }
 
-    /// Applies the action's manifests through the admin kubeconfig in the state dir; returns how
-    /// many objects were created or changed.
-    pub async fn apply_manifests(&self, a: &Action) -> Result<usize, ExecError> {
-        let Op::ApplyManifests {
-            template, content, ..
-        } = &a.op
-        else {
-            return Ok(0);
-        };
-        let kube = crate::kube::Kube::from_kubeconfig(&self.admin_kubeconfig()?).await?;
-        let report = kube.apply_yaml(template, content).await?;
-        for o in &report.created {
-            tracing::info!(object = %o, "created");
-        }
-        for o in &report.configured {
-            tracing::info!(object = %o, "configured");
-        }
-        Ok(report.changes())
-    }
-
-    /// Waits until the action's workload rolled out.
-    pub async fn wait_rollout(&self, a: &Action) -> Result<(), ExecError> {
-        let Op::WaitRollout {
-            workload,
-            namespace,
-            name,
-            timeout_s,
-        } = &a.op
-        else {
-            return Ok(());
-        };
-        let kube = crate::kube::Kube::from_kubeconfig(&self.admin_kubeconfig()?).await?;
-        kube.wait_rollout(workload, namespace, name, Duration::from_secs(*timeout_s))
-            .await?;
-        Ok(())
-    }
-
-    fn admin_kubeconfig(&self) -> Result<std::path::PathBuf, ExecError> {
-        let admin = self.state.path().join(STATE_ADMIN_CONF);
-        if admin.exists() {
-            Ok(admin)
-        } else {
-            Err(ExecError::Unsupported(format!(
-                "no admin kubeconfig at {}: the kubeadm-init phase fetches it",
-                admin.display()
-            )))
-        }
-    }
-
     /// Joins the hosts of `actions` that have not joined: control planes one at a time (each
     /// waited for until its API server answers), then workers together. One bootstrap token is
     /// made on the first control plane for the run and deleted afterwards, whatever happened.
     pub async fn kubeadm_join(&self, actions: &[&Action]) -> Result<usize, ExecError> {
-        let mut todo: Vec<(Arc<Session>, bool, &str)> = Vec::new();
-        let mut first = None;
-        for a in actions {
-            let (
-                Some(host),
-                Op::KubeadmJoin {
-                    control_plane,
-                    first: f,
-                    config,
-                    ..
-                },
-            ) = (&a.host, &a.op)
-            else {
-                continue;
-            };
-            first.get_or_insert(f.clone());
-            let s = self.session_of(host).await?;
-            if s.exec(&s.as_root(JOINED))
-                .await
-                .map_err(Self::session_error(host))?
-                .success()
-            {
-                continue;
-            }
-            todo.push((s, *control_plane, config.as_str()));
-        }
-        let (Some(first), false) = (first, todo.is_empty()) else {
+        let joins: Vec<(&str, bool, &str, &str)> = actions
+            .iter()
+            .filter_map(|a| match (&a.host, &a.op) {
+                (
+                    Some(host),
+                    Op::KubeadmJoin {
+                        control_plane,
+                        first,
+                        config,
+                        ..
+                    },
+                ) => Some((
+                    host.as_str(),
+                    *control_plane,
+                    first.as_str(),
+                    config.as_str(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let Some(first) = joins.first().map(|j| j.2.to_string()) else {
             return Ok(0);
         };
+        // Which nodes have joined, asked of all of them at once.
+        let machines: Vec<&crate::inventory::Machine> = joins
+            .iter()
+            .filter_map(|j| self.inv.machines.iter().find(|m| m.name == j.0))
+            .collect();
+        let pool = self.pool().await?;
+        let checks = pool
+            .each(&endpoints(self.inv, &machines), |s| async move {
+                let joined = s.exec(&s.as_root(JOINED)).await?.success();
+                Ok((s, joined))
+            })
+            .await;
+        let mut todo: Vec<(Arc<Session>, bool, &str)> = Vec::new();
+        let mut lost = Vec::new();
+        for (r, (_, control_plane, _, config)) in checks.into_iter().zip(&joins) {
+            match r.result {
+                Ok((_, true)) => {}
+                Ok((s, false)) => todo.push((s, *control_plane, config)),
+                Err(e) => lost.push((r.host, e)),
+            }
+        }
+        if !lost.is_empty() {
+            return Err(ExecError::Hosts(lost));
+        }
+        if todo.is_empty() {
+            return Ok(0);
+        }
         let fs = self.session_of(&first).await?;
         let create = "kubeadm token create --ttl 15m --description 'forgectl: kubeadm join'";
         let out = fs
@@ -226,13 +196,10 @@ async fn join_one(
         return Err(e);
     }
     if control_plane {
-        let wait = wait_api_ready();
-        let ready = s.exec(&s.as_root(API_READY)).await.map_err(ssh)?;
-        if !ready.success() {
-            let out = s.exec(&s.as_root(&wait)).await.map_err(ssh)?;
-            if !out.success() {
-                return Err(failed(&host, "wait for the API server's /readyz", &out));
-            }
+        // Returns at once when the API server answers already.
+        let out = s.exec(&s.as_root(&wait_api_ready())).await.map_err(ssh)?;
+        if !out.success() {
+            return Err(failed(&host, "wait for the API server's /readyz", &out));
         }
     }
     Ok(())

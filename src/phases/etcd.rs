@@ -199,9 +199,7 @@ impl Phase for Etcd {
             for (rel, ext, file, mode, owner) in cert_files(&m.name) {
                 // Before the pki phase has run (a plan of a new cluster) the content is not known
                 // yet; the engine plans this phase again right before running it.
-                let content = pki
-                    .and_then(|d| std::fs::read_to_string(d.join(format!("{rel}.{ext}"))).ok())
-                    .unwrap_or_default();
+                let content = ctx.state_file(&format!("{rel}.{ext}")).unwrap_or_default();
                 let why = if content.is_empty() {
                     "certificate or key (made by the pki phase)"
                 } else {

@@ -45,8 +45,9 @@ const MODULES: &[(&str, &str)] = &[
     ("br_netfilter", "test -d /proc/sys/net/bridge"),
 ];
 
-/// The sysctls the file sets, with their values, for the check that they hold.
-const NET_SYSCTLS: &[(&str, &str)] = &[
+/// The network sysctls a node needs, with their values (per network namespace: for local
+/// machines the local provider sets them when it starts one).
+pub const NET_SYSCTLS: &[(&str, &str)] = &[
     ("net.bridge.bridge-nf-call-iptables", "1"),
     ("net.bridge.bridge-nf-call-ip6tables", "1"),
     ("net.ipv4.ip_forward", "1"),

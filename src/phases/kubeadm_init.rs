@@ -130,12 +130,7 @@ pub fn pki_uploads(ctx: &PlanContext<'_>, host: &str) -> Vec<Action> {
     control_plane_pki()
         .into_iter()
         .map(|(rel, ext, name, mode)| {
-            let content = ctx
-                .present
-                .state_dir
-                .as_ref()
-                .and_then(|d| std::fs::read_to_string(d.join(format!("{rel}.{ext}"))).ok())
-                .unwrap_or_default();
+            let content = ctx.state_file(&format!("{rel}.{ext}")).unwrap_or_default();
             Action::upload_rendered(
                 host,
                 &format!("{PKI_DIR}/{name}"),
@@ -149,8 +144,17 @@ pub fn pki_uploads(ctx: &PlanContext<'_>, host: &str) -> Vec<Action> {
         .collect()
 }
 
+/// Ready, unless kubeadm would refuse the etcd this inventory installs (kubeadm-init and
+/// kubeadm-join then only plan).
+pub fn kubeadm_readiness(inv: &Inventory) -> Readiness {
+    match etcd_too_old(inv) {
+        Some(missing) => Readiness::PlanOnly { missing },
+        None => Readiness::Ready,
+    }
+}
+
 /// Why kubeadm would refuse the etcd this inventory installs, if it would.
-pub fn etcd_too_old(inv: &Inventory) -> Option<String> {
+fn etcd_too_old(inv: &Inventory) -> Option<String> {
     let ignored = inv
         .kubeadm
         .ignore_preflight_errors
@@ -216,10 +220,7 @@ impl Phase for KubeadmInit {
     }
 
     fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
-        match etcd_too_old(&ctx.inv.inventory) {
-            Some(missing) => Readiness::PlanOnly { missing },
-            None => Readiness::Ready,
-        }
+        kubeadm_readiness(&ctx.inv.inventory)
     }
 
     fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError> {

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::etcd::address_or_name;
-use super::kubeadm_init::{api_endpoint, etcd_too_old, pki_uploads};
+use super::kubeadm_init::{api_endpoint, kubeadm_readiness, pki_uploads};
 use super::{Phase, PhaseError, PlanContext};
 use crate::inventory::{Machine, Role};
 use crate::plan::{Action, Op, Readiness, TOKEN_PLACEHOLDER, sha256_hex};
@@ -28,12 +28,7 @@ struct JoinVars<'a> {
 
 /// kubeadm's discovery hash of the cluster CA in the state dir (empty before the pki phase).
 fn ca_cert_hash(ctx: &PlanContext<'_>) -> String {
-    ctx.present
-        .state_dir
-        .as_ref()
-        .and_then(|d| {
-            std::fs::read_to_string(d.join(format!("{}.crt", crate::pki::paths::KUBE_CA))).ok()
-        })
+    ctx.state_file(&format!("{}.crt", crate::pki::paths::KUBE_CA))
         .and_then(|pem| crate::pki::ca_cert_hash(&pem).ok())
         .unwrap_or_else(|| "sha256:(of the cluster CA, once the pki phase made it)".into())
 }
@@ -48,10 +43,7 @@ impl Phase for KubeadmJoin {
     }
 
     fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
-        match etcd_too_old(&ctx.inv.inventory) {
-            Some(missing) => Readiness::PlanOnly { missing },
-            None => Readiness::Ready,
-        }
+        kubeadm_readiness(&ctx.inv.inventory)
     }
 
     fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError> {

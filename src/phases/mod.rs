@@ -7,7 +7,7 @@
 mod deprovision;
 mod etcd;
 mod facts;
-mod host_prep;
+pub mod host_prep;
 mod ingress;
 mod kube_packages;
 pub mod kubeadm_init;
@@ -93,6 +93,14 @@ impl PlanContext<'_> {
             content,
             why,
         ))
+    }
+
+    /// The text of `rel` in the cluster's state dir (certificates the pki phase made), if it is
+    /// there yet. Before the pki phase ran (a plan of a new cluster) it is not: the engine plans
+    /// each phase again right before running it.
+    pub fn state_file(&self, rel: &str) -> Option<String> {
+        let dir = self.present.state_dir.as_ref()?;
+        std::fs::read_to_string(dir.join(rel)).ok()
     }
 
     /// Ready, unless some of `artifacts` cannot be fetched from the inventory's source: then the

@@ -103,7 +103,10 @@ pub async fn ensure_machine(bridge: &str, net: &MachineNet, prefix: u8) -> Resul
     }
     run("ip", &["-n", ns, "link", "set", "eth0", "up"], T).await?;
     run("ip", &["-n", ns, "link", "set", "lo", "up"], T).await?;
-    let writes = MACHINE_SYSCTLS
+    // The network sysctls a node needs: the machine cannot set them itself (its /proc/sys is
+    // read-only, as in a container), so they are set from the host as a container runtime's
+    // `--sysctl` would; the host-prep phase checks that they hold.
+    let writes = crate::phases::host_prep::NET_SYSCTLS
         .iter()
         .map(|(k, v)| format!("echo {v} > /proc/sys/{}", k.replace('.', "/")))
         .collect::<Vec<_>>()
@@ -111,15 +114,6 @@ pub async fn ensure_machine(bridge: &str, net: &MachineNet, prefix: u8) -> Resul
     run("ip", &["netns", "exec", ns, "sh", "-c", &writes], T).await?;
     Ok(())
 }
-
-/// Sysctls of the machine's network namespace that a Kubernetes node needs. The machine cannot
-/// set them itself (its /proc/sys is read-only, as in a container), so they are set from the host
-/// as a container runtime's `--sysctl` would; the host-prep phase checks that they hold.
-pub const MACHINE_SYSCTLS: &[(&str, &str)] = &[
-    ("net.ipv4.ip_forward", "1"),
-    ("net.bridge.bridge-nf-call-iptables", "1"),
-    ("net.bridge.bridge-nf-call-ip6tables", "1"),
-];
 
 /// Takes the machine off the network (`cut`) or puts it back (`heal`).
 pub async fn set_link(net: &MachineNet, up: bool) -> Result<(), LocalError> {
