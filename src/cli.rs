@@ -197,6 +197,12 @@ pub enum Command {
         #[command(subcommand)]
         verb: CertsVerb,
     },
+    /// The cluster at a glance: etcd quorum, nodes (Ready, kubelet version, roles), system
+    /// workloads and the system pods that are not running.
+    #[command(
+        after_help = "Examples:\n  forgectl status\n  forgectl status -o json\n\nExit code 1 when etcd, a node, a system workload or a system pod is not well."
+    )]
+    Status,
     /// The external etcd cluster: status, snapshots, replace, add and remove members.
     #[command(
         after_help = "Examples:\n  forgectl etcd status\n  forgectl etcd status -o json\n\nExit code 1 when quorum is lost or one more failure would lose it."

@@ -340,6 +340,21 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
                     changed += exec.apply_manifests(b).await?;
                 }
             }
+            Op::WaitNodesReady { .. } | Op::WaitPodsRunning { .. } => {
+                for b in &same {
+                    exec.wait_cluster(b).await?;
+                }
+            }
+            Op::CheckDns { .. } => {
+                for b in &same {
+                    exec.check_dns(b).await?;
+                }
+            }
+            Op::ApplyCloudConfig { .. } => {
+                for b in &same {
+                    changed += exec.apply_cloud_config(b).await?;
+                }
+            }
             Op::EnsurePki => changed += exec.ensure_pki().await?,
             Op::WaitEtcdHealthy => {
                 exec.wait_etcd().await?;

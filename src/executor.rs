@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+mod dns_check;
 mod kube_api;
 mod kubeadm;
 
@@ -55,6 +56,9 @@ pub enum ExecError {
     /// A template failed.
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
+    /// A check of the cluster from a node failed (its text names host, what and why).
+    #[error("{0}")]
+    Check(String),
     /// A command failed on a host.
     #[error("{host}: `{command}` exited with {code}: {stderr}")]
     Command {
@@ -111,6 +115,7 @@ impl ExecError {
             }
             Self::OpenStack(e) => e.next_step(),
             Self::Render(_) => "fix the template named above (or the --templates override)".into(),
+            Self::Check(_) => "look at CoreDNS and kube-proxy (`forgectl status`), then run `forgectl up --only cluster-ready`".into(),
             Self::Kube(e) => e.next_step(),
             Self::Etcd(_) => {
                 "check the members with `forgectl exec --hosts etcd -- journalctl -u etcd -n 50`"
@@ -433,24 +438,44 @@ impl<'a> Executor<'a> {
     }
 
     /// Makes the certificates that are missing for the etcd members; returns how many files.
-    /// Never makes a new etcd CA while the members already have one (a lost state dir): that
-    /// would lock forgectl and the API servers out; `forgectl certs recover` brings it back.
+    /// Never makes a new etcd or Kubernetes CA while the machines already have one (a lost
+    /// state dir): that would lock forgectl, the API servers and the nodes out; `forgectl certs
+    /// recover` brings them back.
     pub async fn ensure_pki(&self) -> Result<usize, ExecError> {
         let pki = pki::Pki::new(self.state);
-        if !pki.has_etcd_ca() && self.members_have_ca().await? {
-            return Err(ExecError::Pki(pki::PkiError::Corrupt {
-                path: pki.path(pki::paths::ETCD_CA, "key").display().to_string(),
-                cause: "missing from the state dir, but the etcd members already have a CA; \
-                        run `forgectl certs recover` instead of making a new one"
-                    .into(),
-            }));
+        let refuse = |rel: &str, who: &str| {
+            ExecError::Pki(pki::PkiError::Corrupt {
+                path: pki.path(rel, "key").display().to_string(),
+                cause: format!(
+                    "missing from the state dir, but the {who} already have a CA; \
+                     run `forgectl certs recover` instead of making a new one"
+                ),
+            })
+        };
+        if !pki.has_etcd_ca() && self.some_have(Role::Etcd, "/etc/etcd/pki/ca.crt").await? {
+            return Err(refuse(pki::paths::ETCD_CA, "etcd members"));
         }
-        Ok(pki.ensure(&self.etcd_pki_members())?.created.len())
+        if !pki.has_kube_ca()
+            && self
+                .some_have(Role::ControlPlane, "/etc/kubernetes/pki/ca.crt")
+                .await?
+        {
+            return Err(refuse(pki::paths::KUBE_CA, "control planes"));
+        }
+        let mut made = pki.ensure(&self.etcd_pki_members())?.created.len();
+        let front = &self.inv.inventory.ingress.tls_front;
+        if self.inv.inventory.ingress.enabled && front.enabled && front.cert_file.is_none() {
+            made += pki
+                .ensure_tls_front(&self.inv.inventory.ingress.tool_domain)?
+                .created
+                .len();
+        }
+        Ok(made)
     }
 
-    /// True when any reachable etcd member has a CA certificate installed.
-    async fn members_have_ca(&self) -> Result<bool, ExecError> {
-        let machines: Vec<&Machine> = self.inv.with_role(Role::Etcd).collect();
+    /// True when any reachable machine of `role` has the file `path`.
+    async fn some_have(&self, role: Role, path: &str) -> Result<bool, ExecError> {
+        let machines: Vec<&Machine> = self.inv.with_role(role).collect();
         if machines.is_empty() {
             return Ok(false);
         }
@@ -460,9 +485,11 @@ impl<'a> Executor<'a> {
         }
         let pool = self.pool().await?;
         let eps = endpoints(self.inv, &machines);
+        let probe = format!("test -e {}", shell_quote(path));
         let results = pool
-            .each(&eps, |s| async move {
-                s.exec("test -e /etc/etcd/pki/ca.crt").await
+            .each(&eps, |s| {
+                let probe = probe.clone();
+                async move { s.exec(&probe).await }
             })
             .await;
         Ok(results
@@ -470,13 +497,45 @@ impl<'a> Executor<'a> {
             .any(|r| r.result.as_ref().is_ok_and(|o| o.success())))
     }
 
-    /// Reads the etcd CA back from the first member that has it (certificate and key) and stores it
-    /// in the state dir. Returns the member it came from.
+    /// Reads the etcd CA back from the first etcd member that has it into the state dir.
     pub async fn recover_etcd_ca(&self) -> Result<String, ExecError> {
-        let machines: Vec<&Machine> = self.inv.with_role(Role::Etcd).collect();
+        self.recover_from(
+            Role::Etcd,
+            &[("/etc/etcd/pki/ca", pki::paths::ETCD_CA, true)],
+        )
+        .await
+    }
+
+    /// Reads the Kubernetes and front-proxy CAs and the service-account key pair back from the
+    /// first control plane that has them (kubeadm's `/etc/kubernetes/pki`) into the state dir.
+    pub async fn recover_cluster_cas(&self) -> Result<String, ExecError> {
+        self.recover_from(
+            Role::ControlPlane,
+            &[
+                ("/etc/kubernetes/pki/ca", pki::paths::KUBE_CA, true),
+                (
+                    "/etc/kubernetes/pki/front-proxy-ca",
+                    pki::paths::FRONT_PROXY_CA,
+                    true,
+                ),
+                ("/etc/kubernetes/pki/sa", pki::paths::SA, false),
+            ],
+        )
+        .await
+    }
+
+    /// For each (remote path without extension, state-dir path, is a CA), copies the pair from
+    /// the first machine of `role` that has all of them: a CA's `.crt` / `.key` (checked to
+    /// belong together), else `.key` / `.pub`. Returns the machine's name.
+    async fn recover_from(
+        &self,
+        role: Role,
+        files: &[(&str, &str, bool)],
+    ) -> Result<String, ExecError> {
+        let machines: Vec<&Machine> = self.inv.with_role(role).collect();
         let pool = self.pool().await?;
         let mut tried = Vec::new();
-        for ep in endpoints(self.inv, &machines) {
+        'hosts: for ep in endpoints(self.inv, &machines) {
             let s = match pool.session(&ep).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -484,25 +543,38 @@ impl<'a> Executor<'a> {
                     continue;
                 }
             };
-            let (cert, key) = match (
-                s.download("/etc/etcd/pki/ca.crt").await,
-                s.download("/etc/etcd/pki/ca.key").await,
-            ) {
-                (Ok(c), Ok(k)) => (c, k),
-                (Err(e), _) | (_, Err(e)) => {
-                    tried.push(format!("{}: {e}", ep.name));
-                    continue;
+            let mut got = Vec::new();
+            for (remote, rel, is_ca) in files {
+                let public = if *is_ca { "crt" } else { "pub" };
+                match (
+                    s.download(&format!("{remote}.{public}")).await,
+                    s.download(&format!("{remote}.key")).await,
+                ) {
+                    (Ok(c), Ok(k)) => got.push((
+                        *rel,
+                        *is_ca,
+                        String::from_utf8_lossy(&c).into_owned(),
+                        String::from_utf8_lossy(&k).into_owned(),
+                    )),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tried.push(format!("{}: {e}", ep.name));
+                        continue 'hosts;
+                    }
                 }
-            };
-            pki::Pki::new(self.state).adopt_ca(
-                pki::paths::ETCD_CA,
-                &String::from_utf8_lossy(&cert),
-                &String::from_utf8_lossy(&key),
-            )?;
+            }
+            let p = pki::Pki::new(self.state);
+            for (rel, is_ca, public, key) in got {
+                if is_ca {
+                    p.adopt_ca(rel, &public, &key)?;
+                } else {
+                    p.adopt_key_pair(rel, &public, &key)?;
+                }
+            }
             return Ok(ep.name.clone());
         }
         Err(ExecError::Unsupported(format!(
-            "no etcd member gave back its CA: {}",
+            "no {} machine gave back its keys: {}",
+            role.as_str(),
             tried.join("; ")
         )))
     }

@@ -163,6 +163,7 @@ async fn dispatch(
         C::Certs {
             verb: cli::CertsVerb::Recover { yes },
         } => commands::certs_recover(file.as_deref(), yes, opts).await,
+        C::Status => commands::status(file.as_deref(), opts).await,
         C::Etcd {
             verb: cli::EtcdVerb::Status,
         } => commands::etcd_status(file.as_deref(), opts).await,

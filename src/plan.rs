@@ -122,6 +122,41 @@ pub enum Op {
         /// How long at most, in seconds.
         timeout_s: u64,
     },
+    /// Wait until every node of `nodes` is registered and Ready.
+    WaitNodesReady {
+        /// Node names.
+        nodes: Vec<String>,
+        /// How long at most, in seconds.
+        timeout_s: u64,
+    },
+    /// Wait until every pod of `namespace` runs with its containers ready.
+    WaitPodsRunning {
+        /// The namespace.
+        namespace: String,
+        /// How long at most, in seconds.
+        timeout_s: u64,
+    },
+    /// From the action's host, ask the cluster DNS at `server` (TCP) for `name` and expect
+    /// `expect` among the addresses, until it does or `timeout_s` ends.
+    CheckDns {
+        /// The name asked for.
+        name: String,
+        /// The cluster DNS Service IP.
+        server: String,
+        /// The address it must answer.
+        expect: String,
+        /// How long at most, in seconds.
+        timeout_s: u64,
+    },
+    /// Create or update the Secret `namespace/name` (key `cloud.conf`) with the cloud config of
+    /// the Cinder CSI driver, made at run time from forgectl's own OpenStack credentials (never
+    /// planned, printed or rendered).
+    ApplyCloudConfig {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
     /// `kubeadm join` with a bootstrap token made for it on `first` (the first control plane)
     /// and deleted afterwards, unless the host has joined. Control planes join one at a time,
     /// each waited for; workers join together.
@@ -470,6 +505,25 @@ impl Plan {
                         timeout_s,
                     } => format!(
                         "wait   until {workload} {namespace}/{name} rolled out (at most {timeout_s} s)"
+                    ),
+                    Op::WaitNodesReady { nodes, timeout_s } => format!(
+                        "wait   until {} node(s) are registered and Ready (at most {timeout_s} s)",
+                        nodes.len()
+                    ),
+                    Op::WaitPodsRunning {
+                        namespace,
+                        timeout_s,
+                    } => format!(
+                        "wait   until every pod in {namespace} runs and is ready (at most {timeout_s} s)"
+                    ),
+                    Op::CheckDns {
+                        name,
+                        server,
+                        expect,
+                        ..
+                    } => format!("dns    ask {server}:53 for {name}, expect {expect}"),
+                    Op::ApplyCloudConfig { namespace, name } => format!(
+                        "secret {namespace}/{name}: cloud.conf from forgectl's OpenStack credentials (never shown)"
                     ),
                     Op::FetchFile { path, to } => {
                         format!("fetch  {path} into the state dir as {to} (0600)")

@@ -144,14 +144,14 @@ fn plan_prints_every_phase_and_marks_the_unbuilt_ones() {
         .arg("plan")
         .assert()
         .success()
-        .stdout(predicate::str::contains("Plan for cluster forge-local — playbook cluster, 15 phases"))
+        .stdout(predicate::str::contains("Plan for cluster forge-local — playbook cluster, 16 phases"))
         .stdout(predicate::str::contains("1. provision       Create the machines that do not exist yet — 7 action(s)"))
         .stdout(predicate::str::contains("etcd-1  create machine etcd-1 (10.77.0.10)"))
         .stdout(predicate::str::contains("worker-2  probe  OS, kernel and systemd state over SSH"))
         .stdout(predicate::str::contains("host-prep       Swap off"))
-        .stdout(predicate::str::contains("not implemented yet (arrives with issue #6)"))
+        .stdout(predicate::str::contains("not implemented yet (arrives with issue #7)"))
         .stdout(predicate::str::contains("etcd-2  upload /etc/etcd/etcd.env (0640 root:etcd"))
-        .stdout(predicate::str::contains("15. platform"))
+        .stdout(predicate::str::contains("16. platform"))
         .stdout(predicate::str::contains("storage-cinder  Cinder CSI driver and StorageClass — nothing to do: storage.cinder.enabled is false"));
 }
 
@@ -209,7 +209,10 @@ fn plan_json_is_machine_readable_and_never_contains_file_contents() {
     assert_eq!(joins.last().unwrap()["op"]["kind"], "kubeadm_join");
     assert!(joins.iter().all(|a| a["op"].get("config").is_none()));
     let calico = phases.iter().find(|p| p["phase"] == "cni-calico").unwrap();
-    assert_eq!(calico["readiness"]["state"], "not_implemented");
+    assert_eq!(calico["readiness"]["state"], "ready");
+    assert_eq!(calico["actions"][0]["op"]["kind"], "apply_manifests");
+    let platform = phases.iter().find(|p| p["phase"] == "platform").unwrap();
+    assert_eq!(platform["readiness"]["state"], "not_implemented");
     let lb = phases.iter().find(|p| p["phase"] == "lb").unwrap();
     assert_eq!(lb["hosts"], serde_json::json!(["lb-1"]));
     let upload = &lb["actions"][1];
@@ -310,19 +313,19 @@ fn up_stops_before_the_first_unbuilt_phase_and_says_so() {
             "up: done — 1 phase(s), 0 change(s).",
         ));
     forgectl()
-        .args(["up", "--yes", "--only", "provision,cni-calico", "--state-dir"])
+        .args(["up", "--yes", "--only", "provision,platform", "--state-dir"])
         .arg(state.path())
         .arg("-f")
         .arg(example("static"))
         .assert()
         .code(3)
         .stdout(predicate::str::contains(
-            "up: stopped before phase `cni-calico`: it is not implemented yet (arrives with issue #6).",
+            "up: stopped before phase `platform`: it is not implemented yet (arrives with issue #7).",
         ))
-        .stdout(predicate::str::contains("ran provision (0 change(s)); `cni-calico` and the phases after it were not attempted."));
+        .stdout(predicate::str::contains("ran provision (0 change(s)); `platform` and the phases after it were not attempted."));
     let record = std::fs::read_to_string(state.path().join("forge-static/last-run.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&record).unwrap();
-    assert_eq!(v["stopped_at"], "cni-calico");
+    assert_eq!(v["stopped_at"], "platform");
     assert_eq!(v["ran"], serde_json::json!(["provision"]));
 }
 
@@ -433,7 +436,7 @@ fn render_writes_what_the_run_would_push() {
         .arg(out.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("57 file(s) written"));
+        .stdout(predicate::str::contains("65 file(s) written"));
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/static");
     for rel in [
         "lb-1/etc/haproxy/haproxy.cfg",
@@ -602,4 +605,66 @@ fn vagrant_without_vagrant_says_so_and_down_has_nothing_to_do() {
         .stdout(predicate::str::contains(
             "nothing to do: forgectl made no Vagrant machines for this cluster",
         ));
+}
+
+#[test]
+fn nfs_on_local_machines_needs_the_kernel_to_serve_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = write(
+        dir.path(),
+        "name: fgtest-nfs\nprovider: local\nstorage:\n  nfs:\n    enabled: true\ningress:\n  enabled: false\ngroups:\n  - name: etcd\n    roles: [etcd]\n    count: 1\n  - name: control\n    roles: [control-plane]\n    count: 1\n  - name: worker\n    roles: [worker]\n    count: 1\n  - name: nfs\n    roles: [nfs]\n    count: 1\n",
+    );
+    let out = forgectl()
+        .args(["plan", "--output", "json", "--only", "storage-nfs", "-f"])
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nfs = &v["phases"][0];
+    assert_eq!(nfs["phase"], "storage-nfs");
+    let kinds: Vec<&str> = nfs["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["op"]["path"].as_str().unwrap_or_default())
+        .filter(|p| !p.is_empty())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "/etc/exports.d/forgectl.exports",
+            "/etc/systemd/system/data-home.mount",
+            "/etc/systemd/system/data-project.mount"
+        ]
+    );
+    // Local machines share this machine's kernel: without NFS in it, the phase plans only.
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let modules = std::path::Path::new("/lib/modules")
+        .join(release.trim())
+        .join("kernel/fs");
+    let kernel_has = |name: &str| {
+        filesystems
+            .lines()
+            .any(|l| l.ends_with(&format!("\t{name}")))
+            || modules.join(name).exists()
+    };
+    let readiness = &nfs["readiness"];
+    if kernel_has("nfsd") && kernel_has("nfs") {
+        assert_eq!(readiness["state"], "ready", "{readiness}");
+    } else {
+        assert_eq!(readiness["state"], "plan_only", "{readiness}");
+        assert!(
+            readiness["missing"]
+                .as_str()
+                .unwrap()
+                .contains("kernel (which local machines share) has no"),
+            "{readiness}"
+        );
+    }
 }

@@ -99,7 +99,12 @@ async fn apply_in_order_converge_change_and_refuse() {
         ]
     );
     let writes = b.api.writes();
-    let ns = &b.api.objects("", "namespaces")[0];
+    let ns = &b
+        .api
+        .objects("", "namespaces")
+        .into_iter()
+        .find(|n| n["metadata"]["name"] == "demo")
+        .unwrap();
     assert_eq!(
         ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
         "baseline"

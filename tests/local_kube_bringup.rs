@@ -18,8 +18,8 @@ const CLUSTER: &str = "fgtest-kube";
 
 fn inventory(artifacts: &Path) -> String {
     format!(
-        "name: {CLUSTER}\nprovider: local\nlocal:\n  bridge: fgtest-kube0\nnetwork:\n  machine_cidr: 10.77.64.0/24\n\
-         artifacts:\n  source: debian\n  dir: {}\ningress:\n  enabled: true\n\
+        "name: {CLUSTER}\nprovider: local\nlocal:\n  bridge: fgtest-kube0\nnetwork:\n  machine_cidr: 10.77.64.0/24\n  pod_cidr: 10.77.192.0/18\n  service_cidr: 10.77.128.0/20\n\
+         artifacts:\n  source: debian\n  dir: {}\ningress:\n  enabled: true\n  tls_front:\n    enabled: true\n\
          runtime:\n  registry_mirrors:\n    docker.io: [https://mirror.fgtest.invalid]\n\
          kubeadm:\n  ignore_preflight_errors: [ExternalEtcdVersion]   # Debian's etcd is 3.4\n\
          groups:\n  - name: etcd\n    roles: [etcd]\n    count: 1\n  - name: control\n    roles: [control-plane]\n    count: 3\n\
@@ -116,38 +116,73 @@ fn wait_for_answers(bed: &Bed, want: &[&str], what: &str) {
     }
 }
 
-/// Runs `cmd` while playing the controllers the API server double lacks: once the ingress
-/// DaemonSet and Deployment exist, their status reports them rolled out (as kubelet and the
-/// controllers would once the pods run).
+/// The machines that become nodes.
+const NODES: &[&str] = &["control-1", "control-2", "control-3", "worker-1"];
+
+/// Runs `cmd` while playing the controllers and kubelets the API server double lacks: every node
+/// registers Ready; once a DaemonSet or Deployment exists, its status reports it rolled out and
+/// a pod of it runs and is ready (as the controllers and kubelet would once the images ran).
 fn with_controllers(
     api: &support::apiserver::ApiServer,
     cmd: &mut Command,
 ) -> std::process::Output {
     let mut cmd = std::mem::replace(cmd, Command::new("true"));
     let run = std::thread::spawn(move || cmd.output().unwrap());
+    let ready = serde_json::json!([{"type": "Ready", "status": "True"}]);
+    for n in NODES {
+        api.put(
+            "",
+            "nodes",
+            "",
+            serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n},
+                "status": {"conditions": ready}}),
+        );
+    }
     while !run.is_finished() {
-        for o in api.objects("apps", "daemonsets") {
-            let g = o["metadata"]["generation"].clone();
-            if o["status"]["observedGeneration"] != g {
-                let status = serde_json::json!({"observedGeneration": g, "desiredNumberScheduled": 1,
-                    "currentNumberScheduled": 1, "updatedNumberScheduled": 1, "numberReady": 1,
-                    "numberAvailable": 1, "numberMisscheduled": 0});
+        for (plural, status) in [
+            (
+                "daemonsets",
+                serde_json::json!({"desiredNumberScheduled": 1, "currentNumberScheduled": 1,
+                    "updatedNumberScheduled": 1, "numberReady": 1, "numberAvailable": 1,
+                    "numberMisscheduled": 0}),
+            ),
+            (
+                "deployments",
+                serde_json::json!({"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
+                    "availableReplicas": 2}),
+            ),
+        ] {
+            for o in api.objects("apps", plural) {
+                let g = o["metadata"]["generation"].clone();
+                if o["status"]["observedGeneration"] == g {
+                    continue;
+                }
+                let mut status = status.clone();
+                status["observedGeneration"] = g;
                 let name = o["metadata"]["name"].as_str().unwrap();
-                api.set_status("apps", "daemonsets", "ingress-nginx", name, status);
-            }
-        }
-        for o in api.objects("apps", "deployments") {
-            let g = o["metadata"]["generation"].clone();
-            if o["status"]["observedGeneration"] != g {
-                let status = serde_json::json!({"observedGeneration": g, "replicas": 2,
-                    "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2});
-                let name = o["metadata"]["name"].as_str().unwrap();
-                api.set_status("apps", "deployments", "ingress-nginx", name, status);
+                let ns = o["metadata"]["namespace"].as_str().unwrap();
+                api.set_status("apps", plural, ns, name, status);
+                api.put(
+                    "",
+                    "pods",
+                    ns,
+                    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": format!("{name}-fgtest")},
+                        "status": {"phase": "Running", "conditions": ready}}),
+                );
             }
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     run.join().unwrap()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -190,6 +225,54 @@ fn bring_up_to_kubeadm_with_test_doubles() {
     for cp in ["control-2", "control-3"] {
         bed.on(cp, "systemctl stop fgtest-api");
     }
+
+    // The TLS front: nginx on lb-1 terminates TLS for *.toolforge.test with the certificate
+    // forgectl issued and passes plain HTTP (with the forwarding headers) to haproxy's ingress
+    // frontend, which hands it to worker-1's :80 (a stand-in for nginx-ingress that echoes what
+    // it got). Other names get no certificate.
+    bed.on(
+        "worker-1",
+        r#"systemd-run --unit fgtest-ingress python3 -c '
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        b = ("%s %s %s" % (self.headers["Host"], self.headers["X-Forwarded-Proto"], self.path)).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
+    );
+    let front_ca =
+        std::fs::read_to_string(bed.state.join(CLUSTER).join("pki/tls-front-ca.crt")).unwrap();
+    bed.on(
+        "worker-1",
+        &format!("cat > /root/front-ca.crt <<'EOF'\n{front_ca}EOF"),
+    );
+    let t = Instant::now();
+    let curl = "curl -s --max-time 3 --cacert /root/front-ca.crt --resolve mytool.toolforge.test:443:10.77.64.15 https://mytool.toolforge.test/hello || true";
+    loop {
+        let got = bed.on("worker-1", curl);
+        if got == "mytool.toolforge.test https /hello" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the TLS front answered {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        bed.on(
+            "worker-1",
+            "curl -sk --max-time 3 --resolve other.example:443:10.77.64.15 https://other.example/ >/dev/null; echo $?"
+        ),
+        "35",
+        "a name outside the tool domain gets no TLS handshake"
+    );
+    assert_eq!(
+        bed.on("lb-1", "systemctl is-active nginx haproxy"),
+        "active\nactive"
+    );
+    bed.on("worker-1", "systemctl stop fgtest-ingress");
 
     // The API server double (tests/support/apiserver.rs) on the bridge's host address; the kubelet
     // double forwards each control plane's :6443 to it once kubeadm wrote the API server manifest.
@@ -249,15 +332,10 @@ fn bring_up_to_kubeadm_with_test_doubles() {
     // Fixed, the next run goes on where it stopped.
     bed.on("control-3", "rm /etc/forgectl-test-doubles/fail-join");
     bed.forgectl()
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--until", "kubeadm-join"])
         .assert()
-        .code(3)
-        .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd, host-prep, lb, runtime, kube-packages, kubeadm-init, kubeadm-join (",
-        ))
-        .stdout(predicate::str::contains(
-            "up: stopped before phase `cni-calico`: it is not implemented yet",
-        ));
+        .success()
+        .stdout(predicate::str::contains("up: done — 10 phase(s), "));
     assert_eq!(joins("control-2"), "1");
     assert_eq!(joins("control-3"), "2");
     assert_eq!(joins("worker-1"), "1");
@@ -272,8 +350,9 @@ fn bring_up_to_kubeadm_with_test_doubles() {
         ),
         "1"
     );
-    // nginx-ingress through the API: admin.conf → haproxy on lb-1 → a control plane's :6443 → the
-    // API server double; a second apply writes nothing.
+    // The rest of the bring-up through the API: admin.conf → haproxy on lb-1 → a control plane's
+    // :6443 → the API server double; then the cluster-ready gate, whose DNS question goes from
+    // control-1 to the cluster DNS Service IP, answered by a DNS double (CoreDNS cannot run here).
     let t = Instant::now();
     while answers(&bed).is_empty() {
         assert!(
@@ -282,23 +361,79 @@ fn bring_up_to_kubeadm_with_test_doubles() {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
-    let out = with_controllers(
-        &api,
-        bed.forgectl().args(["up", "--yes", "--only", "ingress"]),
+    // The Service IP is made reachable on control-1 from the host side (machines may not change
+    // their network; kube-proxy would make it reachable on a real node).
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", &format!("fg-{CLUSTER}-control-1")])
+        .args(["ip", "addr", "add", "10.77.128.10/32", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    bed.on(
+        "control-1",
+        &format!(
+            "mkdir -p /var/log/forgectl-test-doubles && \
+             cat > /root/dns-double.py <<'EOF'\n{}EOF\n\
+             systemd-run --unit fgtest-dns python3 /root/dns-double.py 10.77.128.10 \
+             kubernetes.default.svc.cluster.local=10.77.128.1",
+            include_str!("support/doubles/dns-double.py")
+        ),
+    );
+    let out = with_controllers(&api, bed.forgectl().args(["up", "--yes"]));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(
+        t.contains("kubeadm-join, cni-calico, ingress, storage-nfs, storage-cinder, cluster-ready (49 change(s))"),
+        "{t}"
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("up: done — 1 phase(s), 11 change(s)."),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        t.contains("up: stopped before phase `platform`: it is not implemented yet"),
+        "{t}"
     );
-    let ds = api.objects("apps", "daemonsets");
-    assert_eq!(ds.len(), 1);
     assert_eq!(
-        ds[0]["spec"]["template"]["spec"]["nodeSelector"]["node.forgectl.io/ingress"],
+        bed.on("control-1", "cat /var/log/forgectl-test-doubles/dns.log"),
+        "kubernetes.default.svc.cluster.local 1"
+    );
+    // Calico: its CRDs served, the pool and Felix configuration as the inventory says.
+    let crds = api.objects("apiextensions.k8s.io", "customresourcedefinitions");
+    assert_eq!(crds.len(), 24);
+    let pool = &api.objects("crd.projectcalico.org", "ippools")[0];
+    assert_eq!(pool["spec"]["cidr"], "10.77.192.0/18");
+    assert_eq!(pool["spec"]["ipipMode"], "Always");
+    let calico = api
+        .objects("apps", "daemonsets")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "calico-node")
+        .unwrap();
+    let env = calico["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let var = |k: &str| {
+        env.iter()
+            .find(|e| e["name"] == k)
+            .map(|e| e["value"].clone())
+            .unwrap()
+    };
+    assert_eq!(var("CALICO_IPV4POOL_CIDR"), "10.77.192.0/18");
+    assert_eq!(var("FELIX_IPTABLESBACKEND"), "Auto");
+    let config = &api
+        .objects("", "configmaps")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "calico-config")
+        .unwrap();
+    assert_eq!(config["data"]["veth_mtu"], "1480");
+    // nginx-ingress.
+    let ds = api
+        .objects("apps", "daemonsets")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "ingress-nginx-controller")
+        .unwrap();
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["nodeSelector"]["node.forgectl.io/ingress"],
         "true"
     );
-    assert_eq!(ds[0]["metadata"]["managedFields"][0]["manager"], "forgectl");
+    assert_eq!(ds["metadata"]["managedFields"][0]["manager"], "forgectl");
     let class = &api.objects("networking.k8s.io", "ingressclasses")[0];
     assert_eq!(
         class["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"],
@@ -309,18 +444,54 @@ fn bring_up_to_kubeadm_with_test_doubles() {
             .iter()
             .any(|(user, method, _)| user == "kubernetes-admin" && method == "PATCH")
     );
+    // A second apply writes nothing.
     let writes = api.writes();
     let out = with_controllers(
         &api,
-        bed.forgectl().args(["up", "--yes", "--only", "ingress"]),
+        bed.forgectl()
+            .args(["up", "--yes", "--only", "cni-calico,ingress"]),
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("up: done — 1 phase(s), 0 change(s)."),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        text(&out).contains("up: done — 2 phase(s), 0 change(s)."),
+        "{}",
+        text(&out)
     );
     assert_eq!(api.writes(), writes);
+    // `forgectl status`: etcd, every node, the system workloads.
+    let out = bed.forgectl().arg("status").output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("etcd: 1 of 1 member(s) healthy"), "{t}");
+    assert!(t.contains("worker-1   Ready"), "{t}");
+    assert!(
+        t.contains("DaemonSet kube-system/calico-node") && t.contains("status: healthy"),
+        "{t}"
+    );
+    // A node that stops being Ready holds the gate, which says which one.
+    api.put(
+        "",
+        "nodes",
+        "",
+        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
+    );
+    let out = bed
+        .forgectl()
+        .env("FORGECTL_WAIT_TIMEOUT_S", "3")
+        .args(["up", "--yes", "--only", "cluster-ready"])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("not Ready: worker-1"), "{}", text(&out));
+    let out = bed.forgectl().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("worker-1   NotReady"), "{}", text(&out));
+    api.put(
+        "",
+        "nodes",
+        "",
+        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+    );
     assert!(
         bed.on(
             "worker-1",
@@ -466,7 +637,7 @@ fn bring_up_to_kubeadm_with_test_doubles() {
         .assert()
         .code(3)
         .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd, host-prep, lb, runtime, kube-packages, kubeadm-init, kubeadm-join (0 change(s))",
+            "ran provision, facts, pki, etcd, host-prep, lb, runtime, kube-packages, kubeadm-init, kubeadm-join, cni-calico, ingress, storage-nfs, storage-cinder, cluster-ready (0 change(s))",
         ));
     eprintln!("converged re-run: {:.1} s", started.elapsed().as_secs_f64());
     for cp in ["control-1", "control-2", "control-3"] {

@@ -187,24 +187,49 @@ pub async fn certs_recover(
     let inv = load_inventory(file, opts)?;
     let dir = super::state_dir(&inv, opts)?;
     let _lock = dir.lock("certs recover")?;
-    if Pki::new(&dir).has_etcd_ca() {
-        println!("the state dir has its etcd CA; nothing to recover");
+    let pki = Pki::new(&dir);
+    let (etcd, kube) = (!pki.has_etcd_ca(), !pki.has_kube_ca());
+    if !etcd && !kube {
+        println!("the state dir has its etcd and Kubernetes CAs; nothing to recover");
         return Ok(ExitCode::Ok);
     }
     if opts.format == Format::Text {
-        println!(
-            "The state dir has no etcd CA. forgectl will read it (certificate and key) from the first etcd member that has it."
-        );
+        if etcd {
+            println!(
+                "The state dir has no etcd CA. forgectl will read it (certificate and key) from the first etcd member that has it."
+            );
+        }
+        if kube {
+            println!(
+                "The state dir has no Kubernetes CA. forgectl will read it, the front-proxy CA and the service-account key pair from the first control plane that has them."
+            );
+        }
     }
     if !yes {
         super::run::approve("certs recover")?;
     }
     let exec = Executor::new(&inv, &dir, true, Interrupt::never());
-    let from = exec.recover_etcd_ca().await?;
+    let result = async {
+        if etcd {
+            let from = exec.recover_etcd_ca().await?;
+            println!("recovered the etcd CA from {from} into the state dir (0600)");
+        }
+        if kube && inv.with_role(crate::inventory::Role::ControlPlane).next().is_some() {
+            match exec.recover_cluster_cas().await {
+                Ok(from) => println!(
+                    "recovered the Kubernetes and front-proxy CAs and the service-account keys from {from} into the state dir (0600)"
+                ),
+                // Before kubeadm-init ran, no control plane has them: up makes them.
+                Err(e) if !etcd => return Err(e),
+                Err(e) => println!("the Kubernetes CA was not recovered: {e}"),
+            }
+        }
+        Ok::<_, crate::executor::ExecError>(())
+    }
+    .await;
     exec.close().await;
-    println!(
-        "recovered the etcd CA from {from} into the state dir (0600); run `forgectl up` to re-make the client certificates"
-    );
+    result?;
+    println!("run `forgectl up` to re-make the client certificates");
     Ok(ExitCode::Ok)
 }
 

@@ -10,6 +10,7 @@ mod init;
 mod inventory_cmds;
 mod machines;
 mod run;
+mod status;
 
 pub use artifacts::{artifacts_fetch, artifacts_list};
 pub use certs::{certs_check, certs_recover, certs_renew};
@@ -23,6 +24,7 @@ pub use init::init;
 pub use inventory_cmds::{schema, validate};
 pub use machines::{machines_apply, machines_list};
 pub use run::{RunOptions, down, plan, render, up};
+pub use status::status;
 
 use crate::inventory::{self, Loaded, diagnostics};
 use crate::output::{Format, Options, use_color};

@@ -30,7 +30,7 @@ impl Executor<'_> {
         move |e| ExecError::Hosts(vec![(host.to_string(), e)])
     }
 
-    async fn session_of(&self, host: &str) -> Result<Arc<Session>, ExecError> {
+    pub(super) async fn session_of(&self, host: &str) -> Result<Arc<Session>, ExecError> {
         let machine = self
             .inv
             .machines

@@ -51,6 +51,9 @@ pub struct Inventory {
     /// How kubeadm sets up the control plane.
     #[serde(default)]
     pub kubeadm: Kubeadm,
+    /// Calico, the pod network.
+    #[serde(default)]
+    pub calico: Calico,
     /// The nginx-ingress controller and its front.
     #[serde(default)]
     pub ingress: Ingress,
@@ -591,6 +594,91 @@ fn default_etcd_peer_port() -> u16 {
     2380
 }
 
+/// Calico, the pod network (Kubernetes datastore, netfilter dataplane).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Calico {
+    /// Encapsulation of pod traffic between nodes: `ipip` (routes by BGP), `vxlan` (no BGP) or
+    /// `none` (plain routing by BGP: the machines' network must carry pod addresses).
+    #[serde(default)]
+    pub encapsulation: Encapsulation,
+    /// Encapsulate only between nodes in different subnets (Calico's `CrossSubnet` mode).
+    #[serde(default)]
+    pub cross_subnet: bool,
+    /// MTU of the pods' interfaces. Default: 1500 less the encapsulation's overhead (1480 for
+    /// IPIP, 1450 for VXLAN); lower it when the machines' network has a smaller MTU (OpenStack
+    /// tenant networks often have 1450).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Which netfilter interface Felix programs: `auto` (what the node uses), `nft` or `legacy`.
+    #[serde(default)]
+    pub iptables_backend: IptablesBackend,
+    /// Prefix length of the address blocks each node takes from the pod network.
+    #[serde(default = "default_block_size")]
+    pub block_size: u8,
+    /// Registry (and path) of Calico's images `node`, `cni` and `kube-controllers`, tagged with
+    /// `versions.calico`.
+    #[serde(default = "default_calico_registry")]
+    pub registry: String,
+}
+
+impl Default for Calico {
+    fn default() -> Self {
+        Self {
+            encapsulation: Encapsulation::default(),
+            cross_subnet: false,
+            mtu: None,
+            iptables_backend: IptablesBackend::default(),
+            block_size: default_block_size(),
+            registry: default_calico_registry(),
+        }
+    }
+}
+
+impl Calico {
+    /// The pods' MTU: the inventory's, else 1500 less the encapsulation's overhead.
+    pub fn effective_mtu(&self) -> u32 {
+        self.mtu.unwrap_or(match self.encapsulation {
+            Encapsulation::Ipip => 1480,
+            Encapsulation::Vxlan => 1450,
+            Encapsulation::None => 1500,
+        })
+    }
+}
+
+/// Calico's encapsulation between nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Encapsulation {
+    /// IP in IP, routes exchanged by BGP.
+    #[default]
+    Ipip,
+    /// VXLAN, no BGP.
+    Vxlan,
+    /// No encapsulation, routes exchanged by BGP.
+    None,
+}
+
+/// Felix's netfilter interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IptablesBackend {
+    /// Whatever the node's iptables uses.
+    #[default]
+    Auto,
+    /// nftables.
+    Nft,
+    /// Legacy iptables.
+    Legacy,
+}
+
+fn default_block_size() -> u8 {
+    26
+}
+fn default_calico_registry() -> String {
+    "docker.io/calico".into()
+}
+
 /// The nginx-ingress controller.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -611,6 +699,9 @@ pub struct Ingress {
     /// through a NodePort Service (`false`: ports 30080/30443).
     #[serde(default = "default_true")]
     pub host_network: bool,
+    /// nginx on the lb machines terminating TLS for `NAME.<tool_domain>` in front of haproxy.
+    #[serde(default)]
+    pub tls_front: TlsFront,
 }
 
 impl Default for Ingress {
@@ -621,8 +712,28 @@ impl Default for Ingress {
             image: default_ingress_image(),
             default_backend_image: default_backend_image(),
             host_network: true,
+            tls_front: TlsFront::default(),
         }
     }
+}
+
+/// The TLS front: nginx on the lb machines, on :443, with the wildcard certificate of the tool
+/// domain, passing plain HTTP to haproxy's ingress frontend (haproxy then no longer listens on
+/// :443 itself).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFront {
+    /// Run it.
+    #[serde(default)]
+    pub enabled: bool,
+    /// PEM certificate (chain) for `<tool_domain>` and `*.<tool_domain>`. Without it (and
+    /// `key_file`) forgectl issues one from a CA of its own in the state dir (`pki/tls-front-ca`):
+    /// for trying things out; browsers do not trust it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// Its PEM private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -650,38 +761,139 @@ pub struct Storage {
     pub cinder: Cinder,
 }
 
-/// NFS storage.
+/// NFS storage: one server (the `nfs` machine) exporting tool homes and project data, mounted
+/// on every worker by systemd mount units, where tools' pods get them as hostPath volumes.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Nfs {
     /// Run an NFS server on the `nfs` machine and mount it on workers.
     #[serde(default)]
     pub enabled: bool,
-    /// Exported directory for tool homes.
-    #[serde(default = "default_nfs_home")]
-    pub home_export: String,
+    /// What the server exports and where workers mount it.
+    #[serde(default = "default_nfs_exports")]
+    pub exports: Vec<NfsExport>,
+    /// Export options (exports(5)) for every export. `root_squash`: root in a pod is nobody on
+    /// the share.
+    #[serde(default = "default_nfs_export_options")]
+    pub export_options: String,
+    /// Mount options (nfs(5)) on the workers.
+    #[serde(default = "default_nfs_mount_options")]
+    pub mount_options: String,
+    /// Who may mount; default: `network.machine_cidr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Cidr>,
 }
 
 impl Default for Nfs {
     fn default() -> Self {
         Self {
             enabled: false,
-            home_export: default_nfs_home(),
+            exports: default_nfs_exports(),
+            export_options: default_nfs_export_options(),
+            mount_options: default_nfs_mount_options(),
+            clients: None,
         }
     }
 }
 
-fn default_nfs_home() -> String {
-    "/srv/tools/home".into()
+/// One NFS export.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NfsExport {
+    /// A short name (a DNS label): names the systemd mount unit's description.
+    pub name: String,
+    /// The directory on the server.
+    pub path: String,
+    /// Where workers mount it.
+    pub mount: String,
+}
+
+fn default_nfs_exports() -> Vec<NfsExport> {
+    vec![
+        NfsExport {
+            name: "home".into(),
+            path: "/srv/tools/home".into(),
+            mount: "/data/home".into(),
+        },
+        NfsExport {
+            name: "project".into(),
+            path: "/srv/tools/project".into(),
+            mount: "/data/project".into(),
+        },
+    ]
+}
+fn default_nfs_export_options() -> String {
+    "rw,sync,no_subtree_check,root_squash".into()
+}
+fn default_nfs_mount_options() -> String {
+    "vers=4.2,hard,timeo=600,retrans=2,noatime".into()
 }
 
 /// Cinder CSI.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cinder {
-    /// Install the Cinder CSI driver and a default StorageClass.
+    /// Install the Cinder CSI driver and a StorageClass. Its credentials are those forgectl uses
+    /// (the cloud of `openstack.cloud` / `OS_*`), put in the Secret `kube-system/cloud-config`;
+    /// give the cluster an application credential of its own there.
     #[serde(default)]
     pub enabled: bool,
+    /// Name of the StorageClass.
+    #[serde(default = "default_storage_class")]
+    pub storage_class: String,
+    /// Make it the cluster's default StorageClass.
+    #[serde(default = "default_true")]
+    pub default_class: bool,
+    /// Cinder availability zone of new volumes; default: the cloud's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Cinder volume type of new volumes; default: the cloud's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<String>,
+    /// Keep (`Retain`) or delete (`Delete`) a volume when its claim goes.
+    #[serde(default)]
+    pub reclaim_policy: ReclaimPolicy,
+    /// The cinder-csi-plugin image.
+    #[serde(default = "default_cinder_image")]
+    pub plugin_image: String,
+    /// Registry (and path) of the CSI sidecars (csi-attacher, csi-provisioner, …).
+    #[serde(default = "default_csi_sidecar_registry")]
+    pub sidecar_registry: String,
+}
+
+impl Default for Cinder {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            storage_class: default_storage_class(),
+            default_class: true,
+            availability_zone: None,
+            volume_type: None,
+            reclaim_policy: ReclaimPolicy::default(),
+            plugin_image: default_cinder_image(),
+            sidecar_registry: default_csi_sidecar_registry(),
+        }
+    }
+}
+
+/// What happens to a volume when its claim is deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ReclaimPolicy {
+    /// Delete the volume.
+    #[default]
+    Delete,
+    /// Keep the volume (an admin deletes it).
+    Retain,
+}
+
+fn default_storage_class() -> String {
+    "cinder".into()
+}
+fn default_cinder_image() -> String {
+    "registry.k8s.io/provider-os/cinder-csi-plugin:v1.34.1".into()
+}
+fn default_csi_sidecar_registry() -> String {
+    "registry.k8s.io/sig-storage".into()
 }
 
 /// A group of machines with the same roles and settings.

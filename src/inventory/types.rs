@@ -20,6 +20,23 @@ impl Cidr {
         )
     }
 
+    /// The `n`th address of the network (the network address is the 0th), if it has one.
+    pub fn nth(&self, n: u32) -> Option<std::net::IpAddr> {
+        use std::net::IpAddr;
+        match self.0 {
+            ipnet::IpNet::V4(v4) => {
+                let a = u32::from(v4.network()).checked_add(n)?;
+                v4.contains(&std::net::Ipv4Addr::from(a))
+                    .then(|| IpAddr::V4(a.into()))
+            }
+            ipnet::IpNet::V6(v6) => {
+                let a = u128::from(v6.network()).checked_add(u128::from(n))?;
+                v6.contains(&std::net::Ipv6Addr::from(a))
+                    .then(|| IpAddr::V6(a.into()))
+            }
+        }
+    }
+
     /// True when the two networks share any address.
     pub fn overlaps(&self, other: &Cidr) -> bool {
         self.0.contains(&other.0.network()) || other.0.contains(&self.0.network())

@@ -3,7 +3,8 @@
 //! and a report of what was created, changed or already as rendered (from the resourceVersion
 //! before and after: a no-op apply leaves it alone).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use ::kube::api::{Api, DynamicObject, Patch, PatchParams};
 use ::kube::core::{GroupVersionKind, gvk::ParseGroupVersionError};
@@ -81,6 +82,24 @@ fn label(d: &Value) -> String {
     }
 }
 
+/// How long a custom resource's kind may take to be served after its CRD was applied (the API
+/// server establishes a new CRD within a second or two).
+const CRD_ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `group/Kind` of every CRD among `docs`.
+fn kinds_defined(docs: &[Value]) -> HashSet<String> {
+    docs.iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["spec"]["group"].as_str().unwrap_or_default(),
+                d["spec"]["names"]["kind"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 fn gvk_of(d: &Value) -> Result<GroupVersionKind, ParseGroupVersionError> {
     let api_version = d["apiVersion"].as_str().unwrap_or_default();
     let kind = d["kind"].as_str().unwrap_or_default();
@@ -117,19 +136,48 @@ impl Kube {
         Ok(found)
     }
 
+    /// As `resource`, but a kind whose CRD is among the objects being applied is waited for
+    /// until the API server serves it.
+    async fn resource_soon(
+        &self,
+        cache: &mut HashMap<String, (ApiResource, ApiCapabilities)>,
+        defined: &HashSet<String>,
+        d: &Value,
+    ) -> Result<(ApiResource, ApiCapabilities), KubeError> {
+        let start = Instant::now();
+        loop {
+            match self.resource(cache, d).await {
+                Err(KubeError::NotServed { .. })
+                    if start.elapsed() < CRD_ESTABLISH_TIMEOUT
+                        && gvk_of(d).is_ok_and(|g| {
+                            defined.contains(&format!("{}/{}", g.group, g.kind))
+                        }) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Applies every object of `yaml` (from `source_name`, for messages) with server-side apply.
     pub async fn apply_yaml(
         &self,
         source_name: &str,
         yaml: &str,
     ) -> Result<ApplyReport, KubeError> {
-        let mut docs = documents(source_name, yaml)?;
+        self.apply_objects(documents(source_name, yaml)?).await
+    }
+
+    /// Applies `docs` (each with apiVersion, kind and metadata.name) with server-side apply.
+    pub async fn apply_objects(&self, mut docs: Vec<Value>) -> Result<ApplyReport, KubeError> {
         docs.sort_by_key(rank);
         let mut cache = HashMap::new();
         let mut report = ApplyReport::default();
         let params = PatchParams::apply(FIELD_MANAGER).force();
+        let defined = kinds_defined(&docs);
         for d in &docs {
-            let (ar, caps) = self.resource(&mut cache, d).await?;
+            let (ar, caps) = self.resource_soon(&mut cache, &defined, d).await?;
             let name = d["metadata"]["name"].as_str().unwrap_or_default();
             let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
                 let ns = d["metadata"]["namespace"].as_str().unwrap_or("default");

@@ -3,9 +3,11 @@
 //! dependency order (namespaces and CRDs first).
 
 mod apply;
+mod ready;
 mod wait;
 
 pub use apply::{ApplyReport, documents};
+pub use ready::{nodes_ready, pod_behind, pods_running};
 pub use wait::rolled_out;
 
 use std::path::Path;
@@ -45,6 +47,16 @@ pub enum KubeError {
         /// kind.
         kind: String,
     },
+    /// A wait ran out of time.
+    #[error("{what}: not ready after {} s: {why}", .after.as_secs())]
+    NotReady {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        after: std::time::Duration,
+        /// What the cluster said last.
+        why: String,
+    },
     /// The API server refused or failed a request.
     #[error("{what}: {cause}")]
     Api {
@@ -65,6 +77,9 @@ impl KubeError {
             Self::Document { .. } => "fix the template named above (or its --templates override)".into(),
             Self::NotServed { .. } => {
                 "apply the CustomResourceDefinition before objects of its kind".into()
+            }
+            Self::NotReady { .. } => {
+                "look at `forgectl status` and the pods' events (`kubectl --kubeconfig STATE_DIR/CLUSTER/admin.conf -n NAMESPACE describe pods`), then run again".into()
             }
             Self::Api { .. } => {
                 "check the API server (`forgectl exec --hosts control-plane -- crictl ps -a`) and run again".into()

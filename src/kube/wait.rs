@@ -74,9 +74,10 @@ impl Kube {
             match state {
                 Ok(()) => return Ok(()),
                 Err(why) if started.elapsed() >= timeout => {
-                    return Err(KubeError::Api {
-                        what: format!("wait for {what} to roll out"),
-                        cause: format!("not done after {} s: {why}", timeout.as_secs()),
+                    return Err(KubeError::NotReady {
+                        what: format!("{what} rolled out"),
+                        after: timeout,
+                        why,
                     });
                 }
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,

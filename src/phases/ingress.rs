@@ -5,17 +5,15 @@
 use serde::Serialize;
 
 use super::kubeadm_init::INGRESS_LABEL;
-use super::{Phase, PhaseError, PlanContext};
+use super::{Phase, PhaseError, PlanContext, manifests};
 use crate::inventory::Machine;
-use crate::plan::{Action, Op, Readiness, sha256_hex};
+use crate::plan::{Action, Readiness};
 
 /// Deploys nginx-ingress.
 pub struct Ingress;
 
 /// Its namespace.
 pub const NAMESPACE: &str = "ingress-nginx";
-/// How long the controller and the default backend may take to roll out.
-pub const ROLLOUT_TIMEOUT_S: u64 = 300;
 /// Its template.
 pub const TEMPLATE: &str = "ingress/nginx-ingress.yaml.tera";
 
@@ -59,37 +57,25 @@ impl Phase for Ingress {
             default_backend_image: &i.default_backend_image,
             host_network: i.host_network,
         };
-        let content = ctx.templates.render(TEMPLATE, &vars)?;
-        let objects = crate::kube::documents(TEMPLATE, &content)
-            .map_err(|e| PhaseError::Inventory(e.to_string()))?
-            .len();
         let wait = |kind: &str, name: &str| {
-            Action::local(
-                None,
-                Op::WaitRollout {
-                    workload: kind.into(),
-                    namespace: NAMESPACE.into(),
-                    name: name.into(),
-                    timeout_s: ROLLOUT_TIMEOUT_S,
-                },
+            manifests::wait_rollout(
+                kind,
+                NAMESPACE,
+                name,
                 &format!("{kind} {name} rolled out on its nodes"),
             )
         };
         Ok(vec![
-            Action::local(
-                None,
-                Op::ApplyManifests {
-                    template: TEMPLATE.into(),
-                    path: "/manifests/nginx-ingress.yaml".into(),
-                    sha256: sha256_hex(content.as_bytes()),
-                    content,
-                    objects,
-                },
+            manifests::apply(
+                ctx,
+                TEMPLATE,
+                "nginx-ingress.yaml",
+                &vars,
                 &format!(
                     "nginx-ingress on {} ingress node(s) (label {INGRESS_LABEL}=true)",
                     hosts.len()
                 ),
-            ),
+            )?,
             wait("DaemonSet", "ingress-nginx-controller"),
             wait("Deployment", "default-backend"),
         ])

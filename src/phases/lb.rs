@@ -36,6 +36,101 @@ struct LbContext<'a> {
     maxconn: u32,
     control_planes: Vec<Backend>,
     ingress_nodes: Vec<Backend>,
+    tls_front: bool,
+}
+
+/// The TLS front's nginx configuration (all of it: Debian's default site would take :80).
+pub const FRONT_CONFIG: Target = Target {
+    path: "/etc/nginx/nginx.conf",
+    mode: 0o644,
+    owner: "root:root",
+};
+/// Its certificate.
+pub const FRONT_CERT: Target = Target {
+    path: "/etc/nginx/forgectl/tls.crt",
+    mode: 0o644,
+    owner: "root:root",
+};
+/// Its key.
+pub const FRONT_KEY: Target = Target {
+    path: "/etc/nginx/forgectl/tls.key",
+    mode: 0o600,
+    owner: "root:root",
+};
+
+#[derive(Serialize)]
+struct FrontContext<'a> {
+    cluster: &'a str,
+    name: &'a str,
+    tool_domain: &'a str,
+    https_port: u16,
+    ingress_http_port: u16,
+    cert_path: &'static str,
+    key_path: &'static str,
+}
+
+/// The TLS front's certificate and key (PEM): the inventory's files, else what the pki phase
+/// issued into the state dir (empty before it ran).
+fn front_pair(ctx: &PlanContext<'_>) -> Result<(String, String), PhaseError> {
+    let f = &ctx.inv.inventory.ingress.tls_front;
+    match (&f.cert_file, &f.key_file) {
+        (Some(c), Some(k)) => {
+            let read = |p: &std::path::Path, what: &str| {
+                std::fs::read_to_string(p).map_err(|e| {
+                    PhaseError::Inventory(format!(
+                        "ingress.tls_front.{what} {}: {e}",
+                        p.display()
+                    ))
+                })
+            };
+            Ok((read(c, "cert_file")?, read(k, "key_file")?))
+        }
+        (None, None) => {
+            let get = |ext: &str| {
+                ctx.state_file(&format!("{}.{ext}", crate::pki::paths::TLS_FRONT))
+                    .unwrap_or_default()
+            };
+            Ok((get("crt"), get("key")))
+        }
+        _ => Err(PhaseError::Inventory(
+            "ingress.tls_front needs both cert_file and key_file (or neither: forgectl then issues a certificate)".into(),
+        )),
+    }
+}
+
+/// The TLS front's actions on `host`: nginx, its certificate, its configuration, (re)loaded.
+fn front_actions(ctx: &PlanContext<'_>, host: &str) -> Result<Vec<Action>, PhaseError> {
+    let inv = &ctx.inv.inventory;
+    let (cert, key) = front_pair(ctx)?;
+    let upload = |t: &Target, content: String, why: &str| {
+        Action::upload_rendered(host, t.path, t.mode, t.owner, None, content, why)
+    };
+    Ok(vec![
+        Action::local(
+            Some(host),
+            Op::InstallPackages {
+                packages: vec!["nginx".into()],
+            },
+            "install nginx for the TLS front (started once configured)",
+        ),
+        upload(&FRONT_CERT, cert, "the tool domain's wildcard certificate"),
+        upload(&FRONT_KEY, key, "its key"),
+        ctx.rendered(
+            host,
+            &FRONT_CONFIG,
+            "lb/nginx-front.conf.tera",
+            &FrontContext {
+                cluster: &inv.name,
+                name: host,
+                tool_domain: &inv.ingress.tool_domain,
+                https_port: 443,
+                ingress_http_port: 80,
+                cert_path: FRONT_CERT.path,
+                key_path: FRONT_KEY.path,
+            },
+            "nginx terminating TLS for the tool domain",
+        )?,
+    ])
 }
 
 fn backends<'a>(ms: impl Iterator<Item = &'a Machine>) -> Vec<Backend> {
@@ -66,6 +161,7 @@ impl Phase for Lb {
         } else {
             Vec::new()
         };
+        let front = inv.ingress.enabled && inv.ingress.tls_front.enabled;
         let mut actions = Vec::new();
         for m in hosts {
             let c = LbContext {
@@ -79,7 +175,17 @@ impl Phase for Lb {
                 },
                 control_planes: backends(ctx.inv.with_role(Role::ControlPlane)),
                 ingress_nodes: ingress.clone(),
+                tls_front: front,
             };
+            if !front {
+                // Before haproxy (re)loads: it takes :443 back from nginx.
+                actions.push(Action::run(
+                    &m.name,
+                    "systemctl disable --now nginx.service",
+                    Some("! systemctl is-enabled --quiet nginx.service 2>/dev/null"),
+                    "no TLS front: nginx stops, should forgectl have set it up before",
+                ));
+            }
             actions.push(Action::local(
                 Some(&m.name),
                 Op::InstallPackages {
@@ -100,6 +206,16 @@ impl Phase for Lb {
                 "systemctl is-active --quiet haproxy.service",
                 "check the configuration and (re)load haproxy after a change",
             ));
+            if front {
+                actions.extend(front_actions(ctx, &m.name)?);
+                // haproxy gave up :443 above; nginx takes it.
+                actions.push(Action::run_on_change(
+                    &m.name,
+                    "nginx -q -t && systemctl enable nginx.service && systemctl reload-or-restart nginx.service",
+                    "systemctl is-active --quiet nginx.service",
+                    "check the configuration and (re)load nginx after a change",
+                ));
+            }
         }
         Ok(actions)
     }

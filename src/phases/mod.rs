@@ -4,6 +4,8 @@
 //! actions they plan. Phases not built yet are listed by name with what will bring them, so a plan
 //! never silently skips them.
 
+mod cluster_ready;
+mod cni_calico;
 mod deprovision;
 mod etcd;
 mod facts;
@@ -13,10 +15,13 @@ mod kube_packages;
 pub mod kubeadm_init;
 mod kubeadm_join;
 mod lb;
+mod manifests;
 mod pending;
 mod pki;
 mod provision;
 mod runtime;
+mod storage_cinder;
+mod storage_nfs;
 
 use std::collections::BTreeSet;
 
@@ -160,7 +165,11 @@ static BUILT: &[&dyn Phase] = &[
     &kube_packages::KubePackages,
     &kubeadm_init::KubeadmInit,
     &kubeadm_join::KubeadmJoin,
+    &cni_calico::CniCalico,
     &ingress::Ingress,
+    &storage_nfs::StorageNfs,
+    &storage_cinder::StorageCinder,
+    &cluster_ready::ClusterReady,
     &deprovision::Deprovision,
 ];
 

@@ -1,7 +1,7 @@
 //! Phases that are named in playbooks but not built yet, with what will bring each one.
 
 use super::{Phase, PhaseError, PlanContext};
-use crate::inventory::{Inventory, Machine};
+use crate::inventory::Machine;
 use crate::plan::{Action, Readiness};
 
 /// A phase that is not implemented yet.
@@ -11,31 +11,7 @@ pub struct Pending {
     arrives_with: &'static str,
 }
 
-/// Phases that only apply when a feature of the inventory is switched on.
-fn switched_off(name: &str, inv: &Inventory) -> Option<&'static str> {
-    match name {
-        "storage-nfs" if !inv.storage.nfs.enabled => Some("storage.nfs.enabled is false"),
-        "storage-cinder" if !inv.storage.cinder.enabled => Some("storage.cinder.enabled is false"),
-        _ => None,
-    }
-}
-
 const PENDING: &[Pending] = &[
-    p(
-        "cni-calico",
-        "Apply Calico and wait for calico-node on every node",
-        "issue #6",
-    ),
-    p(
-        "storage-nfs",
-        "NFS server, exports and client mounts",
-        "issue #6",
-    ),
-    p(
-        "storage-cinder",
-        "Cinder CSI driver and StorageClass",
-        "issue #6",
-    ),
     p(
         "platform",
         "Tool accounts, admission webhooks, pod security, webservice, jobs",
@@ -85,10 +61,6 @@ impl Phase for Pending {
         Readiness::NotImplemented {
             arrives_with: self.arrives_with.into(),
         }
-    }
-
-    fn skip_reason(&self, ctx: &PlanContext<'_>) -> Option<String> {
-        switched_off(self.name, &ctx.inv.inventory).map(str::to_string)
     }
 
     fn plan(&self, _: &PlanContext<'_>, _: &[&Machine]) -> Result<Vec<Action>, PhaseError> {

@@ -69,6 +69,10 @@ pub mod paths {
     pub const FRONT_PROXY_CA: &str = "pki/front-proxy-ca";
     /// The service-account signing key (`sa.key`, `sa.pub`).
     pub const SA: &str = "pki/sa";
+    /// The CA of the TLS front's certificate when the inventory gives none.
+    pub const TLS_FRONT_CA: &str = "pki/tls-front-ca";
+    /// The TLS front's wildcard certificate (made from `TLS_FRONT_CA`).
+    pub const TLS_FRONT: &str = "pki/tls-front";
 
     /// A member's server certificate.
     pub fn etcd_server(member: &str) -> String {
@@ -308,6 +312,17 @@ impl<'a> Pki<'a> {
         Ok(report)
     }
 
+    /// Makes the TLS front's CA and its wildcard certificate for `domain` (and `*.domain`)
+    /// unless they exist for that domain.
+    pub fn ensure_tls_front(&self, domain: &str) -> Result<Report, PkiError> {
+        let mut report = Report::default();
+        let ca = self.ca(paths::TLS_FRONT_CA, "forgectl tool-domain CA", &mut report)?;
+        let dns = [domain.to_string(), format!("*.{domain}")];
+        let leaf = leaf_params(domain, None, Usage::ServerAndClient, &dns, &[])?;
+        self.leaf(paths::TLS_FRONT, &ca, leaf, &mut report)?;
+        Ok(report)
+    }
+
     /// True when the etcd CA (certificate and key) is in the state dir.
     pub fn has_etcd_ca(&self) -> bool {
         self.path(paths::ETCD_CA, "crt").exists() && self.path(paths::ETCD_CA, "key").exists()
@@ -334,6 +349,29 @@ impl<'a> Pki<'a> {
         self.write(rel, "key", key_pem)?;
         self.write(rel, "crt", cert_pem)?;
         Ok(info)
+    }
+
+    /// Stores a recovered key pair (the service-account key) after checking that the public
+    /// half belongs to the private key.
+    pub fn adopt_key_pair(&self, rel: &str, pub_pem: &str, key_pem: &str) -> Result<(), PkiError> {
+        let corrupt = |cause: String| PkiError::Corrupt {
+            path: rel.to_string(),
+            cause,
+        };
+        let key = KeyPair::from_pem(key_pem).map_err(|e| corrupt(e.to_string()))?;
+        if key.public_key_pem().trim() != pub_pem.trim() {
+            return Err(corrupt(
+                "the public key does not belong to the private key".into(),
+            ));
+        }
+        self.write(rel, "key", key_pem)?;
+        self.write(rel, "pub", pub_pem)?;
+        Ok(())
+    }
+
+    /// True when the Kubernetes CA (certificate and key) is in the state dir.
+    pub fn has_kube_ca(&self) -> bool {
+        self.path(paths::KUBE_CA, "crt").exists() && self.path(paths::KUBE_CA, "key").exists()
     }
 
     /// Every certificate in the state dir, with what it says.

@@ -338,6 +338,60 @@ impl Session {
         Ok(out)
     }
 
+    /// Opens a TCP connection from the host to `address:port` (SSH direct-tcpip: the host's view
+    /// of the network, e.g. a Service IP), sends `request` and reads until `complete` says the
+    /// answer is whole or the peer closes. Bounded by `limit`, channel opening included.
+    pub async fn tcp_exchange(
+        &self,
+        address: &str,
+        port: u16,
+        request: &[u8],
+        complete: impl Fn(&[u8]) -> bool,
+        limit: Duration,
+    ) -> Result<Vec<u8>, SshError> {
+        let what = format!("TCP exchange with {address}:{port}");
+        let lost = |cause: String| SshError::Lost {
+            host: self.endpoint.name.clone(),
+            command: what.clone(),
+            cause,
+        };
+        let work = async {
+            let _permit = self
+                .channels
+                .acquire()
+                .await
+                .map_err(|e| lost(e.to_string()))?;
+            let mut ch = self
+                .handle
+                .channel_open_direct_tcpip(address, u32::from(port), "127.0.0.1", 0)
+                .await
+                .map_err(|e| lost(format!("the host could not connect: {e}")))?;
+            ch.data(request).await.map_err(|e| lost(e.to_string()))?;
+            let mut answer = Vec::new();
+            while let Some(msg) = ch.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        answer.extend_from_slice(&data);
+                        if complete(&answer) {
+                            break;
+                        }
+                    }
+                    ChannelMsg::Eof | ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            let _ = ch.close().await;
+            Ok(answer)
+        };
+        tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| SshError::CommandTimeout {
+                host: self.endpoint.name.clone(),
+                command: what.clone(),
+                after: limit,
+            })?
+    }
+
     /// Writes `data` to `path` with `mode` and `owner` (`user:group`), atomically: SFTP to a private
     /// temp file, then (as root) move next to the target, chown, chmod and rename over it.
     pub async fn upload(

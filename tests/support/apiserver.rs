@@ -198,6 +198,19 @@ impl ApiServer {
                 .collect(),
             ..Default::default()
         }));
+        // The namespaces a real API server makes for itself at start.
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let mut st = store.lock().unwrap();
+            st.revision += 1;
+            let rv = st.revision.to_string();
+            st.objects.insert(
+                ("".into(), "namespaces".into(), "".into(), ns.into()),
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": ns, "resourceVersion": rv, "uid": format!("uid-ns-{ns}"),
+                        "creationTimestamp": "2026-01-01T00:00:00Z"},
+                    "status": {"phase": "Active"}}),
+            );
+        }
         let std_listener = std::net::TcpListener::bind(bind).unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
@@ -267,6 +280,24 @@ impl ApiServer {
     /// Every request: (user, method, path?query).
     pub fn requests(&self) -> Vec<(String, String, String)> {
         self.store.lock().unwrap().requests.clone()
+    }
+
+    /// Stores `obj` as `group` / `plural` `ns`/its name, as a controller or kubelet would make it
+    /// (a Node registering, a Pod scheduled): not a client write, no field manager. A stored
+    /// object of that name is replaced.
+    pub fn put(&self, group: &str, plural: &str, ns: &str, mut obj: Value) {
+        let mut st = self.store.lock().unwrap();
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        st.revision += 1;
+        let rv = st.revision.to_string();
+        obj["metadata"]["resourceVersion"] = json!(rv);
+        obj["metadata"]["uid"] = json!(format!("uid-{plural}-{name}"));
+        obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        if !ns.is_empty() {
+            obj["metadata"]["namespace"] = json!(ns);
+        }
+        st.objects
+            .insert((group.into(), plural.into(), ns.into(), name), obj);
     }
 
     /// Sets `status` of a stored object (what a controller or kubelet would report).

@@ -3,6 +3,7 @@
 //! carries the cluster's tag (or metadata), so `down` deletes exactly that and nothing else.
 
 pub mod client;
+pub mod cloud_conf;
 pub mod destroy;
 pub mod ensure;
 pub mod error;
