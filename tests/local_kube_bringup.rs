@@ -659,6 +659,41 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
         }
     }
 
+    // A state dir that lost the Kubernetes CAs: `up` refuses to make new ones while the control
+    // planes have them; `certs recover` reads them (and the service-account keys) back.
+    let pki = bed.state.join(CLUSTER).join("pki");
+    let kept: Vec<(PathBuf, Vec<u8>)> = [
+        "ca.crt",
+        "ca.key",
+        "front-proxy-ca.crt",
+        "front-proxy-ca.key",
+        "sa.key",
+        "sa.pub",
+    ]
+    .iter()
+    .map(|f| (pki.join(f), std::fs::read(pki.join(f)).unwrap()))
+    .collect();
+    for (p, _) in &kept {
+        std::fs::remove_file(p).unwrap();
+    }
+    bed.forgectl()
+        .args(["up", "--yes", "--only", "pki"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "the control planes already have a CA; run `forgectl certs recover`",
+        ));
+    bed.forgectl()
+        .args(["certs", "recover", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "recovered the Kubernetes and front-proxy CAs and the service-account keys from control-1",
+        ));
+    for (p, data) in &kept {
+        assert_eq!(&std::fs::read(p).unwrap(), data, "{}", p.display());
+    }
+
     // Registry mirrors are reconciled: a registry dropped from the inventory loses its file.
     let text = std::fs::read_to_string(&bed.inv).unwrap().replace(
         "runtime:\n  registry_mirrors:\n    docker.io: [https://mirror.fgtest.invalid]\n",

@@ -81,3 +81,131 @@ async fn cloud_conf_authenticates_against_keystone() {
         assert_eq!(token["token"]["project"]["name"], name.as_str());
     }
 }
+
+/// `up --only storage-cinder` through the API-server TEST DOUBLE: the Secret holds a cloud.conf
+/// with the cloud's credentials (never printed), the driver and the StorageClass are applied, the
+/// rollouts are waited for, and a second run changes nothing.
+#[test]
+fn storage_cinder_applies_the_cloud_config_and_the_driver() {
+    use base64::Engine as _;
+    use forgectl::pki::{Pki, paths};
+    use forgectl::state::StateDir;
+    use support::apiserver::{ApiServer, kubeconfig};
+    if support::openstack::cloud().is_none() {
+        return;
+    }
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("state");
+    let cluster = "fgtest-cinder";
+    let state = StateDir::open(&base, cluster).unwrap();
+    let pki = Pki::new(&state);
+    pki.ensure(&[]).unwrap();
+    let (ca, key) = (
+        pki.read(paths::KUBE_CA, "crt").unwrap().unwrap(),
+        pki.read(paths::KUBE_CA, "key").unwrap().unwrap(),
+    );
+    let api = ApiServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &ca,
+        &key,
+        &["127.0.0.1".into()],
+    );
+    std::fs::write(
+        state.path().join("admin.conf"),
+        kubeconfig(
+            &format!("https://{}", api.addr),
+            &ca,
+            &key,
+            "kubernetes-admin",
+            "kubeadm:cluster-admins",
+        ),
+    )
+    .unwrap();
+    drop(state);
+    let inv = tmp.path().join("cluster.yaml");
+    std::fs::write(
+        &inv,
+        format!(
+            "name: {cluster}\nprovider: openstack\nopenstack:\n  network: unused\n  image: unused\n  flavor: unused\n\
+             ingress:\n  enabled: false\nstorage:\n  cinder:\n    enabled: true\n    availability_zone: nova\n\
+             groups:\n  - name: etcd\n    roles: [etcd]\n    count: 1\n  - name: control\n    roles: [control-plane, worker]\n    count: 1\n"
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let mut c = support::openstack::forgectl(&base);
+        c.args(["up", "--yes", "--only", "storage-cinder", "-f"])
+            .arg(&inv);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let child = std::thread::spawn(move || {
+            let out = c.output().unwrap();
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            out
+        });
+        // The controllers and kubelet the double lacks: report what was applied rolled out.
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            for (plural, status) in [
+                (
+                    "daemonsets",
+                    serde_json::json!({"desiredNumberScheduled": 1, "updatedNumberScheduled": 1, "numberReady": 1}),
+                ),
+                (
+                    "deployments",
+                    serde_json::json!({"updatedReplicas": 1, "availableReplicas": 1}),
+                ),
+            ] {
+                for o in api.objects("apps", plural) {
+                    let g = o["metadata"]["generation"].clone();
+                    if o["status"]["observedGeneration"] != g {
+                        let mut s = status.clone();
+                        s["observedGeneration"] = g;
+                        let name = o["metadata"]["name"].as_str().unwrap();
+                        api.set_status("apps", plural, "kube-system", name, s);
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        child.join().unwrap()
+    };
+    let out = run();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let secret = api
+        .objects("", "secrets")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "cloud-config")
+        .unwrap();
+    let conf = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(secret["data"]["cloud.conf"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let g = global(&conf);
+    assert!(g["auth-url"].starts_with("http://127.0.0.1:5000"), "{conf}");
+    assert!(
+        !text.contains(&g["password"]),
+        "the password was printed: {text}"
+    );
+    let class = &api.objects("storage.k8s.io", "storageclasses")[0];
+    assert_eq!(class["metadata"]["name"], "cinder");
+    assert_eq!(class["parameters"]["availability"], "nova");
+    assert_eq!(api.objects("storage.k8s.io", "csidrivers").len(), 1);
+    // Converged: nothing changes, nothing is written.
+    let writes = api.writes();
+    let out = run();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 change(s)"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(api.writes(), writes);
+}
