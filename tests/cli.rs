@@ -214,7 +214,7 @@ fn plan_json_is_machine_readable_and_never_contains_file_contents() {
     let platform = phases.iter().find(|p| p["phase"] == "platform").unwrap();
     assert_eq!(platform["readiness"]["state"], "not_implemented");
     let lb = phases.iter().find(|p| p["phase"] == "lb").unwrap();
-    assert_eq!(lb["hosts"], serde_json::json!(["lb-1"]));
+    assert_eq!(lb["hosts"], serde_json::json!(["lb-1", "lb-2"]));
     let upload = &lb["actions"][1];
     assert_eq!(upload["op"]["kind"], "upload");
     assert_eq!(upload["op"]["path"], "/etc/haproxy/haproxy.cfg");
@@ -436,7 +436,7 @@ fn render_writes_what_the_run_would_push() {
         .arg(out.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("65 file(s) written"));
+        .stdout(predicate::str::contains("70 file(s) written"));
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/static");
     for rel in [
         "lb-1/etc/haproxy/haproxy.cfg",

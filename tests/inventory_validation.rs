@@ -490,3 +490,19 @@ fn mangled_inventories_never_panic() {
     }
     assert!(variants.len() > 1000, "{}", variants.len());
 }
+
+#[test]
+fn api_vip_needs_lb_machines_the_machine_network_and_a_provider_that_can_hold_it() {
+    let text = BASE.replace("groups:\n", "api:\n  vip: 10.78.0.4\ngroups:\n");
+    let d = find(&text, "no machine has the role `lb` to hold it");
+    assert_at(&d, Severity::Error, 8, "api.vip");
+    let d = find(&text, "is outside network.machine_cidr 10.77.0.0/24");
+    assert_at(&d, Severity::Error, 8, "api.vip");
+    let d = find(&text, "local machines cannot hold a virtual IP");
+    assert_at(&d, Severity::Error, 8, "api.vip");
+    let both = BASE.replace(
+        "groups:\n",
+        "api:\n  vip: 10.77.0.4\n  endpoint: lb.example.org\ngroups:\n",
+    );
+    find(&both, "api.vip and api.endpoint are both set");
+}

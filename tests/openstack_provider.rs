@@ -83,7 +83,13 @@ const CLUSTER_GROUPS: &str = "  - name: etcd\n    roles: [etcd]\n    count: 3\n 
 fn cluster_machines_up_rerun_down_down() {
     let Some(python) = cloud() else { return };
     let cluster = "fgt-os-main";
-    let bed = Bed::new(&python, cluster, "10.251.0.0/24", CLUSTER_GROUPS, "");
+    let bed = Bed::new(
+        &python,
+        cluster,
+        "10.251.0.0/24",
+        CLUSTER_GROUPS,
+        "api:\n  vip: 10.251.0.250\n",
+    );
 
     let t = Instant::now();
     bed.provision()
@@ -155,6 +161,25 @@ fn cluster_machines_up_rerun_down_down() {
         "ports are tagged: {got}"
     );
     assert_eq!(got["keypairs"].as_array().unwrap().len(), 1);
+    // The API's VIP: the lb machine's port may use it (keepalived moves it), and VRRP is let
+    // through between the lb machines; no other port gets it.
+    for p in got["ports"].as_array().unwrap() {
+        let want: &[&str] = if p["name"].as_str().unwrap().contains("-lb-") {
+            &["10.251.0.250"]
+        } else {
+            &[]
+        };
+        assert_eq!(p["allowed"], serde_json::json!(want), "{p}");
+    }
+    let lb = sgs
+        .iter()
+        .find(|g| g["name"] == format!("forgectl-{cluster}-lb"))
+        .unwrap();
+    let protocols = lb["protocols"].as_array().unwrap();
+    assert!(
+        protocols.contains(&"112".into()) || protocols.contains(&"vrrp".into()),
+        "{lb}"
+    );
 
     // The engine learns the addresses: the record is there (0600) and `machines` shows them.
     let record = bed.state.join(cluster).join("openstack-machines.json");

@@ -543,6 +543,17 @@ pub struct Api {
     /// Extra names and addresses in the API server certificate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_sans: Vec<String>,
+    /// A virtual IP the `lb` machines share with keepalived (VRRP, unicast between them): the
+    /// API endpoint and the tool front stay up when an lb machine fails. In
+    /// `network.machine_cidr`; on OpenStack each lb port gets it as an allowed address pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip: Option<IpAddr>,
+    /// The lb machines' interface that carries the VIP.
+    #[serde(default = "default_vip_interface")]
+    pub vip_interface: String,
+    /// VRRP router id (1–255), unique among the VRRP routers of the machine network.
+    #[serde(default = "default_vrrp_router_id")]
+    pub vrrp_router_id: u8,
 }
 
 impl Default for Api {
@@ -551,8 +562,18 @@ impl Default for Api {
             endpoint: None,
             port: default_api_port(),
             extra_sans: Vec::new(),
+            vip: None,
+            vip_interface: default_vip_interface(),
+            vrrp_router_id: default_vrrp_router_id(),
         }
     }
+}
+
+fn default_vip_interface() -> String {
+    "eth0".into()
+}
+fn default_vrrp_router_id() -> u8 {
+    51
 }
 
 fn default_api_port() -> u16 {

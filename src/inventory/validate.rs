@@ -375,6 +375,37 @@ impl Checker<'_> {
                 "the API needs one address in front of all control planes: add a group with role `lb`, or set api.endpoint to an external load balancer",
             );
         }
+        if let Some(vip) = inv.api.vip {
+            let at = p(&["api", "vip"]);
+            if count(Role::Lb) == 0 {
+                self.error(
+                    &at,
+                    "api.vip is set but no machine has the role `lb` to hold it",
+                    "add a group with role `lb` (two machines for failover), or drop api.vip",
+                );
+            }
+            if inv.api.endpoint.is_some() {
+                self.error(
+                    &at,
+                    "api.vip and api.endpoint are both set",
+                    "use api.vip for forgectl's haproxy + keepalived, or api.endpoint for an external load balancer, not both",
+                );
+            }
+            if !inv.network.machine_cidr.0.contains(&vip) {
+                self.error(
+                    &at,
+                    format!("api.vip {vip} is outside network.machine_cidr {}", inv.network.machine_cidr),
+                    "pick a free address of the machine network (outside the range machines get addresses from)",
+                );
+            }
+            if inv.provider == ProviderKind::Local {
+                self.error(
+                    &at,
+                    "local machines cannot hold a virtual IP: they may not change their own network (no CAP_NET_ADMIN)",
+                    "drop api.vip for the local provider; the lb machine's own address is the endpoint",
+                );
+            }
+        }
         if inv.ingress.enabled && count(Role::Ingress) == 0 {
             self.error(
                 &p(&["ingress", "enabled"]),

@@ -54,6 +54,12 @@ pub fn api_endpoint(inv: &Loaded) -> String {
         };
     }
     let lb = inv.with_role(Role::Lb).next();
+    if let (Some(vip), Some(_)) = (i.api.vip, lb) {
+        return match vip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]:{}", i.api.port),
+            v4 => format!("{v4}:{}", i.api.port),
+        };
+    }
     match lb {
         Some(m) => format!("{}:{}", address_or_name(m), i.api.port),
         None => inv
@@ -78,6 +84,9 @@ fn cert_sans(inv: &Loaded) -> Vec<String> {
             .rsplit_once(':')
             .map_or(e.as_str(), |(h, _)| h)
             .to_string());
+    }
+    if let Some(vip) = inv.inventory.api.vip {
+        add(vip.to_string());
     }
     for m in inv
         .with_role(Role::Lb)

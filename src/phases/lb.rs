@@ -58,6 +58,77 @@ pub const FRONT_KEY: Target = Target {
     owner: "root:root",
 };
 
+/// keepalived's configuration (when `api.vip` is set).
+pub const KEEPALIVED_CONFIG: Target = Target {
+    path: "/etc/keepalived/keepalived.conf",
+    mode: 0o644,
+    owner: "root:root",
+};
+
+#[derive(Serialize)]
+struct KeepalivedContext<'a> {
+    cluster: &'a str,
+    name: &'a str,
+    instance: String,
+    vip: String,
+    interface: &'a str,
+    router_id: u8,
+    priority: u32,
+    address: String,
+    peers: Vec<String>,
+}
+
+/// keepalived on `m` (the `index`th of the lb machines `all`): the VIP, held where haproxy runs,
+/// the first lb machine preferred.
+fn keepalived_actions(
+    ctx: &PlanContext<'_>,
+    m: &Machine,
+    index: usize,
+    all: &[Backend],
+    vip: std::net::IpAddr,
+) -> Result<Vec<Action>, PhaseError> {
+    let inv = &ctx.inv.inventory;
+    let c = KeepalivedContext {
+        cluster: &inv.name,
+        name: &m.name,
+        instance: format!("forgectl_{}", inv.name.replace('-', "_")),
+        vip: vip.to_string(),
+        interface: &inv.api.vip_interface,
+        router_id: inv.api.vrrp_router_id,
+        priority: 150u32
+            .saturating_sub(10 * u32::try_from(index).unwrap_or(10))
+            .max(1),
+        address: address_or_name(m),
+        peers: all
+            .iter()
+            .filter(|b| b.name != m.name)
+            .map(|b| b.address.clone())
+            .collect(),
+    };
+    Ok(vec![
+        Action::local(
+            Some(&m.name),
+            Op::InstallPackages {
+                packages: vec!["keepalived".into()],
+            },
+            "install keepalived for the API's virtual IP",
+        ),
+        ctx.rendered(
+            &m.name,
+            &KEEPALIVED_CONFIG,
+            "lb/keepalived.conf.tera",
+            &c,
+            &format!("keepalived: VIP {vip} (priority {})", c.priority),
+        )?,
+        Action::run_on_change(
+            &m.name,
+            "keepalived -t -f /etc/keepalived/keepalived.conf && systemctl enable keepalived.service && systemctl reload-or-restart keepalived.service",
+            "systemctl is-active --quiet keepalived.service",
+            "check the configuration and (re)load keepalived after a change",
+        ),
+    ])
+}
+
 #[derive(Serialize)]
 struct FrontContext<'a> {
     cluster: &'a str,
@@ -206,6 +277,11 @@ impl Phase for Lb {
                 "systemctl is-active --quiet haproxy.service",
                 "check the configuration and (re)load haproxy after a change",
             ));
+            if let Some(vip) = inv.api.vip {
+                let all = backends(ctx.inv.with_role(Role::Lb));
+                let index = all.iter().position(|b| b.name == m.name).unwrap_or(0);
+                actions.extend(keepalived_actions(ctx, m, index, &all, vip)?);
+            }
             if front {
                 actions.extend(front_actions(ctx, &m.name)?);
                 // haproxy gave up :443 above; nginx takes it.

@@ -80,8 +80,10 @@ def tagged(cluster):
         if tag in (g.tags or []):
             rules = [r for r in g.security_group_rules if r['direction'] == 'ingress']
             sgs.append({'name': g.name, 'ingress_rules': len(rules),
+                        'protocols': sorted({str(r.get('protocol')) for r in rules}),
                         'undocumented': [r['id'] for r in rules if not r.get('description')]})
-    ports = [{'name': p.name, 'device_id': p.device_id, 'ips': [i['ip_address'] for i in p.fixed_ips]}
+    ports = [{'name': p.name, 'device_id': p.device_id, 'ips': [i['ip_address'] for i in p.fixed_ips],
+              'allowed': [a['ip_address'] for a in (p.allowed_address_pairs or [])]}
              for p in c.network.ports(tags=[tag])]
     fips = [{'address': f.floating_ip_address, 'port_id': f.port_id}
             for f in c.network.ips(project_id=c.current_project_id) if tag in (f.tags or [])]

@@ -321,12 +321,8 @@ pub async fn machine(
             })
             .collect();
         groups.extend(shared.resolved.security_groups.iter().cloned());
-        let fixed = if i == 0 {
-            spec.fixed_ip.map(|a| a.to_string())
-        } else {
-            None
-        };
-        ports.push(create_port(cloud, shared.cluster, spec, &name, &net_id, &groups, fixed).await?);
+        ports
+            .push(create_port(cloud, shared.cluster, spec, &name, &net_id, &groups, i == 0).await?);
         rec.created += 1;
     }
     rec.address = ports
@@ -417,8 +413,19 @@ async fn create_port(
     name: &str,
     network_id: &str,
     groups: &[String],
-    fixed_ip: Option<String>,
+    first: bool,
 ) -> Result<Port, OpenStackError> {
+    // The inventory's address and the allowed ones go to the machine-network port (the first).
+    let fixed_ip = if first {
+        spec.fixed_ip.map(|a| a.to_string())
+    } else {
+        None
+    };
+    let allowed: Vec<String> = spec
+        .allowed_addresses
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     use openstack_sdk::api::network::v2::port::create as p;
     use openstack_sdk::api::network::v2::port::tag::replace as p_tags;
     let tags = [spec::cluster_tag(cluster), spec::machine_tag(&spec.machine)];
@@ -436,6 +443,18 @@ async fn create_port(
                         .ip_address(ip.as_str())
                         .build()?,
                 ]);
+            }
+            if first && !allowed.is_empty() {
+                b.allowed_address_pairs(
+                    allowed
+                        .iter()
+                        .map(|a| {
+                            p::AllowedAddressPairsBuilder::default()
+                                .ip_address(a.as_str())
+                                .build()
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
             }
             Ok(p::Request::builder().port(b.build()?).build()?)
         })

@@ -202,6 +202,15 @@ pub fn rules(inv: &Loaded) -> Vec<Rule> {
         g("lb"),
         "nginx-ingress health checks from haproxy",
     ));
+    if inv.inventory.api.vip.is_some() {
+        out.push(Rule {
+            group: "lb",
+            protocol: "112",
+            ports: None,
+            from: g("lb"),
+            why: "VRRP between the lb machines (keepalived holds the API's virtual IP)",
+        });
+    }
     out.push(tcp(
         "nfs",
         2049,

@@ -64,6 +64,8 @@ pub struct MachineSpec {
     pub networks: Vec<String>,
     /// Fixed IP on the machine network, when the inventory gives one.
     pub fixed_ip: Option<IpAddr>,
+    /// Addresses its machine-network port may also use (the API's VIP on lb machines).
+    pub allowed_addresses: Vec<IpAddr>,
     /// Whether it gets a floating IP.
     pub floating_ip: bool,
     /// Extra data volume size, if any.
@@ -171,6 +173,10 @@ pub fn machines(inv: &Loaded) -> Vec<MachineSpec> {
                     .iter()
                     .find(|h| h.name == m.name)
                     .and_then(|h| h.address),
+                allowed_addresses: match inv.inventory.api.vip {
+                    Some(vip) if m.roles.contains(&Role::Lb) => vec![vip],
+                    _ => Vec::new(),
+                },
                 floating_ip: go.floating_ip,
                 volume_gb: go.volume_gb,
                 server_group: policy(inv, gi)
