@@ -208,16 +208,22 @@ pub(crate) struct InitVars<'a> {
 /// Labels kubelet gives its node at registration: the machine's forgectl roles that select
 /// workloads (`node.forgectl.io/ingress=true`). (NodeRestriction forbids kubelets to set
 /// node-role.kubernetes.io labels, so forgectl uses its own prefix.)
-pub fn node_labels(m: &Machine) -> String {
+pub fn node_labels(inv: &Inventory, m: &Machine) -> String {
     let mut out = Vec::new();
     if m.has(Role::Ingress) {
         out.push(format!("{INGRESS_LABEL}=true"));
+    }
+    if inv.storage.nfs.enabled && m.has(Role::Worker) {
+        out.push(format!("{NFS_LABEL}=true"));
     }
     out.join(",")
 }
 
 /// The node label of ingress machines.
 pub const INGRESS_LABEL: &str = "node.forgectl.io/ingress";
+/// The node label of workers that mount the NFS exports (pods with hostPath volumes of tool homes
+/// select it).
+pub const NFS_LABEL: &str = "node.forgectl.io/nfs";
 
 impl Phase for KubeadmInit {
     fn name(&self) -> &'static str {
@@ -256,7 +262,7 @@ impl Phase for KubeadmInit {
             cert_sans: cert_sans(ctx.inv),
             admission_plugins: inv.kubeadm.admission_plugins.join(","),
             ignore_preflight_errors: &inv.kubeadm.ignore_preflight_errors,
-            node_labels: node_labels(first),
+            node_labels: node_labels(inv, first),
         };
         let mut actions = pki_uploads(ctx, h);
         actions.push(ctx.rendered(

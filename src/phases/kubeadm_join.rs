@@ -81,7 +81,7 @@ impl Phase for KubeadmJoin {
                 ca_cert_hash: hash.clone(),
                 control_plane,
                 ignore_preflight_errors: &inv.kubeadm.ignore_preflight_errors,
-                node_labels: super::kubeadm_init::node_labels(m),
+                node_labels: super::kubeadm_init::node_labels(&ctx.inv.inventory, m),
             };
             let config = ctx.templates.render("kube/kubeadm-join.yaml.tera", &vars)?;
             joins.push(Action::local(
