@@ -197,6 +197,15 @@ pub enum Command {
         #[command(subcommand)]
         verb: CertsVerb,
     },
+    /// The admission webhooks (HTTPS, AdmissionReview v1): images only from allowed registries,
+    /// Ingress hosts only `NAME.<tool domain>` in the tool's own namespace.
+    #[command(
+        after_help = "Example:\n  forgectl admission serve --cert webhook.crt --key webhook.key --allow-registry registry.toolforge.test\n\nRoutes: POST /validate/images, POST /validate/ingress, GET /healthz. A changed certificate file is reloaded within 30 s."
+    )]
+    Admission {
+        #[command(subcommand)]
+        verb: AdmissionVerb,
+    },
     /// The cluster at a glance: etcd quorum, nodes (Ready, kubelet version, roles), system
     /// workloads and the system pods that are not running.
     #[command(
@@ -246,6 +255,32 @@ pub enum MachineVerb {
     Cut { name: String },
     /// Plug the network back in.
     Heal { name: String },
+}
+
+/// What to do with the admission webhooks.
+#[derive(Debug, Subcommand)]
+pub enum AdmissionVerb {
+    /// Serve them until interrupted.
+    Serve {
+        /// Listen address.
+        #[arg(long, default_value = "0.0.0.0:8443")]
+        listen: std::net::SocketAddr,
+        /// Serving certificate (PEM chain), reloaded when the file changes.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// A registry (optionally with a path prefix) images may come from; repeatable.
+        #[arg(long = "allow-registry", value_name = "REGISTRY[/PATH]")]
+        registries: Vec<String>,
+        /// The tool domain [default: the inventory's ingress.tool_domain].
+        #[arg(long)]
+        tool_domain: Option<String>,
+        /// Tool namespaces are PREFIX + the tool's name.
+        #[arg(long, default_value = "tool-")]
+        namespace_prefix: String,
+    },
 }
 
 /// What to do with etcd.

@@ -3,6 +3,7 @@
 //! Data flows one way: inventory → facts → plan → phases → hosts. Phases plan actions as data;
 //! the engine runs them. See the README and ARCHITECTURE for the design.
 
+pub mod admission;
 pub mod artifacts;
 pub mod commands;
 pub mod engine;

@@ -164,6 +164,27 @@ async fn dispatch(
             verb: cli::CertsVerb::Recover { yes },
         } => commands::certs_recover(file.as_deref(), yes, opts).await,
         C::Status => commands::status(file.as_deref(), opts).await,
+        C::Admission {
+            verb:
+                cli::AdmissionVerb::Serve {
+                    listen,
+                    cert,
+                    key,
+                    registries,
+                    tool_domain,
+                    namespace_prefix,
+                },
+        } => {
+            let a = commands::AdmissionOptions {
+                listen,
+                cert,
+                key,
+                registries,
+                tool_domain,
+                namespace_prefix,
+            };
+            commands::admission_serve(file.as_deref(), &a, opts).await
+        }
         C::Etcd {
             verb: cli::EtcdVerb::Status,
         } => commands::etcd_status(file.as_deref(), opts).await,

@@ -60,6 +60,9 @@ pub enum CommandError {
     /// Carrying out an action failed.
     #[error(transparent)]
     Exec(#[from] crate::executor::ExecError),
+    /// The admission webhook server failed.
+    #[error(transparent)]
+    Admission(#[from] crate::admission::AdmissionError),
 }
 
 impl CommandError {
@@ -104,6 +107,7 @@ impl CommandError {
             }
             Self::Exists(_) => "pass --force to overwrite it, or choose another directory".into(),
             Self::Exec(e) => e.next_step(),
+            Self::Admission(e) => e.next_step().into(),
             _ => return None,
         })
     }
