@@ -268,6 +268,14 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
         "35",
         "a name outside the tool domain gets no TLS handshake"
     );
+    // Plain HTTP is sent to the front (nginx-ingress then trusts the forwarding headers).
+    assert_eq!(
+        bed.on(
+            "worker-1",
+            "curl -s -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 3 --resolve mytool.toolforge.test:80:10.77.64.15 http://mytool.toolforge.test/x"
+        ),
+        "301 https://mytool.toolforge.test/x"
+    );
     assert_eq!(
         bed.on("lb-1", "systemctl is-active nginx haproxy"),
         "active\nactive"

@@ -147,7 +147,11 @@ fn haproxy_balances_to_every_control_plane_and_ingress_node() {
         front.contains("server_name toolforge.test *.toolforge.test;"),
         "{front}"
     );
-    assert!(front.contains("server 127.0.0.1:80;"), "{front}");
+    assert!(front.contains("server 127.0.0.1:8081;"), "{front}");
+    assert!(
+        cfg.contains("bind 127.0.0.1:8081") && cfg.contains("redirect scheme https"),
+        "{cfg}"
+    );
     // Without it haproxy passes :443 through to the ingress nodes.
     let files = render("local", &templates);
     let (_, cfg) = &files[Path::new("lb-1/etc/haproxy/haproxy.cfg")];

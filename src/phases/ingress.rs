@@ -25,6 +25,7 @@ struct Vars<'a> {
     image: &'a str,
     default_backend_image: &'a str,
     host_network: bool,
+    tls_front: bool,
 }
 
 impl Phase for Ingress {
@@ -56,6 +57,7 @@ impl Phase for Ingress {
             image: &i.image,
             default_backend_image: &i.default_backend_image,
             host_network: i.host_network,
+            tls_front: i.tls_front.enabled,
         };
         let wait = |kind: &str, name: &str| {
             manifests::wait_rollout(

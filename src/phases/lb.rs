@@ -37,7 +37,11 @@ struct LbContext<'a> {
     control_planes: Vec<Backend>,
     ingress_nodes: Vec<Backend>,
     tls_front: bool,
+    front_upstream_port: u16,
 }
+
+/// Where haproxy takes the TLS front's plain HTTP (on the loopback of the lb machine).
+pub const FRONT_UPSTREAM_PORT: u16 = 8081;
 
 /// The TLS front's nginx configuration (all of it: Debian's default site would take :80).
 pub const FRONT_CONFIG: Target = Target {
@@ -195,7 +199,7 @@ fn front_actions(ctx: &PlanContext<'_>, host: &str) -> Result<Vec<Action>, Phase
                 name: host,
                 tool_domain: &inv.ingress.tool_domain,
                 https_port: 443,
-                ingress_http_port: 80,
+                ingress_http_port: FRONT_UPSTREAM_PORT,
                 cert_path: FRONT_CERT.path,
                 key_path: FRONT_KEY.path,
             },
@@ -247,6 +251,7 @@ impl Phase for Lb {
                 control_planes: backends(ctx.inv.with_role(Role::ControlPlane)),
                 ingress_nodes: ingress.clone(),
                 tls_front: front,
+                front_upstream_port: FRONT_UPSTREAM_PORT,
             };
             if !front {
                 // Before haproxy (re)loads: it takes :443 back from nginx.
