@@ -139,39 +139,7 @@ fn with_controllers(
         );
     }
     while !run.is_finished() {
-        for (plural, status) in [
-            (
-                "daemonsets",
-                serde_json::json!({"desiredNumberScheduled": 1, "currentNumberScheduled": 1,
-                    "updatedNumberScheduled": 1, "numberReady": 1, "numberAvailable": 1,
-                    "numberMisscheduled": 0}),
-            ),
-            (
-                "deployments",
-                serde_json::json!({"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
-                    "availableReplicas": 2}),
-            ),
-        ] {
-            for o in api.objects("apps", plural) {
-                let g = o["metadata"]["generation"].clone();
-                if o["status"]["observedGeneration"] == g {
-                    continue;
-                }
-                let mut status = status.clone();
-                status["observedGeneration"] = g;
-                let name = o["metadata"]["name"].as_str().unwrap();
-                let ns = o["metadata"]["namespace"].as_str().unwrap();
-                api.set_status("apps", plural, ns, name, status);
-                api.put(
-                    "",
-                    "pods",
-                    ns,
-                    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-                        "metadata": {"name": format!("{name}-fgtest")},
-                        "status": {"phase": "Running", "conditions": ready}}),
-                );
-            }
-        }
+        api.roll_out_workloads();
         std::thread::sleep(Duration::from_millis(200));
     }
     run.join().unwrap()

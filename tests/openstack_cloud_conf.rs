@@ -146,26 +146,7 @@ fn storage_cinder_applies_the_cloud_config_and_the_driver() {
         });
         // The controllers and kubelet the double lacks: report what was applied rolled out.
         while !done.load(std::sync::atomic::Ordering::SeqCst) {
-            for (plural, status) in [
-                (
-                    "daemonsets",
-                    serde_json::json!({"desiredNumberScheduled": 1, "updatedNumberScheduled": 1, "numberReady": 1}),
-                ),
-                (
-                    "deployments",
-                    serde_json::json!({"updatedReplicas": 1, "availableReplicas": 1}),
-                ),
-            ] {
-                for o in api.objects("apps", plural) {
-                    let g = o["metadata"]["generation"].clone();
-                    if o["status"]["observedGeneration"] != g {
-                        let mut s = status.clone();
-                        s["observedGeneration"] = g;
-                        let name = o["metadata"]["name"].as_str().unwrap();
-                        api.set_status("apps", plural, "kube-system", name, s);
-                    }
-                }
-            }
+            api.roll_out_workloads();
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         child.join().unwrap()

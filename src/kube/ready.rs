@@ -99,43 +99,32 @@ impl Kube {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
             None => Api::all_with(self.client.clone(), &ar),
         };
-        self.list_values(&api, &format!("{kind} objects")).await
-    }
-
-    async fn list_values(
-        &self,
-        api: &Api<DynamicObject>,
-        what: &str,
-    ) -> Result<Vec<Value>, KubeError> {
-        let list = api
-            .list(&ListParams::default())
+        let err = |verb: &str, cause: String| KubeError::Api {
+            what: format!("{verb} {kind} objects"),
+            cause,
+        };
+        api.list(&ListParams::default())
             .await
-            .map_err(|e| KubeError::Api {
-                what: format!("list {what}"),
-                cause: e.to_string(),
-            })?;
-        list.items
+            .map_err(|e| err("list", e.to_string()))?
+            .items
             .into_iter()
-            .map(|o| {
-                serde_json::to_value(o).map_err(|e| KubeError::Api {
-                    what: format!("read {what}"),
-                    cause: e.to_string(),
-                })
-            })
+            .map(|o| serde_json::to_value(o).map_err(|e| err("read", e.to_string())))
             .collect()
     }
 
-    /// Polls `check` over the objects `api` lists until it passes or `timeout` ends.
+    /// Polls `check` over what `list` gives for `gvk` in `namespace` until it passes or
+    /// `timeout` ends; `what` names the wait in the error.
     async fn wait_list(
         &self,
-        api: Api<DynamicObject>,
+        gvk: (&str, &str, &str),
+        namespace: Option<&str>,
         what: &str,
         timeout: Duration,
         check: impl Fn(&[Value]) -> Result<(), String>,
     ) -> Result<(), KubeError> {
         let start = Instant::now();
         loop {
-            let items = self.list_values(&api, what).await?;
+            let items = self.list(gvk, namespace).await?;
             match check(&items) {
                 Ok(()) => return Ok(()),
                 Err(why) if start.elapsed() >= timeout => {
@@ -156,10 +145,10 @@ impl Kube {
         want: &[String],
         timeout: Duration,
     ) -> Result<(), KubeError> {
-        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Node"));
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
-        self.wait_list(api, "nodes", timeout, |nodes| nodes_ready(nodes, want))
-            .await
+        self.wait_list(("", "v1", "Node"), None, "nodes", timeout, |nodes| {
+            nodes_ready(nodes, want)
+        })
+        .await
     }
 
     /// Waits until every pod of `namespace` runs with its containers ready (or has finished).
@@ -168,10 +157,15 @@ impl Kube {
         namespace: &str,
         timeout: Duration,
     ) -> Result<(), KubeError> {
-        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Pod"));
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &ar);
-        self.wait_list(api, &format!("pods in {namespace}"), timeout, pods_running)
-            .await
+        let what = format!("pods in {namespace}");
+        self.wait_list(
+            ("", "v1", "Pod"),
+            Some(namespace),
+            &what,
+            timeout,
+            pods_running,
+        )
+        .await
     }
 }
 

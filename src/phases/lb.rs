@@ -237,6 +237,7 @@ impl Phase for Lb {
             Vec::new()
         };
         let front = inv.ingress.enabled && inv.ingress.tls_front.enabled;
+        let lbs = backends(ctx.inv.with_role(Role::Lb));
         let mut actions = Vec::new();
         for m in hosts {
             let c = LbContext {
@@ -283,9 +284,8 @@ impl Phase for Lb {
                 "check the configuration and (re)load haproxy after a change",
             ));
             if let Some(vip) = inv.api.vip {
-                let all = backends(ctx.inv.with_role(Role::Lb));
-                let index = all.iter().position(|b| b.name == m.name).unwrap_or(0);
-                actions.extend(keepalived_actions(ctx, m, index, &all, vip)?);
+                let index = lbs.iter().position(|b| b.name == m.name).unwrap_or(0);
+                actions.extend(keepalived_actions(ctx, m, index, &lbs, vip)?);
             }
             if front {
                 actions.extend(front_actions(ctx, &m.name)?);

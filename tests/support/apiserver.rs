@@ -300,6 +300,47 @@ impl ApiServer {
             .insert((group.into(), plural.into(), ns.into(), name), obj);
     }
 
+    /// One round of what the controllers and kubelets the double lacks would do: every
+    /// DaemonSet and Deployment whose status has not seen its latest spec reports it rolled out
+    /// (one ready pod per DaemonSet, two replicas per Deployment), and a pod of it runs and is
+    /// ready in its namespace.
+    pub fn roll_out_workloads(&self) {
+        let ready = json!([{"type": "Ready", "status": "True"}]);
+        for (plural, status) in [
+            (
+                "daemonsets",
+                json!({"desiredNumberScheduled": 1, "currentNumberScheduled": 1,
+                    "updatedNumberScheduled": 1, "numberReady": 1, "numberAvailable": 1,
+                    "numberMisscheduled": 0}),
+            ),
+            (
+                "deployments",
+                json!({"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
+                    "availableReplicas": 2}),
+            ),
+        ] {
+            for o in self.objects("apps", plural) {
+                let g = o["metadata"]["generation"].clone();
+                if o["status"]["observedGeneration"] == g {
+                    continue;
+                }
+                let mut status = status.clone();
+                status["observedGeneration"] = g;
+                let name = o["metadata"]["name"].as_str().unwrap();
+                let ns = o["metadata"]["namespace"].as_str().unwrap();
+                self.set_status("apps", plural, ns, name, status);
+                self.put(
+                    "",
+                    "pods",
+                    ns,
+                    json!({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": format!("{name}-fgtest")},
+                        "status": {"phase": "Running", "conditions": ready}}),
+                );
+            }
+        }
+    }
+
     /// Sets `status` of a stored object (what a controller or kubelet would report).
     pub fn set_status(&self, group: &str, plural: &str, ns: &str, name: &str, status: Value) {
         let mut st = self.store.lock().unwrap();
