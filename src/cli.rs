@@ -206,6 +206,14 @@ pub enum Command {
         #[command(subcommand)]
         verb: AdmissionVerb,
     },
+    /// Tool accounts: namespaces, quotas, RBAC and kubeconfigs from LDAP or a YAML file.
+    #[command(
+        after_help = "Examples:\n  forgectl accounts sync --dry-run\n  forgectl accounts sync\n  forgectl accounts sync -o json\n  forgectl accounts run --listen 0.0.0.0:9105 --interval 5m\n\nExit code 1 when an account could not be reconciled (the others are)."
+    )]
+    Accounts {
+        #[command(subcommand)]
+        verb: AccountsVerb,
+    },
     /// The cluster at a glance: etcd quorum, nodes (Ready, kubelet version, roles), system
     /// workloads and the system pods that are not running.
     #[command(
@@ -280,6 +288,51 @@ pub enum AdmissionVerb {
         /// Tool namespaces are PREFIX + the tool's name.
         #[arg(long, default_value = "tool-")]
         namespace_prefix: String,
+    },
+}
+
+/// What to do with tool accounts.
+#[derive(Debug, Subcommand)]
+pub enum AccountsVerb {
+    /// One reconcile pass with a summary (created / updated / renewed / disabled / removed /
+    /// unchanged).
+    Sync {
+        /// Report what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Mark tools for removal even when the source lists none or far fewer than the
+        /// cluster has (normally refused: it looks like a broken source).
+        #[arg(long)]
+        allow_mass_removal: bool,
+        /// Kubeconfig to act with [default: the state dir's admin.conf].
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// The controller: a pass at start, when the accounts file changes and at every resync;
+    /// leader election with a Lease so that replicas can run side by side; Prometheus metrics
+    /// on /metrics, liveness on /healthz. Stops on SIGTERM (giving the Lease up).
+    Run {
+        /// Kubeconfig to act with [default: the state dir's admin.conf].
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Where /metrics and /healthz listen.
+        #[arg(long, default_value = "0.0.0.0:9105")]
+        listen: std::net::SocketAddr,
+        /// Full resync interval (e.g. 60s, 5m).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Namespace of the Lease.
+        #[arg(long, default_value = "kube-system")]
+        lease_namespace: String,
+        /// Name of the Lease.
+        #[arg(long, default_value = "forgectl-accounts")]
+        lease_name: String,
+        /// This replica's identity in the Lease [default: host name and PID].
+        #[arg(long)]
+        identity: Option<String>,
+        /// How long the Lease holds without renewal (renewed every third of it).
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        lease_duration: std::time::Duration,
     },
 }
 

@@ -3,6 +3,7 @@
 //! Data flows one way: inventory → facts → plan → phases → hosts. Phases plan actions as data;
 //! the engine runs them. See the README and ARCHITECTURE for the design.
 
+pub mod accounts;
 pub mod admission;
 pub mod artifacts;
 pub mod commands;
@@ -11,6 +12,7 @@ pub mod etcd;
 pub mod executor;
 pub mod interrupt;
 pub mod inventory;
+pub mod jobs;
 pub mod kube;
 pub mod output;
 pub mod phases;
@@ -21,3 +23,5 @@ pub mod providers;
 pub mod render;
 pub mod ssh;
 pub mod state;
+pub mod tool_context;
+pub mod webservice;

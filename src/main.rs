@@ -164,6 +164,44 @@ async fn dispatch(
             verb: cli::CertsVerb::Recover { yes },
         } => commands::certs_recover(file.as_deref(), yes, opts).await,
         C::Status => commands::status(file.as_deref(), opts).await,
+        C::Accounts {
+            verb:
+                cli::AccountsVerb::Sync {
+                    dry_run,
+                    allow_mass_removal,
+                    kubeconfig,
+                },
+        } => {
+            let a = commands::AccountsOptions {
+                dry_run,
+                allow_mass_removal,
+                kubeconfig,
+            };
+            commands::accounts_sync(file.as_deref(), &a, opts).await
+        }
+        C::Accounts {
+            verb:
+                cli::AccountsVerb::Run {
+                    kubeconfig,
+                    listen,
+                    interval,
+                    lease_namespace,
+                    lease_name,
+                    identity,
+                    lease_duration,
+                },
+        } => {
+            let a = commands::AccountsRunOptions {
+                kubeconfig,
+                listen,
+                interval,
+                lease_namespace,
+                lease_name,
+                identity,
+                lease_duration,
+            };
+            commands::accounts_run(file.as_deref(), &a, opts).await
+        }
         C::Admission {
             verb:
                 cli::AdmissionVerb::Serve {

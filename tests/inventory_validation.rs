@@ -506,3 +506,25 @@ fn api_vip_needs_lb_machines_the_machine_network_and_a_provider_that_can_hold_it
     );
     find(&both, "api.vip and api.endpoint are both set");
 }
+
+#[test]
+fn accounts_settings_are_checked() {
+    let text = BASE.replace(
+        "groups:\n",
+        "accounts:\n  source: ldap\n  renew_before_days: 400\n  concurrency: 0\n  overrides:\n    Bad_Name: {}\ngroups:\n",
+    );
+    let d = find(
+        &text,
+        "accounts.source is ldap but there is no accounts.ldap section",
+    );
+    assert_eq!(d.field, "accounts.source");
+    let d = find(&text, "every pass would renew every certificate");
+    assert_eq!(d.field, "accounts.renew_before_days");
+    find(&text, "concurrency 0 is out of range");
+    find(&text, "\"Bad_Name\" is not a tool name");
+    let url = BASE.replace(
+        "groups:\n",
+        "accounts:\n  source: ldap\n  ldap:\n    url: https://ldap.example.org\n    bind_dn: cn=x\n    tools_base: ou=a\n    groups_base: ou=b\ngroups:\n",
+    );
+    find(&url, "is not an ldaps:// or ldap:// URL");
+}

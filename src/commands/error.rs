@@ -63,6 +63,12 @@ pub enum CommandError {
     /// The admission webhook server failed.
     #[error(transparent)]
     Admission(#[from] crate::admission::AdmissionError),
+    /// The account provisioner failed.
+    #[error(transparent)]
+    Accounts(crate::accounts::AccountsError),
+    /// The Kubernetes API could not be used.
+    #[error(transparent)]
+    Kube(#[from] crate::kube::KubeError),
 }
 
 impl CommandError {
@@ -108,6 +114,8 @@ impl CommandError {
             Self::Exists(_) => "pass --force to overwrite it, or choose another directory".into(),
             Self::Exec(e) => e.next_step(),
             Self::Admission(e) => e.next_step().into(),
+            Self::Accounts(e) => e.next_step(),
+            Self::Kube(e) => e.next_step(),
             _ => return None,
         })
     }

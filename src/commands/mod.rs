@@ -1,6 +1,7 @@
 //! The commands behind the CLI. Each takes plain options (no clap types) and returns an exit code;
 //! errors carry what went wrong and the next step to take.
 
+mod accounts;
 mod admission;
 mod artifacts;
 mod certs;
@@ -13,6 +14,7 @@ mod machines;
 mod run;
 mod status;
 
+pub use accounts::{AccountsOptions, AccountsRunOptions, accounts_run, accounts_sync};
 pub use admission::{AdmissionOptions, admission_serve};
 pub use artifacts::{artifacts_fetch, artifacts_list};
 pub use certs::{certs_check, certs_recover, certs_renew};

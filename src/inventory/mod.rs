@@ -1,5 +1,6 @@
 //! The inventory: reading `cluster.yaml`, its defaults, validation with positions, JSON Schema.
 
+pub mod accounts;
 pub mod diagnostics;
 pub mod machines;
 pub mod model;

@@ -60,6 +60,9 @@ pub struct Inventory {
     /// NFS and Cinder storage.
     #[serde(default)]
     pub storage: Storage,
+    /// Tool accounts: where they come from and what each gets in the cluster.
+    #[serde(default)]
+    pub accounts: super::accounts::Accounts,
     /// Machine groups. Each group has roles and either `count` machines or explicit `hosts`.
     pub groups: Vec<Group>,
 }

@@ -35,6 +35,7 @@ pub fn validate(
     v.provider_blocks(inv);
     v.files(inv, base_dir);
     v.ssh(inv);
+    v.accounts(inv);
     v.out
 }
 
@@ -528,6 +529,66 @@ impl Checker<'_> {
                 "the openstack provider needs an `openstack:` block",
                 "add `openstack:` with at least `network`, `image` and `flavor`",
             );
+        }
+    }
+
+    fn accounts(&mut self, inv: &Inventory) {
+        use super::accounts::AccountSource;
+        let a = &inv.accounts;
+        if a.source == AccountSource::Ldap && a.ldap.is_none() {
+            self.error(
+                &p(&["accounts", "source"]),
+                "accounts.source is ldap but there is no accounts.ldap section",
+                "add accounts.ldap (url, bind_dn, tools_base, groups_base), or use source: file",
+            );
+        }
+        if let Some(l) = &a.ldap
+            && !(l.url.starts_with("ldaps://") || l.url.starts_with("ldap://"))
+        {
+            self.error(
+                &p(&["accounts", "ldap", "url"]),
+                format!("{:?} is not an ldaps:// or ldap:// URL", l.url),
+                "use ldaps://HOST:636 (TLS), or ldap://HOST:389 (forgectl then requires StartTLS)",
+            );
+        }
+        if let Some(l) = &a.ldap
+            && !(1..=10_000).contains(&l.page_size)
+        {
+            self.error(
+                &p(&["accounts", "ldap", "page_size"]),
+                format!("page_size {} is out of range", l.page_size),
+                "use at most the server's size limit (OpenLDAP's default is 500)",
+            );
+        }
+        if a.renew_before_days >= a.cert_days {
+            self.error(
+                &p(&["accounts", "renew_before_days"]),
+                format!(
+                    "renew_before_days ({}) is not below cert_days ({}): every pass would renew every certificate",
+                    a.renew_before_days, a.cert_days
+                ),
+                "renew some days before expiry, e.g. cert_days: 365 and renew_before_days: 30",
+            );
+        }
+        if a.concurrency == 0 || a.concurrency > 256 {
+            self.error(
+                &p(&["accounts", "concurrency"]),
+                format!("concurrency {} is out of range", a.concurrency),
+                "use 1 to 256 API requests in flight (32 by default)",
+            );
+        }
+        for name in a.overrides.keys() {
+            if !is_dns_label(name, 52) {
+                self.error(
+                    &[
+                        PathSeg::Key("accounts".into()),
+                        PathSeg::Key("overrides".into()),
+                        PathSeg::Key(name.clone()),
+                    ],
+                    format!("{name:?} is not a tool name"),
+                    "tool names are DNS labels of at most 52 characters",
+                );
+            }
         }
     }
 

@@ -10,7 +10,7 @@ mod deprovision;
 mod etcd;
 mod facts;
 pub mod host_prep;
-mod ingress;
+pub(crate) mod ingress;
 mod kube_packages;
 pub mod kubeadm_init;
 mod kubeadm_join;

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod accounts_bed;
 pub mod apiserver;
 pub mod kube_doubles;
 pub mod openstack;
+pub mod slapd;
 
 use std::path::Path;
 

@@ -1,0 +1,25 @@
+//! Accounts from a YAML file (`tools:` and `admins:` lists), for small sites and tests.
+
+use std::path::PathBuf;
+
+use super::AccountsError;
+use super::directory::{Directory, Source};
+
+/// A YAML file of accounts.
+pub struct FileSource {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl Source for FileSource {
+    async fn load(&self) -> Result<Directory, AccountsError> {
+        let err = |cause: String| AccountsError::Source {
+            source_name: self.path.display().to_string(),
+            cause,
+        };
+        let text = tokio::fs::read_to_string(&self.path)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+}

@@ -1,0 +1,739 @@
+//! One reconcile pass: read the source and the cluster, plan per account what differs (objects
+//! to apply or delete, certificates to issue, kubeconfigs to write, workloads to stop,
+//! namespaces to mark or delete), then carry the plans out side by side (bounded), or with
+//! `dry_run` only report them. Unchanged accounts cost no write.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+
+use ::kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::credentials::{Identity, kubeconfig, needs_new};
+use super::desired::{
+    self, ADMIN_LABEL, ADMINS_GROUP, DISABLED_LABEL, KINDS, MANAGER, REMOVED_ANNOTATION,
+    TOOL_LABEL, TOOLS_GROUP, contained, key_of,
+};
+use super::directory::{Directory, Person, Source, ToolAccount};
+use super::home_files::{CredentialFiles, OnDisk};
+use super::observe::{self, Observed};
+use super::{AccountsError, api_err, csr_client};
+use crate::inventory::accounts::Accounts;
+
+/// Field manager of the removal mark (its own, so the mark comes and goes on its own).
+const REMOVAL_MANAGER: &str = "forgectl-accounts-removal";
+
+/// The cluster the kubeconfigs point at.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Its name (cluster and context names in kubeconfigs).
+    pub name: String,
+    /// The API server URL.
+    pub server: String,
+    /// The cluster CA (PEM).
+    pub ca_pem: String,
+}
+
+/// How a pass runs.
+#[derive(Debug, Clone, Default)]
+pub struct PassOptions {
+    /// Plan and report, change nothing.
+    pub dry_run: bool,
+    /// Mark tools for removal even when the source looks broken (lists none, or far fewer).
+    pub allow_mass_removal: bool,
+}
+
+/// What a pass did (or, with dry_run, would do).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Accounts the cluster did not have.
+    pub created: Vec<String>,
+    /// Accounts whose objects, kubeconfig or files changed.
+    pub updated: Vec<String>,
+    /// Accounts that got a new certificate.
+    pub renewed: Vec<String>,
+    /// Tools disabled in this pass.
+    pub disabled: Vec<String>,
+    /// Tools whose namespace was deleted.
+    pub removed: Vec<String>,
+    /// Tools gone from the source, waiting out the grace period (name and when).
+    pub pending_removal: Vec<String>,
+    /// Accounts already as they should be.
+    pub unchanged: usize,
+    /// Every change, in words (`would …` with dry_run).
+    pub actions: Vec<String>,
+    /// Accounts skipped or failed, and why.
+    pub problems: Vec<String>,
+    /// API requests that changed something.
+    pub writes: usize,
+}
+
+/// What happened to one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Created,
+    Updated,
+    Renewed,
+    Disabled,
+    Removed,
+    PendingRemoval,
+    Unchanged,
+}
+
+/// One change.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Server-side apply of an object.
+    Apply(Value),
+    /// Delete an object (as observed).
+    Delete(Value),
+    /// Scale the workloads of a namespace to zero and suspend its jobs.
+    StopWorkloads(String),
+    /// Issue a certificate and write it with its key and kubeconfig.
+    Issue {
+        files: CredentialFiles,
+        id: Identity,
+        kubeconfig: String,
+        why: String,
+        renewal: bool,
+    },
+    /// Write the kubeconfig (the certificate is still good) or fix files' owner and mode.
+    Rewrite {
+        files: CredentialFiles,
+        kubeconfig: String,
+        on_disk: OnDisk,
+    },
+    /// Remove the credentials from a home.
+    RemoveFiles(CredentialFiles),
+    /// Mark a namespace as gone from the source.
+    Mark(String),
+    /// Clear that mark (the tool is back).
+    Unmark(String),
+    /// Delete a tool's namespace (and everything in it).
+    DeleteNamespace(String),
+}
+
+impl Step {
+    /// Whether this replaces a certificate the account has.
+    fn renews(&self) -> bool {
+        matches!(self, Self::Issue { renewal: true, .. })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Apply(o) => format!("apply {}", key_of(o)),
+            Self::Delete(o) => format!("delete {}", key_of(o)),
+            Self::StopWorkloads(ns) => {
+                format!("scale the workloads of {ns} to zero and suspend its jobs")
+            }
+            Self::Issue { files, id, why, .. } => format!(
+                "issue a certificate for {} ({why}) and write {}",
+                id.user,
+                files.display()
+            ),
+            Self::Rewrite { files, .. } => format!("rewrite {}", files.display()),
+            Self::RemoveFiles(f) => format!("remove the credentials in {}", f.display()),
+            Self::Mark(ns) => format!("mark namespace {ns} as removed from the source"),
+            Self::Unmark(ns) => format!("clear the removal mark of namespace {ns}"),
+            Self::DeleteNamespace(ns) => format!("delete namespace {ns}"),
+        }
+    }
+}
+
+/// The plan of one account.
+struct AccountPlan {
+    name: String,
+    outcome: Outcome,
+    steps: Vec<Step>,
+    problems: Vec<String>,
+}
+
+/// One reconcile pass of `source` against the cluster behind `client`.
+pub async fn sync<S: Source>(
+    client: &::kube::Client,
+    cfg: &Accounts,
+    cluster: &Cluster,
+    source: &S,
+    opts: &PassOptions,
+) -> Result<Summary, AccountsError> {
+    let started = std::time::Instant::now();
+    let (dir, mut problems) = source.load().await?.checked();
+    let loaded = started.elapsed();
+    let (observed, leftovers) =
+        tokio::try_join!(observe::managed(client), observe::requests(client))?;
+    let listed = started.elapsed();
+    let mut summary = Summary::default();
+    if !leftovers.is_empty() {
+        summary.actions.push(format!(
+            "{}delete {} leftover certificate request(s)",
+            if opts.dry_run { "would " } else { "" },
+            leftovers.len()
+        ));
+        if !opts.dry_run {
+            csr_client::delete_requests(client, &leftovers).await?;
+            summary.writes += leftovers.len();
+        }
+    }
+    let mut plans = plan_removals(cfg, &dir, &observed, opts)?;
+    plans.extend(orphan_admin_bindings(&dir, &observed));
+    let concurrency = cfg.concurrency.max(1);
+    let account_plans: Vec<AccountPlan> = stream::iter(
+        dir.tools
+            .iter()
+            .map(|t| Account::Tool(t.clone()))
+            .chain(dir.admins.iter().map(|a| Account::Admin(a.clone()))),
+    )
+    .map(|a| plan_account(cfg, cluster, a, &observed))
+    .buffer_unordered(concurrency)
+    .collect()
+    .await;
+    plans.extend(account_plans);
+    let planned = started.elapsed();
+    let results: Vec<(AccountPlan, usize, Vec<String>)> = stream::iter(plans)
+        .map(|p| async {
+            if opts.dry_run || p.steps.is_empty() {
+                return (p, 0, Vec::new());
+            }
+            let (writes, errors) = execute(client, cfg, &p).await;
+            (p, writes, errors)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for (p, writes, errors) in results {
+        summary.writes += writes;
+        for s in &p.steps {
+            let verb = if opts.dry_run { "would " } else { "" };
+            summary
+                .actions
+                .push(format!("{}: {verb}{}", p.name, s.describe()));
+        }
+        problems.extend(p.problems.iter().map(|e| format!("{}: {e}", p.name)));
+        problems.extend(errors.iter().map(|e| format!("{}: {e}", p.name)));
+        let list = match p.outcome {
+            Outcome::Created => &mut summary.created,
+            Outcome::Updated => &mut summary.updated,
+            Outcome::Renewed => &mut summary.renewed,
+            Outcome::Disabled => &mut summary.disabled,
+            Outcome::Removed => &mut summary.removed,
+            Outcome::PendingRemoval => &mut summary.pending_removal,
+            Outcome::Unchanged => {
+                summary.unchanged += 1;
+                continue;
+            }
+        };
+        list.push(p.name.clone());
+    }
+    for l in [
+        &mut summary.created,
+        &mut summary.updated,
+        &mut summary.renewed,
+        &mut summary.disabled,
+        &mut summary.removed,
+        &mut summary.pending_removal,
+        &mut summary.actions,
+    ] {
+        l.sort();
+    }
+    problems.sort();
+    summary.problems = problems;
+    tracing::debug!(
+        source_ms = loaded.as_millis() as u64,
+        list_ms = (listed - loaded).as_millis() as u64,
+        plan_ms = (planned - listed).as_millis() as u64,
+        apply_ms = (started.elapsed() - planned).as_millis() as u64,
+        "pass timings"
+    );
+    Ok(summary)
+}
+
+/// A tool or an admin.
+enum Account {
+    Tool(ToolAccount),
+    Admin(Person),
+}
+
+/// The steps that bring `want` about, given what the cluster has.
+fn object_steps(want: Vec<Value>, observed: &Observed) -> Vec<Step> {
+    want.into_iter()
+        .filter(|w| {
+            observed
+                .get(&key_of(w))
+                .is_none_or(|have| !contained(w, have))
+        })
+        .map(Step::Apply)
+        .collect()
+}
+
+/// Managed objects of tool `name` that are no longer wanted (a NetworkPolicy switched off, the
+/// RoleBinding of a disabled tool).
+fn orphans(name: &str, want: &[Value], observed: &Observed) -> Vec<Step> {
+    let wanted: BTreeSet<String> = want.iter().map(key_of).collect();
+    let mut out: Vec<Step> = observed
+        .of_tool(name)
+        .filter(|(k, o)| o["kind"] != "Namespace" && !wanted.contains(*k))
+        .map(|(_, o)| Step::Delete(o.clone()))
+        .collect();
+    out.sort_by_key(|s| s.describe());
+    out
+}
+
+async fn plan_account(
+    cfg: &Accounts,
+    cluster: &Cluster,
+    account: Account,
+    observed: &Observed,
+) -> AccountPlan {
+    match account {
+        Account::Tool(t) => plan_tool(cfg, cluster, t, observed).await,
+        Account::Admin(a) => plan_admin(cfg, cluster, a, observed).await,
+    }
+}
+
+/// The credential steps of an account: a new certificate when the one on disk is missing,
+/// not this account's, not from the cluster CA or about to expire; a rewrite when only the
+/// kubeconfig or the files' owner or mode differ. Err: the home cannot be used.
+async fn credential_steps(
+    cfg: &Accounts,
+    cluster: &Cluster,
+    files: CredentialFiles,
+    id: Identity,
+    namespace: Option<String>,
+) -> Result<Vec<Step>, String> {
+    let want = kubeconfig(
+        &cluster.name,
+        &cluster.server,
+        &cluster.ca_pem,
+        &id.user,
+        namespace.as_deref(),
+    );
+    let f = files.clone();
+    let on_disk = tokio::task::spawn_blocking(move || {
+        if !f.home.is_dir() {
+            return Err(format!("home {} does not exist", f.home.display()));
+        }
+        f.read().map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let renew_before = Duration::from_secs(u64::from(cfg.renew_before_days) * 86_400);
+    if let Some(why) = needs_new(
+        on_disk.cert.as_deref(),
+        on_disk.key.as_deref(),
+        &id,
+        &cluster.ca_pem,
+        renew_before,
+    ) {
+        return Ok(vec![Step::Issue {
+            renewal: on_disk.cert.is_some(),
+            files,
+            id,
+            kubeconfig: want,
+            why,
+        }]);
+    }
+    if on_disk.kubeconfig.as_deref() != Some(want.as_str()) || !on_disk.owner_and_mode_ok {
+        return Ok(vec![Step::Rewrite {
+            files,
+            kubeconfig: want,
+            on_disk,
+        }]);
+    }
+    Ok(Vec::new())
+}
+
+async fn plan_tool(
+    cfg: &Accounts,
+    cluster: &Cluster,
+    t: ToolAccount,
+    observed: &Observed,
+) -> AccountPlan {
+    let ns = desired::namespace(cfg, &t.name);
+    let have_ns = observed.get(&format!("Namespace {ns}"));
+    let want = desired::tool_objects(cfg, &t);
+    let mut steps = Vec::new();
+    let mut problems = Vec::new();
+    if have_ns.is_some_and(|n| n["metadata"]["annotations"][REMOVED_ANNOTATION].is_string()) {
+        steps.push(Step::Unmark(ns.clone()));
+    }
+    let files = CredentialFiles {
+        home: t.home.clone(),
+        kubeconfig: cfg.kubeconfig_path.clone(),
+        uid: t.uid,
+        gid: t.gid,
+    };
+    let was_disabled = have_ns.is_some_and(|n| n["metadata"]["labels"][DISABLED_LABEL] == "true");
+    let mut renewing = false;
+    if t.disabled {
+        // Stop first, then revoke, then label: a pass cut short starts over.
+        if have_ns.is_some() && !was_disabled {
+            steps.push(Step::StopWorkloads(ns.clone()));
+        }
+        steps.extend(orphans(&t.name, &want, observed));
+        let f = files.clone();
+        let present = tokio::task::spawn_blocking(move || f.read().map(|d| d.any()))
+            .await
+            .unwrap_or(Ok(false));
+        match present {
+            Ok(true) => steps.push(Step::RemoveFiles(files)),
+            Ok(false) => {}
+            Err(e) => problems.push(e.to_string()),
+        }
+        steps.extend(object_steps(want, observed));
+    } else {
+        let deletes = orphans(&t.name, &want, observed);
+        steps.extend(object_steps(want.clone(), observed));
+        steps.extend(deletes);
+        let id = Identity {
+            user: desired::tool_user(cfg, &t.name),
+            group: TOOLS_GROUP.into(),
+        };
+        match credential_steps(cfg, cluster, files, id, Some(ns.clone())).await {
+            Ok(s) => {
+                renewing = s.iter().any(Step::renews) && have_ns.is_some();
+                steps.extend(s);
+            }
+            Err(e) => problems.push(format!("no kubeconfig written: {e}")),
+        }
+    }
+    let outcome = if have_ns.is_none() {
+        Outcome::Created
+    } else if t.disabled && !was_disabled {
+        Outcome::Disabled
+    } else if renewing {
+        Outcome::Renewed
+    } else if steps.is_empty() {
+        Outcome::Unchanged
+    } else {
+        Outcome::Updated
+    };
+    AccountPlan {
+        name: t.name,
+        outcome,
+        steps,
+        problems,
+    }
+}
+
+async fn plan_admin(
+    cfg: &Accounts,
+    cluster: &Cluster,
+    a: Person,
+    observed: &Observed,
+) -> AccountPlan {
+    let want = desired::admin_objects(cfg, &a);
+    let existed = want.iter().any(|w| observed.contains_key(&key_of(w)));
+    let mut steps = object_steps(want, observed);
+    let mut problems = Vec::new();
+    let files = CredentialFiles {
+        home: a.home.clone(),
+        kubeconfig: cfg.kubeconfig_path.clone(),
+        uid: a.uid,
+        gid: a.gid,
+    };
+    let id = Identity {
+        user: a.name.clone(),
+        group: ADMINS_GROUP.into(),
+    };
+    let mut renewing = false;
+    match credential_steps(cfg, cluster, files, id, None).await {
+        Ok(s) => {
+            renewing = existed && s.iter().any(Step::renews);
+            steps.extend(s);
+        }
+        Err(e) => problems.push(format!("no kubeconfig written: {e}")),
+    }
+    let outcome = match (existed, renewing, steps.is_empty()) {
+        (false, _, _) => Outcome::Created,
+        (true, true, _) => Outcome::Renewed,
+        (true, false, true) => Outcome::Unchanged,
+        (true, false, false) => Outcome::Updated,
+    };
+    AccountPlan {
+        name: format!("admin {}", a.name),
+        outcome,
+        steps,
+        problems,
+    }
+}
+
+/// Bindings of admins the source no longer lists.
+fn orphan_admin_bindings(dir: &Directory, observed: &Observed) -> Vec<AccountPlan> {
+    let admins: BTreeSet<&str> = dir.admins.iter().map(|a| a.name.as_str()).collect();
+    let mut by_admin: HashMap<String, Vec<Step>> = HashMap::new();
+    for o in observed.values() {
+        if let Some(a) = o["metadata"]["labels"][ADMIN_LABEL].as_str()
+            && !admins.contains(a)
+        {
+            by_admin
+                .entry(a.to_string())
+                .or_default()
+                .push(Step::Delete(o.clone()));
+        }
+    }
+    by_admin
+        .into_iter()
+        .map(|(a, steps)| AccountPlan {
+            name: format!("admin {a}"),
+            outcome: Outcome::Removed,
+            steps,
+            problems: Vec::new(),
+        })
+        .collect()
+}
+
+/// Tool namespaces the source no longer lists: marked (credentials revoked, workloads
+/// stopped) on first sight, deleted once the grace period has passed.
+fn plan_removals(
+    cfg: &Accounts,
+    dir: &Directory,
+    observed: &Observed,
+    opts: &PassOptions,
+) -> Result<Vec<AccountPlan>, AccountsError> {
+    let listed: BTreeSet<&str> = dir.tools.iter().map(|t| t.name.as_str()).collect();
+    let grace = Duration::from_secs(u64::from(cfg.removal_grace_days) * 86_400);
+    let now = SystemTime::now();
+    let mut plans = Vec::new();
+    let mut newly_gone = 0;
+    let mut namespaces = 0;
+    for o in observed.values().filter(|o| o["kind"] == "Namespace") {
+        namespaces += 1;
+        let Some(tool) = o["metadata"]["labels"][TOOL_LABEL].as_str() else {
+            continue;
+        };
+        if listed.contains(tool) {
+            continue;
+        }
+        let ns = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let marked = o["metadata"]["annotations"][REMOVED_ANNOTATION]
+            .as_str()
+            .and_then(|s| humantime::parse_rfc3339(s).ok());
+        let (outcome, steps, name) = match marked {
+            None => {
+                newly_gone += 1;
+                let mut steps = vec![Step::StopWorkloads(ns.clone())];
+                steps.extend(
+                    observed
+                        .values()
+                        .filter(|x| {
+                            x["kind"] == "RoleBinding"
+                                && x["metadata"]["labels"][TOOL_LABEL] == tool
+                        })
+                        .map(|x| Step::Delete(x.clone())),
+                );
+                steps.push(Step::Mark(ns.clone()));
+                let until = humantime::format_rfc3339_seconds(now + grace);
+                (
+                    Outcome::PendingRemoval,
+                    steps,
+                    format!("{tool} (namespace deleted after {until})"),
+                )
+            }
+            Some(at) if now.duration_since(at).unwrap_or_default() >= grace => (
+                Outcome::Removed,
+                vec![Step::DeleteNamespace(ns.clone())],
+                tool.to_string(),
+            ),
+            Some(at) => {
+                let until = humantime::format_rfc3339_seconds(at + grace);
+                (
+                    Outcome::PendingRemoval,
+                    Vec::new(),
+                    format!("{tool} (namespace deleted after {until})"),
+                )
+            }
+        };
+        plans.push(AccountPlan {
+            name,
+            outcome,
+            steps,
+            problems: Vec::new(),
+        });
+    }
+    // A source that lost its data looks like every tool removed: refuse to mark many at once.
+    let limit = (namespaces / 10).max(5);
+    if newly_gone > 0 && (dir.tools.is_empty() || newly_gone > limit) && !opts.allow_mass_removal {
+        return Err(AccountsError::MassRemoval {
+            listed: dir.tools.len(),
+            gone: newly_gone,
+        });
+    }
+    Ok(plans)
+}
+
+/// The API resource of a managed object.
+fn resource_of(o: &Value) -> Option<(::kube::api::ApiResource, bool)> {
+    let kind = o["kind"].as_str()?;
+    KINDS
+        .iter()
+        .find(|(_, _, k, _)| *k == kind)
+        .map(|(g, v, k, namespaced)| (observe::resource(g, v, k), *namespaced))
+}
+
+fn dynamic_api(client: &::kube::Client, o: &Value) -> Option<Api<DynamicObject>> {
+    let (ar, namespaced) = resource_of(o)?;
+    Some(if namespaced {
+        let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
+        Api::namespaced_with(client.clone(), ns, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    })
+}
+
+/// Carries out a plan, step by step; (writes made, errors). The first failing step ends the
+/// plan (the next pass retries it).
+async fn execute(client: &::kube::Client, cfg: &Accounts, p: &AccountPlan) -> (usize, Vec<String>) {
+    let mut writes = 0;
+    for s in &p.steps {
+        match run_step(client, cfg, s).await {
+            Ok(n) => writes += n,
+            Err(e) => return (writes, vec![format!("{}: {e}", s.describe())]),
+        }
+    }
+    (writes, Vec::new())
+}
+
+async fn run_step(
+    client: &::kube::Client,
+    cfg: &Accounts,
+    s: &Step,
+) -> Result<usize, AccountsError> {
+    let blocking = |f: Box<dyn FnOnce() -> std::io::Result<()> + Send>| async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|cause| AccountsError::Api {
+                what: "write the credentials".into(),
+                cause,
+            })
+    };
+    match s {
+        Step::Apply(o) => {
+            let api = dynamic_api(client, o).ok_or_else(|| unknown(o))?;
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(o))
+                .await
+                .map_err(|e| api_err(format!("apply {}", key_of(o)), e))?;
+            Ok(1)
+        }
+        Step::Delete(o) => delete_object(client, o).await,
+        Step::StopWorkloads(ns) => stop_workloads(client, ns).await,
+        Step::Issue {
+            files,
+            id,
+            kubeconfig,
+            ..
+        } => {
+            let validity = Duration::from_secs(u64::from(cfg.cert_days) * 86_400);
+            let issued = csr_client::issue(client, id, validity).await?;
+            let (f, k) = (files.clone(), kubeconfig.clone());
+            blocking(Box::new(move || f.write(&k, &issued.cert, &issued.key))).await?;
+            Ok(3)
+        }
+        Step::Rewrite {
+            files,
+            kubeconfig,
+            on_disk,
+        } => {
+            let (f, k, d) = (files.clone(), kubeconfig.clone(), on_disk.clone());
+            blocking(Box::new(move || {
+                f.write(
+                    &k,
+                    d.cert.as_deref().unwrap_or_default(),
+                    d.key.as_deref().unwrap_or_default(),
+                )
+            }))
+            .await?;
+            Ok(0)
+        }
+        Step::RemoveFiles(files) => {
+            let f = files.clone();
+            blocking(Box::new(move || f.remove().map(|_| ()))).await?;
+            Ok(0)
+        }
+        Step::Mark(ns) | Step::Unmark(ns) => {
+            let mut obj = json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns}});
+            if matches!(s, Step::Mark(_)) {
+                obj["metadata"]["annotations"] = json!({REMOVED_ANNOTATION:
+                    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()});
+            }
+            let api = dynamic_api(client, &obj).ok_or_else(|| unknown(&obj))?;
+            api.patch(
+                ns,
+                &PatchParams::apply(REMOVAL_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .map_err(|e| api_err(format!("mark Namespace {ns}"), e))?;
+            Ok(1)
+        }
+        Step::DeleteNamespace(ns) => {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            delete_object(client, &obj).await
+        }
+    }
+}
+
+/// Deletes an object; 1 write, or 0 when it was already gone.
+async fn delete_object(client: &::kube::Client, o: &Value) -> Result<usize, AccountsError> {
+    let api = dynamic_api(client, o).ok_or_else(|| unknown(o))?;
+    let name = o["metadata"]["name"].as_str().unwrap_or_default();
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(1),
+        Err(::kube::Error::Api(e)) if e.code == 404 => Ok(0),
+        Err(e) => Err(api_err(format!("delete {}", key_of(o)), e)),
+    }
+}
+
+fn unknown(o: &Value) -> AccountsError {
+    AccountsError::Api {
+        what: key_of(o),
+        cause: "not a kind the provisioner manages".into(),
+    }
+}
+
+/// Scales every Deployment and StatefulSet of `ns` to zero and suspends its CronJobs and Jobs;
+/// kinds the API server does not serve are skipped. Writes made.
+async fn stop_workloads(client: &::kube::Client, ns: &str) -> Result<usize, AccountsError> {
+    let mut writes = 0;
+    for (group, kind, patch) in [
+        ("apps", "Deployment", json!({"spec": {"replicas": 0}})),
+        ("apps", "StatefulSet", json!({"spec": {"replicas": 0}})),
+        ("batch", "CronJob", json!({"spec": {"suspend": true}})),
+        ("batch", "Job", json!({"spec": {"suspend": true}})),
+    ] {
+        let ar = observe::resource(group, "v1", kind);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        let items = match api.list(&ListParams::default()).await {
+            Ok(l) => l.items,
+            Err(::kube::Error::Api(e)) if e.code == 404 => continue,
+            Err(e) => return Err(api_err(format!("list {kind} in {ns}"), e)),
+        };
+        for o in items {
+            let done = match kind {
+                "Deployment" | "StatefulSet" => o.data["spec"]["replicas"] == 0,
+                "Job" => {
+                    o.data["spec"]["suspend"] == true
+                        || o.data["status"]["completionTime"].is_string()
+                }
+                _ => o.data["spec"]["suspend"] == true,
+            };
+            if done {
+                continue;
+            }
+            let name = o.metadata.name.unwrap_or_default();
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| api_err(format!("stop {kind} {ns}/{name}"), e))?;
+            writes += 1;
+        }
+    }
+    Ok(writes)
+}

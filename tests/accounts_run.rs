@@ -1,0 +1,181 @@
+//! `forgectl accounts run`, two replicas against the API-server TEST DOUBLE: one Lease holder
+//! at a time (the other waits), the leader provisions, picks up a change of the accounts file
+//! within seconds, metrics and health endpoints answer; when the leader is killed the other
+//! takes the Lease over once it expires and carries on; SIGTERM gives the Lease up.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::accounts_bed::bed;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Replica {
+    child: Child,
+    port: u16,
+    id: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(bed: &support::accounts_bed::Bed, inv: &std::path::Path, id: &str) -> Replica {
+    let port = free_port();
+    let log = std::fs::File::create(bed.path(&format!("{id}.log"))).unwrap();
+    let child = Command::new(assert_cmd::cargo::cargo_bin("forgectl"))
+        .args(["-f", inv.to_str().unwrap(), "accounts", "run"])
+        .args(["--kubeconfig", bed.admin.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--interval",
+            "30s",
+            "--lease-duration",
+            "3s",
+            "--identity",
+            id,
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Replica {
+        child,
+        port,
+        id: id.into(),
+    }
+}
+
+async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .ok()?;
+    let code = r.status().as_u16();
+    Some((code, r.text().await.ok()?))
+}
+
+async fn leader_metric(r: &Replica) -> Option<i64> {
+    let (_, m) = get(r.port, "/metrics").await?;
+    m.lines()
+        .find(|l| l.starts_with("forgectl_accounts_leader "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+fn holder(bed: &support::accounts_bed::Bed) -> Option<String> {
+    bed.object(
+        "coordination.k8s.io",
+        "leases",
+        "kube-system",
+        "forgectl-accounts",
+    )
+    .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+async fn until(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{what}: not within {} s", timeout.as_secs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leader_file_changes_picked_up_and_failover() {
+    let bed = bed();
+    bed.tools(8, &["tool07", "tool06"], &[]);
+    let inv = bed.inventory("");
+    let a = start(&bed, &inv, "replica-a");
+    let b = start(&bed, &inv, "replica-b");
+
+    until(
+        "the first pass by the leader",
+        Duration::from_secs(20),
+        async || {
+            bed.object("", "namespaces", "", "tool-tool05").is_some()
+                && bed.home("tool05").join(".kube/config").exists()
+        },
+    )
+    .await;
+    let first = holder(&bed).expect("a Lease holder");
+    assert!(first == "replica-a" || first == "replica-b", "{first}");
+    until(
+        "metrics on both replicas",
+        Duration::from_secs(10),
+        async || leader_metric(&a).await.is_some() && leader_metric(&b).await.is_some(),
+    )
+    .await;
+    let (la, lb) = (
+        leader_metric(&a).await.unwrap(),
+        leader_metric(&b).await.unwrap(),
+    );
+    assert_eq!(la + lb, 1, "exactly one leader (a {la}, b {lb})");
+    for r in [&a, &b] {
+        let (code, body) = get(r.port, "/healthz").await.unwrap();
+        assert_eq!(code, 200, "{} /healthz: {body}", r.id);
+    }
+    let (leader, standby) = if first == a.id { (a, b) } else { (b, a) };
+    let (_, m) = get(leader.port, "/metrics").await.unwrap();
+    assert!(
+        m.contains("forgectl_accounts_passes_total{result=\"ok\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("forgectl_accounts_accounts 7"),
+        "6 tools and an admin: {m}"
+    );
+
+    // The accounts file changes: picked up without waiting for the resync interval.
+    bed.tools(8, &["tool07"], &[]);
+    until(
+        "tool06 after the file changed",
+        Duration::from_secs(10),
+        async || bed.object("", "namespaces", "", "tool-tool06").is_some(),
+    )
+    .await;
+    assert!(
+        bed.object("", "namespaces", "", "tool-tool06").is_some(),
+        "the standby did not act: only the leader writes"
+    );
+
+    // The leader dies without a word: the standby takes over once the Lease expires.
+    let standby_id = standby.id.clone();
+    drop(leader);
+    until(
+        "failover to the standby",
+        Duration::from_secs(15),
+        async || holder(&bed).as_deref() == Some(standby_id.as_str()),
+    )
+    .await;
+    bed.tools(8, &[], &[]);
+    until(
+        "tool07 by the new leader",
+        Duration::from_secs(10),
+        async || bed.object("", "namespaces", "", "tool-tool07").is_some(),
+    )
+    .await;
+    assert_eq!(leader_metric(&standby).await, Some(1));
+
+    // SIGTERM: the Lease is given up.
+    let pid = standby.child.id() as i32;
+    // SAFETY: kill(2) on the PID of a child this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    until("the Lease released", Duration::from_secs(10), async || {
+        holder(&bed).as_deref() == Some("")
+    })
+    .await;
+}
