@@ -12,10 +12,8 @@ use std::time::Instant;
 
 use forgectl::accounts::{Cluster, FileSource, PassOptions, Summary, sync};
 use forgectl::inventory::accounts::Accounts;
-use forgectl::pki::{Pki, paths};
-use forgectl::state::StateDir;
 use serde_json::json;
-use support::apiserver::{ApiServer, kubeconfig};
+use support::apiserver::start_with_admin;
 
 fn line(what: &str, secs: f64, s: &Summary, writes: usize, requests: usize) {
     println!(
@@ -42,32 +40,8 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3500);
     let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::open(dir.path(), "bench").unwrap();
-    let pki = Pki::new(&state);
-    pki.ensure(&[]).unwrap();
-    let ca = (
-        pki.read(paths::KUBE_CA, "crt").unwrap().unwrap(),
-        pki.read(paths::KUBE_CA, "key").unwrap().unwrap(),
-    );
-    let api = ApiServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &ca.0,
-        &ca.1,
-        &["127.0.0.1".into()],
-    );
+    let (api, admin, ca) = start_with_admin(dir.path());
     let server = format!("https://{}", api.addr);
-    let admin = dir.path().join("admin.conf");
-    std::fs::write(
-        &admin,
-        kubeconfig(
-            &server,
-            &ca.0,
-            &ca.1,
-            "kubernetes-admin",
-            "kubeadm:cluster-admins",
-        ),
-    )
-    .unwrap();
     let tools: Vec<_> = (0..n)
         .map(|i| {
             let home = dir.path().join(format!("homes/tool{i:04}"));

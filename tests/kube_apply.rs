@@ -5,9 +5,7 @@
 mod support;
 
 use forgectl::kube::Kube;
-use forgectl::pki::{Pki, paths};
-use forgectl::state::StateDir;
-use support::apiserver::{ApiServer, kubeconfig};
+use support::apiserver::{ApiServer, kubeconfig, start_with_admin};
 
 const BUNDLE: &str = r#"
 apiVersion: v1
@@ -47,32 +45,7 @@ struct Bed {
 
 fn bed() -> Bed {
     let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::open(dir.path(), "demo").unwrap();
-    let pki = Pki::new(&state);
-    pki.ensure(&[]).unwrap();
-    let ca = (
-        pki.read(paths::KUBE_CA, "crt").unwrap().unwrap(),
-        pki.read(paths::KUBE_CA, "key").unwrap().unwrap(),
-    );
-    let api = ApiServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &ca.0,
-        &ca.1,
-        &["127.0.0.1".to_string()],
-    );
-    let admin = dir.path().join("admin.conf");
-    let server = format!("https://{}", api.addr);
-    std::fs::write(
-        &admin,
-        kubeconfig(
-            &server,
-            &ca.0,
-            &ca.1,
-            "kubernetes-admin",
-            "kubeadm:cluster-admins",
-        ),
-    )
-    .unwrap();
+    let (api, admin, ca) = start_with_admin(dir.path());
     Bed {
         _dir: dir,
         api,

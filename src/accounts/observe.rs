@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ::kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use ::kube::api::{ApiResource, DynamicObject, ListParams};
 use ::kube::core::GroupVersionKind;
 use futures::future::try_join_all;
 use serde_json::Value;
@@ -63,32 +63,38 @@ impl Observed {
     }
 }
 
-/// Every object of `ar` matching `selector` (cluster-wide), page by page.
+/// Every object of `ar` matching `selector` (cluster-wide), page by page, as the JSON the API
+/// server sent (no round trip through typed objects).
 pub async fn list_all(
     client: &::kube::Client,
     ar: &ApiResource,
     selector: &str,
 ) -> Result<Vec<Value>, AccountsError> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    use ::kube::Resource;
+    let request = ::kube::core::Request::new(DynamicObject::url_path(ar, None));
+    let bad = |cause: String| AccountsError::Api {
+        what: format!("list {}", ar.plural),
+        cause,
+    };
     let mut out = Vec::new();
     let mut params = ListParams::default().labels(selector).limit(PAGE);
     loop {
-        let page = api
-            .list(&params)
+        let req = request.list(&params).map_err(|e| bad(e.to_string()))?;
+        let mut page: Value = client
+            .request(req)
             .await
             .map_err(|e| api_err(format!("list {}", ar.plural), e))?;
-        for o in page.items {
-            let mut v = serde_json::to_value(o).map_err(|e| AccountsError::Api {
-                what: format!("read {}", ar.plural),
-                cause: e.to_string(),
-            })?;
+        let Value::Array(items) = page["items"].take() else {
+            return Err(bad("the answer has no items".into()));
+        };
+        for mut v in items {
             // Items of a list carry no kind; put it back so keys name it.
             v["kind"] = Value::String(ar.kind.clone());
             v["apiVersion"] = Value::String(ar.api_version.clone());
             out.push(v);
         }
-        match page.metadata.continue_ {
-            Some(c) if !c.is_empty() => params = params.continue_token(&c),
+        match page["metadata"]["continue"].as_str() {
+            Some(c) if !c.is_empty() => params = params.continue_token(c),
             _ => return Ok(out),
         }
     }
@@ -102,12 +108,19 @@ pub fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
 /// Every object the provisioner manages, the kinds listed side by side.
 pub async fn managed(client: &::kube::Client) -> Result<Observed, AccountsError> {
     let selector = format!("{MANAGED_BY}={MANAGER}");
+    // One task per kind, so that the answers are parsed on every core.
     let lists = try_join_all(KINDS.iter().map(|(g, v, k, _)| {
         let ar = resource(g, v, k);
-        let selector = selector.clone();
-        async move { list_all(client, &ar, &selector).await }
+        let (selector, client) = (selector.clone(), client.clone());
+        tokio::spawn(async move { list_all(&client, &ar, &selector).await })
     }))
-    .await?;
+    .await
+    .map_err(|e| AccountsError::Api {
+        what: "list the managed objects".into(),
+        cause: e.to_string(),
+    })?
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
     Ok(Observed::new(lists.into_iter().flatten()))
 }
 

@@ -4,6 +4,7 @@
 //! `dry_run` only report them. Unchanged accounts cost no write.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ::kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -179,17 +180,31 @@ pub async fn sync<S: Source>(
     let mut plans = plan_removals(cfg, &dir, &observed, opts)?;
     plans.extend(orphan_admin_bindings(&dir, &observed));
     let concurrency = cfg.concurrency.max(1);
-    let account_plans: Vec<AccountPlan> = stream::iter(
-        dir.tools
-            .iter()
-            .map(|t| Account::Tool(t.clone()))
-            .chain(dir.admins.iter().map(|a| Account::Admin(a.clone()))),
-    )
-    .map(|a| plan_account(cfg, cluster, a, &observed))
-    .buffer_unordered(concurrency)
-    .collect()
-    .await;
-    plans.extend(account_plans);
+    // Planning reads the homes and checks certificates: blocking work, spread over a few
+    // threads of the blocking pool (not the async workers).
+    let accounts: Vec<Account> = dir
+        .tools
+        .iter()
+        .map(|t| Account::Tool(t.clone()))
+        .chain(dir.admins.iter().map(|a| Account::Admin(a.clone())))
+        .collect();
+    let shared = Arc::new((cfg.clone(), cluster.clone(), observed));
+    let chunk = accounts.len().div_ceil(PLAN_THREADS).max(1);
+    let planning = accounts.chunks(chunk).map(|c| {
+        let (c, shared) = (c.to_vec(), shared.clone());
+        tokio::task::spawn_blocking(move || {
+            let (cfg, cluster, observed) = &*shared;
+            c.into_iter()
+                .map(|a| plan_account(cfg, cluster, a, observed))
+                .collect::<Vec<_>>()
+        })
+    });
+    for chunk in futures::future::join_all(planning).await {
+        plans.extend(chunk.map_err(|e| AccountsError::Api {
+            what: "plan the accounts".into(),
+            cause: e.to_string(),
+        })?);
+    }
     let planned = started.elapsed();
     let results: Vec<(AccountPlan, usize, Vec<String>)> = stream::iter(plans)
         .map(|p| async {
@@ -249,7 +264,11 @@ pub async fn sync<S: Source>(
     Ok(summary)
 }
 
+/// Threads of the blocking pool that plan accounts side by side.
+const PLAN_THREADS: usize = 8;
+
 /// A tool or an admin.
+#[derive(Clone)]
 enum Account {
     Tool(ToolAccount),
     Admin(Person),
@@ -280,22 +299,22 @@ fn orphans(name: &str, want: &[Value], observed: &Observed) -> Vec<Step> {
     out
 }
 
-async fn plan_account(
+fn plan_account(
     cfg: &Accounts,
     cluster: &Cluster,
     account: Account,
     observed: &Observed,
 ) -> AccountPlan {
     match account {
-        Account::Tool(t) => plan_tool(cfg, cluster, t, observed).await,
-        Account::Admin(a) => plan_admin(cfg, cluster, a, observed).await,
+        Account::Tool(t) => plan_tool(cfg, cluster, t, observed),
+        Account::Admin(a) => plan_admin(cfg, cluster, a, observed),
     }
 }
 
 /// The credential steps of an account: a new certificate when the one on disk is missing,
 /// not this account's, not from the cluster CA or about to expire; a rewrite when only the
 /// kubeconfig or the files' owner or mode differ. Err: the home cannot be used.
-async fn credential_steps(
+fn credential_steps(
     cfg: &Accounts,
     cluster: &Cluster,
     files: CredentialFiles,
@@ -309,15 +328,10 @@ async fn credential_steps(
         &id.user,
         namespace.as_deref(),
     );
-    let f = files.clone();
-    let on_disk = tokio::task::spawn_blocking(move || {
-        if !f.home.is_dir() {
-            return Err(format!("home {} does not exist", f.home.display()));
-        }
-        f.read().map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    if !files.home.is_dir() {
+        return Err(format!("home {} does not exist", files.home.display()));
+    }
+    let on_disk = files.read().map_err(|e| e.to_string())?;
     let renew_before = Duration::from_secs(u64::from(cfg.renew_before_days) * 86_400);
     if let Some(why) = needs_new(
         on_disk.cert.as_deref(),
@@ -344,7 +358,7 @@ async fn credential_steps(
     Ok(Vec::new())
 }
 
-async fn plan_tool(
+fn plan_tool(
     cfg: &Accounts,
     cluster: &Cluster,
     t: ToolAccount,
@@ -372,11 +386,7 @@ async fn plan_tool(
             steps.push(Step::StopWorkloads(ns.clone()));
         }
         steps.extend(orphans(&t.name, &want, observed));
-        let f = files.clone();
-        let present = tokio::task::spawn_blocking(move || f.read().map(|d| d.any()))
-            .await
-            .unwrap_or(Ok(false));
-        match present {
+        match files.read().map(|d| d.any()) {
             Ok(true) => steps.push(Step::RemoveFiles(files)),
             Ok(false) => {}
             Err(e) => problems.push(e.to_string()),
@@ -390,7 +400,7 @@ async fn plan_tool(
             user: desired::tool_user(cfg, &t.name),
             group: TOOLS_GROUP.into(),
         };
-        match credential_steps(cfg, cluster, files, id, Some(ns.clone())).await {
+        match credential_steps(cfg, cluster, files, id, Some(ns.clone())) {
             Ok(s) => {
                 renewing = s.iter().any(Step::renews) && have_ns.is_some();
                 steps.extend(s);
@@ -417,12 +427,7 @@ async fn plan_tool(
     }
 }
 
-async fn plan_admin(
-    cfg: &Accounts,
-    cluster: &Cluster,
-    a: Person,
-    observed: &Observed,
-) -> AccountPlan {
+fn plan_admin(cfg: &Accounts, cluster: &Cluster, a: Person, observed: &Observed) -> AccountPlan {
     let want = desired::admin_objects(cfg, &a);
     let existed = want.iter().any(|w| observed.contains_key(&key_of(w)));
     let mut steps = object_steps(want, observed);
@@ -438,7 +443,7 @@ async fn plan_admin(
         group: ADMINS_GROUP.into(),
     };
     let mut renewing = false;
-    match credential_steps(cfg, cluster, files, id, None).await {
+    match credential_steps(cfg, cluster, files, id, None) {
         Ok(s) => {
             renewing = existed && s.iter().any(Step::renews);
             steps.extend(s);

@@ -5,11 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use forgectl::pki::{Pki, paths};
-use forgectl::state::StateDir;
 use serde_json::{Value, json};
 
-use super::apiserver::{ApiServer, kubeconfig};
+use super::apiserver::{ApiServer, start_with_admin};
 
 /// The bed.
 pub struct Bed {
@@ -98,32 +96,7 @@ impl Bed {
 pub fn bed() -> Bed {
     super::require_root();
     let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::open(dir.path(), "demo").unwrap();
-    let pki = Pki::new(&state);
-    pki.ensure(&[]).unwrap();
-    let ca = (
-        pki.read(paths::KUBE_CA, "crt").unwrap().unwrap(),
-        pki.read(paths::KUBE_CA, "key").unwrap().unwrap(),
-    );
-    let api = ApiServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &ca.0,
-        &ca.1,
-        &["127.0.0.1".to_string()],
-    );
-    let admin = dir.path().join("admin.conf");
-    let server = format!("https://{}", api.addr);
-    std::fs::write(
-        &admin,
-        kubeconfig(
-            &server,
-            &ca.0,
-            &ca.1,
-            "kubernetes-admin",
-            "kubeadm:cluster-admins",
-        ),
-    )
-    .unwrap();
+    let (api, admin, ca) = start_with_admin(dir.path());
     Bed {
         dir,
         api,

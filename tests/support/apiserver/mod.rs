@@ -875,6 +875,42 @@ fn now() -> String {
     )
 }
 
+/// Starts the double on 127.0.0.1 with a new cluster CA (made by forgectl's PKI in `dir`) and
+/// writes an admin kubeconfig (group `kubeadm:cluster-admins`) to `dir/admin.conf`: the
+/// server, that path, and the CA (certificate, key PEM).
+pub fn start_with_admin(
+    dir: &std::path::Path,
+) -> (ApiServer, std::path::PathBuf, (String, String)) {
+    use forgectl::pki::{Pki, paths};
+    let state = forgectl::state::StateDir::open(dir, "demo").unwrap();
+    let pki = Pki::new(&state);
+    pki.ensure(&[]).unwrap();
+    let ca = (
+        pki.read(paths::KUBE_CA, "crt").unwrap().unwrap(),
+        pki.read(paths::KUBE_CA, "key").unwrap().unwrap(),
+    );
+    let api = ApiServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &ca.0,
+        &ca.1,
+        &["127.0.0.1".to_string()],
+    );
+    let admin = dir.join("admin.conf");
+    let server = format!("https://{}", api.addr);
+    std::fs::write(
+        &admin,
+        kubeconfig(
+            &server,
+            &ca.0,
+            &ca.1,
+            "kubernetes-admin",
+            "kubeadm:cluster-admins",
+        ),
+    )
+    .unwrap();
+    (api, admin, ca)
+}
+
 /// A kubeconfig for `server` with a client certificate for `user` in `group`, signed by the CA.
 pub fn kubeconfig(server: &str, ca_cert: &str, ca_key: &str, user: &str, group: &str) -> String {
     kubeconfig_for(server, ca_cert, ca_key, user, &[group])
