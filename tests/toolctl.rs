@@ -186,6 +186,13 @@ fn as_the_tool(bed: &Bed) {
         "{}",
         text(&o)
     );
+    let o = toolctl(bed, bin, "tool01", &["webservice", "logs", "--follow"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "GET / 200\nGET /favicon.ico 404\n",
+        "streamed line by line"
+    );
 
     // stop deletes exactly the web service's objects
     bed.api.put(

@@ -40,6 +40,9 @@ enum Command {
         /// Lines of log per pod (logs).
         #[arg(long)]
         tail: Option<i64>,
+        /// Keep streaming the newest pod's log (logs).
+        #[arg(short, long)]
+        follow: bool,
     },
     /// One-off, scheduled and continuous jobs.
     #[command(
@@ -89,6 +92,9 @@ enum JobsVerb {
         /// Lines per pod.
         #[arg(long)]
         tail: Option<i64>,
+        /// Keep streaming the newest pod's log.
+        #[arg(short, long)]
+        follow: bool,
     },
 }
 
@@ -143,7 +149,12 @@ async fn run(cli: Cli) -> Result<(), ToolError> {
         .unwrap_or(env_home);
     let t = ToolContext::load(&kubeconfig, uid, gid, home).await?;
     match cli.command {
-        Command::Webservice { args, wait, tail } => {
+        Command::Webservice {
+            args,
+            wait,
+            tail,
+            follow,
+        } => {
             let (kind, action) = match args.as_slice() {
                 [action] => (None, action.as_str()),
                 [kind, action] => (Some(kind.as_str()), action.as_str()),
@@ -175,6 +186,7 @@ async fn run(cli: Cli) -> Result<(), ToolError> {
                     let s = webservice::status(&t).await?;
                     print(json, &s, || status_text(&s));
                 }
+                "logs" if follow => webservice::follow(&t, tail, &mut tokio::io::stdout()).await?,
                 "logs" => print!("{}", webservice::logs(&t, tail).await?),
                 other => {
                     return Err(ToolError::Usage(format!(
@@ -230,7 +242,13 @@ async fn run(cli: Cli) -> Result<(), ToolError> {
                 let d = jobs::delete(&t, &name).await?;
                 print(json, &d, || format!("deleted {d}\n"));
             }
-            JobsVerb::Logs { name, tail } => print!("{}", jobs::logs(&t, &name, tail).await?),
+            JobsVerb::Logs { name, tail, follow } => {
+                if follow {
+                    jobs::follow(&t, &name, tail, &mut tokio::io::stdout()).await?;
+                } else {
+                    print!("{}", jobs::logs(&t, &name, tail).await?);
+                }
+            }
         },
     }
     Ok(())

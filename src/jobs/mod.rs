@@ -240,6 +240,16 @@ pub async fn delete(t: &ToolContext, name: &str) -> Result<String, ToolError> {
     Ok(format!("{kind} {name}"))
 }
 
+/// Streams the log of job `name`'s newest pod to `out`.
+pub async fn follow(
+    t: &ToolContext,
+    name: &str,
+    tail: Option<i64>,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<(), ToolError> {
+    crate::webservice::follow_pods(t, &format!("{LABEL}={name}"), tail, out).await
+}
+
 /// The logs of job `name`'s pods.
 pub async fn logs(t: &ToolContext, name: &str, tail: Option<i64>) -> Result<String, ToolError> {
     crate::webservice::pod_logs(t, &format!("{LABEL}={name}"), tail).await

@@ -214,8 +214,67 @@ pub async fn status(t: &ToolContext) -> Result<Status, ToolError> {
 
 /// The logs of the web service's pods (the newest first), at most `tail` lines each.
 pub async fn logs(t: &ToolContext, tail: Option<i64>) -> Result<String, ToolError> {
-    let selector = format!("{LABEL}=true,app.kubernetes.io/name={}", t.name);
-    pod_logs(t, &selector, tail).await
+    pod_logs(t, &selector(t), tail).await
+}
+
+fn selector(t: &ToolContext) -> String {
+    format!("{LABEL}=true,app.kubernetes.io/name={}", t.name)
+}
+
+/// Streams the log of the web service's newest pod to `out` until the pod ends or the
+/// connection closes.
+pub async fn follow(
+    t: &ToolContext,
+    tail: Option<i64>,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<(), ToolError> {
+    follow_pods(t, &selector(t), tail, out).await
+}
+
+/// Streams the log of the newest pod matching `selector` to `out`.
+pub async fn follow_pods(
+    t: &ToolContext,
+    selector: &str,
+    tail: Option<i64>,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<(), ToolError> {
+    use futures::AsyncBufReadExt;
+    use futures::TryStreamExt;
+    use tokio::io::AsyncWriteExt;
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.namespace);
+    let newest = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|e| api_err("list the pods", e))?
+        .items
+        .into_iter()
+        .max_by(|a, b| {
+            a.metadata
+                .creation_timestamp
+                .cmp(&b.metadata.creation_timestamp)
+        })
+        .and_then(|p| p.metadata.name)
+        .ok_or_else(|| ToolError::NotFound(format!("no pods match {selector}")))?;
+    let params = LogParams {
+        follow: true,
+        tail_lines: tail,
+        ..LogParams::default()
+    };
+    let stream = pods
+        .log_stream(&newest, &params)
+        .await
+        .map_err(|e| api_err(format!("logs of {newest}"), e))?;
+    let mut lines = stream.lines();
+    let io = |e: std::io::Error| ToolError::Api {
+        what: format!("logs of {newest}"),
+        cause: e.to_string(),
+    };
+    while let Some(line) = lines.try_next().await.map_err(io)? {
+        out.write_all(line.as_bytes()).await.map_err(io)?;
+        out.write_all(b"\n").await.map_err(io)?;
+        out.flush().await.map_err(io)?;
+    }
+    Ok(())
 }
 
 /// The logs of the pods matching `selector`, each headed by the pod's name.
