@@ -28,7 +28,9 @@ pub enum ToolError {
         cause: String,
     },
     /// The kubeconfig's namespace is not a tool namespace.
-    #[error("the kubeconfig's namespace {0:?} is not a tool namespace (tool-NAME)")]
+    #[error(
+        "the kubeconfig's namespace {0:?} is not a tool namespace (the platform's prefix, then the tool's name)"
+    )]
     NotATool(String),
     /// An image type the platform does not offer.
     #[error("no image type {wanted:?}; the platform offers: {offered}")]
@@ -135,21 +137,12 @@ impl ToolContext {
             .and_then(|c| c.context.as_ref())
             .and_then(|c| c.namespace.clone())
             .ok_or_else(|| err("its context has no namespace".into()))?;
-        let name = namespace
-            .strip_prefix("tool-")
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| ToolError::NotATool(namespace.clone()))?
-            .to_string();
-        let mut config = ::kube::Config::from_custom_kubeconfig(
-            kc,
-            &::kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .map_err(|e| err(e.to_string()))?;
-        config.connect_timeout = Some(std::time::Duration::from_secs(10));
-        config.read_timeout = Some(std::time::Duration::from_secs(30));
-        config.write_timeout = Some(std::time::Duration::from_secs(30));
-        let client = ::kube::Client::try_from(config).map_err(|e| err(e.to_string()))?;
+        // The same client forgectl uses (its timeouts), with the tool's credentials.
+        let client = crate::kube::Kube::from_kubeconfig(kubeconfig)
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .client()
+            .clone();
         let settings: Api<ConfigMap> = Api::namespaced(client.clone(), PLATFORM_NAMESPACE);
         let cm = settings.get(SETTINGS_CONFIGMAP).await.map_err(|e| {
             api_err(
@@ -158,6 +151,16 @@ impl ToolContext {
             )
         })?;
         let data = cm.data.unwrap_or_default();
+        // The prefix the provisioner uses (accounts.namespace_prefix), as the platform says.
+        let prefix = data
+            .get("namespace_prefix")
+            .map(String::as_str)
+            .unwrap_or("tool-");
+        let name = namespace
+            .strip_prefix(prefix)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| ToolError::NotATool(namespace.clone()))?
+            .to_string();
         let tool_domain = data
             .get("tool_domain")
             .cloned()

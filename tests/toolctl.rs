@@ -346,8 +346,26 @@ fn as_the_tool(bed: &Bed) {
     let o = toolctl(bed, bin, "tool02", &["jobs", "show", "nightly"]);
     assert!(!o.status.success() && text(&o).contains("no job named nightly"));
 
-    // Another tool's objects are out of reach: tool02 sees none of tool01's.
-    let o = toolctl(bed, bin, "tool02", &["webservice", "status", "-o", "json"]);
-    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(s["running"], false);
+    // Another tool's namespace is out of reach: tool02's credentials pointed at tool01's
+    // namespace (a kubeconfig edited by hand) are refused by RBAC.
+    let own = bed.home("tool02").join(".kube/config");
+    let edited = bed.home("tool02").join(".kube/config-edited");
+    std::fs::write(
+        &edited,
+        std::fs::read_to_string(&own)
+            .unwrap()
+            .replace("namespace: tool-tool02", "namespace: tool-tool01"),
+    )
+    .unwrap();
+    let o = std::process::Command::new(bin)
+        .args(["webservice", "stop"])
+        .env("TOOLCTL_KUBECONFIG", &edited)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("forbidden") && text(&o).contains("tool-tool02"),
+        "{}",
+        text(&o)
+    );
 }
