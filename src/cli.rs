@@ -279,15 +279,17 @@ pub enum AdmissionVerb {
         /// Its private key (PEM).
         #[arg(long)]
         key: PathBuf,
-        /// A registry (optionally with a path prefix) images may come from; repeatable.
+        /// A registry (optionally with a path prefix) images may come from; repeatable
+        /// [default: the inventory's platform.allowed_registries, else its images' registries].
         #[arg(long = "allow-registry", value_name = "REGISTRY[/PATH]")]
         registries: Vec<String>,
         /// The tool domain [default: the inventory's ingress.tool_domain].
         #[arg(long)]
         tool_domain: Option<String>,
-        /// Tool namespaces are PREFIX + the tool's name.
-        #[arg(long, default_value = "tool-")]
-        namespace_prefix: String,
+        /// Tool namespaces are PREFIX + the tool's name [default: the inventory's
+        /// accounts.namespace_prefix].
+        #[arg(long)]
+        namespace_prefix: Option<String>,
     },
 }
 

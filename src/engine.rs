@@ -303,6 +303,7 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
                 | Op::Run { .. }
                 | Op::InstallPackages { .. }
                 | Op::InstallArtifact { .. }
+                | Op::InstallSelf { .. }
         ) {
             batch.push(a);
             i += 1;
@@ -362,7 +363,8 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
             Op::Upload { .. }
             | Op::Run { .. }
             | Op::InstallPackages { .. }
-            | Op::InstallArtifact { .. } => {}
+            | Op::InstallArtifact { .. }
+            | Op::InstallSelf { .. } => {}
         }
         i += same.len();
     }

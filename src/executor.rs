@@ -470,6 +470,9 @@ impl<'a> Executor<'a> {
                 .created
                 .len();
         }
+        if self.inv.inventory.platform.enabled {
+            made += pki.ensure_platform()?.created.len();
+        }
         Ok(made)
     }
 
@@ -707,6 +710,12 @@ impl<'a> Executor<'a> {
                 });
             }
         }
+        if actions
+            .iter()
+            .any(|a| matches!(a.op, Op::InstallSelf { .. }))
+        {
+            tarballs.push(own_executable().await?);
+        }
         let tarballs = &tarballs;
         let by_host = &by_host;
         let source = &source;
@@ -765,6 +774,32 @@ impl<'a> Executor<'a> {
             p.close().await;
         }
     }
+}
+
+/// The name `Fetched` gives forgectl's own executable.
+const SELF_NAME: &str = "forgectl (this executable)";
+
+/// forgectl's own executable, read once (off the async workers) to copy to the hosts.
+async fn own_executable() -> Result<Fetched, ExecError> {
+    let unusable =
+        |e: String| ExecError::Unsupported(format!("cannot read forgectl's own executable: {e}"));
+    let path = std::env::current_exe().map_err(|e| unusable(e.to_string()))?;
+    let data = tokio::fs::read(&path)
+        .await
+        .map_err(|e| unusable(format!("{}: {e}", path.display())))?;
+    let (data, sha256) = tokio::task::spawn_blocking(move || {
+        let sha = crate::plan::sha256_hex(&data);
+        (data, sha)
+    })
+    .await
+    .map_err(|e| unusable(e.to_string()))?;
+    Ok(Fetched {
+        name: SELF_NAME.into(),
+        file: "forgectl".into(),
+        single_binary: true,
+        data,
+        sha256,
+    })
 }
 
 /// A release artifact forgectl downloaded and verified once, to copy to the hosts.
@@ -946,6 +981,23 @@ async fn host_run(
                         ),
                     });
                 }
+                changed += 1;
+            }
+            Op::InstallSelf { path } => {
+                let Some(f) = tarballs.iter().find(|f| f.name == SELF_NAME) else {
+                    continue;
+                };
+                let q = shell_quote(path);
+                let same = format!(
+                    "test \"$(sha256sum -- {q} 2>/dev/null | cut -d' ' -f1)\" = {}",
+                    f.sha256
+                );
+                if s.exec(&s.as_root(&same)).await.map_err(ssh)?.success() {
+                    continue;
+                }
+                s.upload(path, &f.data, 0o755, "root:root")
+                    .await
+                    .map_err(ssh)?;
                 changed += 1;
             }
             Op::InstallPackages { packages } => {

@@ -70,6 +70,12 @@ pub enum Op {
         /// Shell check that succeeds when the right version is installed.
         installed: String,
     },
+    /// Copy forgectl's own executable (the one running) to `path` on the host (0755 root),
+    /// unless the file there is the same build (same sha256): the platform's services run it.
+    InstallSelf {
+        /// Absolute path on the host.
+        path: String,
+    },
     /// Make the cluster's certificates that are missing (forgectl itself, in the state dir).
     EnsurePki,
     /// Wait until every etcd member answers over mTLS and the cluster has a leader.
@@ -475,6 +481,9 @@ impl Plan {
                         "install {} from {artifact} {version} into {dest} (checksum verified)",
                         binaries.join(", ")
                     ),
+                    Op::InstallSelf { path } => {
+                        format!("install this forgectl as {path} (unless the same build is there)")
+                    }
                     Op::EnsurePki => {
                         "make missing certificates and keys (state dir, 0600)".to_string()
                     }

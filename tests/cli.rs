@@ -149,7 +149,7 @@ fn plan_prints_every_phase_and_marks_the_unbuilt_ones() {
         .stdout(predicate::str::contains("etcd-1  create machine etcd-1 (10.77.0.10)"))
         .stdout(predicate::str::contains("worker-2  probe  OS, kernel and systemd state over SSH"))
         .stdout(predicate::str::contains("host-prep       Swap off"))
-        .stdout(predicate::str::contains("not implemented yet (arrives with issue #7)"))
+        .stdout(predicate::str::contains("platform        Admission webhooks and the accounts controller on the control planes"))
         .stdout(predicate::str::contains("etcd-2  upload /etc/etcd/etcd.env (0640 root:etcd"))
         .stdout(predicate::str::contains("16. platform"))
         .stdout(predicate::str::contains("storage-cinder  Cinder CSI driver and StorageClass — nothing to do: storage.cinder.enabled is false"));
@@ -212,7 +212,14 @@ fn plan_json_is_machine_readable_and_never_contains_file_contents() {
     assert_eq!(calico["readiness"]["state"], "ready");
     assert_eq!(calico["actions"][0]["op"]["kind"], "apply_manifests");
     let platform = phases.iter().find(|p| p["phase"] == "platform").unwrap();
-    assert_eq!(platform["readiness"]["state"], "not_implemented");
+    assert_eq!(platform["readiness"]["state"], "ready");
+    assert!(
+        platform["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["op"]["kind"] == "install_self")
+    );
     let lb = phases.iter().find(|p| p["phase"] == "lb").unwrap();
     assert_eq!(lb["hosts"], serde_json::json!(["lb-1", "lb-2"]));
     let upload = &lb["actions"][1];
@@ -312,20 +319,29 @@ fn up_stops_before_the_first_unbuilt_phase_and_says_so() {
         .stdout(predicate::str::contains(
             "up: done — 1 phase(s), 0 change(s).",
         ));
+    // Every phase of `cluster` is built: a playbook of its own names one still to come.
+    let playbook = state.path().join("day-two.yaml");
+    std::fs::write(
+        &playbook,
+        "name: day-two\nphases:\n  - phase: provision\n  - phase: upgrade-control-plane\n    hosts: [control-plane]\n",
+    )
+    .unwrap();
     forgectl()
-        .args(["up", "--yes", "--only", "provision,platform", "--state-dir"])
+        .args(["up", "--yes", "--state-dir"])
         .arg(state.path())
+        .arg("--playbook")
+        .arg(&playbook)
         .arg("-f")
         .arg(example("static"))
         .assert()
         .code(3)
         .stdout(predicate::str::contains(
-            "up: stopped before phase `platform`: it is not implemented yet (arrives with issue #7).",
+            "up: stopped before phase `upgrade-control-plane`: it is not implemented yet (arrives with a later issue (day two)).",
         ))
-        .stdout(predicate::str::contains("ran provision (0 change(s)); `platform` and the phases after it were not attempted."));
+        .stdout(predicate::str::contains("ran provision (0 change(s)); `upgrade-control-plane` and the phases after it were not attempted."));
     let record = std::fs::read_to_string(state.path().join("forge-static/last-run.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&record).unwrap();
-    assert_eq!(v["stopped_at"], "platform");
+    assert_eq!(v["stopped_at"], "upgrade-control-plane");
     assert_eq!(v["ran"], serde_json::json!(["provision"]));
 }
 
@@ -436,7 +452,7 @@ fn render_writes_what_the_run_would_push() {
         .arg(out.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("70 file(s) written"));
+        .stdout(predicate::str::contains("74 file(s) written"));
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/static");
     for rel in [
         "lb-1/etc/haproxy/haproxy.cfg",

@@ -528,3 +528,27 @@ fn accounts_settings_are_checked() {
     );
     find(&url, "is not an ldaps:// or ldap:// URL");
 }
+
+#[test]
+fn platform_settings_are_checked() {
+    let text = BASE.replace(
+        "groups:\n",
+        "platform:\n  allowed_registries: [registry.example.org/toolforge]\n  images:\n    python: registry.example.org/toolforgeevil/py:1\n    bad type: registry.example.org/toolforge/x:1\n  webhook:\n    port: 9105\n    timeout_seconds: 60\ngroups:\n",
+    );
+    let d = find(
+        &text,
+        "registry.example.org/toolforgeevil/py:1 is not from an allowed registry (registry.example.org/toolforge)",
+    );
+    assert_eq!(d.field, "platform.images.python");
+    find(&text, "\"bad type\" is not an image type name");
+    let d = find(&text, "timeout_seconds 60 is out of range");
+    assert_eq!(d.field, "platform.webhook.timeout_seconds");
+    find(
+        &text,
+        "webhook.port and metrics_port are both 9105 on the control planes",
+    );
+    // Switched off, the platform is not checked.
+    let off = text.replace("platform:\n", "platform:\n  enabled: false\n");
+    let d = diagnostics(&off);
+    assert!(d.iter().all(|d| !d.field.starts_with("platform.")), "{d:?}");
+}

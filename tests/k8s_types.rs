@@ -11,7 +11,7 @@ use forgectl::phases::Presence;
 use forgectl::plan::Op;
 use forgectl::playbook;
 use forgectl::render::Templates;
-use k8s_openapi::api::{apps, core, networking, rbac, storage};
+use k8s_openapi::api::{admissionregistration, apps, core, networking, rbac, storage};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
@@ -37,6 +37,9 @@ fn typed(doc: &Value) -> Value {
         "CustomResourceDefinition" => round_trip::<CustomResourceDefinition>(doc),
         "CSIDriver" => round_trip::<storage::v1::CSIDriver>(doc),
         "StorageClass" => round_trip::<storage::v1::StorageClass>(doc),
+        "ValidatingWebhookConfiguration" => {
+            round_trip::<admissionregistration::v1::ValidatingWebhookConfiguration>(doc)
+        }
         k => panic!("no type check for kind {k}: add it here"),
     }
 }

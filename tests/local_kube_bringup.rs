@@ -22,6 +22,7 @@ fn inventory(artifacts: &Path) -> String {
          artifacts:\n  source: debian\n  dir: {}\ningress:\n  enabled: true\n  tls_front:\n    enabled: true\n\
          runtime:\n  registry_mirrors:\n    docker.io: [https://mirror.fgtest.invalid]\n\
          kubeadm:\n  ignore_preflight_errors: [ExternalEtcdVersion]   # Debian's etcd is 3.4\n\
+         accounts:\n  file: accounts.yaml\nplatform:\n  images:\n    python3.11: registry.fgtest.invalid/toolforge/python311:latest\n\
          groups:\n  - name: etcd\n    roles: [etcd]\n    count: 1\n  - name: control\n    roles: [control-plane]\n    count: 3\n\
          \x20 - name: worker\n    roles: [worker, ingress]\n    count: 1\n  - name: lb\n    roles: [lb]\n    count: 1\n",
         artifacts.display()
@@ -153,6 +154,185 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// An AdmissionReview v1 for creating `pod` in `namespace`, as an API server sends it.
+fn pod_review(namespace: &str, pod: serde_json::Value) -> String {
+    serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "fgtest-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "p", "namespace": namespace, "operation": "CREATE",
+            "userInfo": {"username": "tool-alpha", "groups": ["forgectl:tools"]},
+            "object": pod, "dryRun": false}})
+    .to_string()
+}
+
+/// The platform phase's work: forgectl's services on the control planes, the webhooks answering
+/// over TLS with the cluster CA's certificate on each control plane's loopback (where its API
+/// server calls them), the objects in the API, and the accounts controller (one leader, as
+/// user forgectl:accounts with only its ClusterRole) provisioning the tools of the file.
+fn platform_checks(bed: &Bed, api: &support::apiserver::ApiServer) {
+    for cp in ["control-1", "control-2", "control-3"] {
+        assert_eq!(
+            bed.on(
+                cp,
+                "systemctl is-active forgectl-admission forgectl-accounts; stat -c '%a %U' /etc/forgectl/platform /etc/forgectl/platform/admission.key /etc/forgectl/platform/accounts.key"
+            ),
+            "active\nactive\n700 root\n600 root\n600 root",
+            "{cp}"
+        );
+    }
+    // The webhooks as the API server on control-1 would call them.
+    let ask = |pod: serde_json::Value| -> serde_json::Value {
+        let out = bed.on(
+            "control-1",
+            &format!(
+                "curl -s --max-time 5 --cacert /etc/forgectl/platform/ca.crt -H 'Content-Type: application/json' \
+                 --data-binary @- https://127.0.0.1:8443/validate/images <<'EOF'\n{}\nEOF",
+                pod_review("tool-alpha", pod)
+            ),
+        );
+        serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+            ["response"]
+            .clone()
+    };
+    let good = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "tool-alpha"},
+        "spec": {"containers": [{"name": "web", "image": "registry.fgtest.invalid/toolforge/python311:latest"}]}});
+    let r = ask(good.clone());
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(r["uid"], "fgtest-1");
+    let mut evil = good.clone();
+    evil["spec"]["initContainers"] =
+        serde_json::json!([{"name": "x", "image": "evil.example/miner"}]);
+    let r = ask(evil);
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("initContainers x: evil.example/miner"),
+        "{r}"
+    );
+    let mut host = good;
+    host["spec"]["volumes"] = serde_json::json!([{"name": "root", "hostPath": {"path": "/"}}]);
+    let r = ask(host);
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("root (hostPath)"),
+        "{r}"
+    );
+    // The objects.
+    let ca = std::fs::read(bed.state.join(CLUSTER).join("pki/ca.crt")).unwrap();
+    let hooks = api.objects(
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+    );
+    assert_eq!(hooks.len(), 1);
+    for (hook, path) in hooks[0]["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["images", "ingress"])
+    {
+        assert_eq!(hook["failurePolicy"], "Fail");
+        assert_eq!(hook["timeoutSeconds"], 5);
+        assert_eq!(
+            hook["clientConfig"]["url"],
+            format!("https://127.0.0.1:8443/validate/{path}")
+        );
+        use base64::Engine;
+        assert_eq!(
+            hook["clientConfig"]["caBundle"],
+            base64::engine::general_purpose::STANDARD.encode(&ca)
+        );
+        assert_eq!(
+            hook["namespaceSelector"]["matchExpressions"][0]["key"],
+            "forgectl.io/tenant"
+        );
+    }
+    let settings = api
+        .objects("", "configmaps")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "toolctl")
+        .unwrap();
+    assert_eq!(settings["metadata"]["namespace"], "forgectl-platform");
+    assert_eq!(
+        settings["data"]["image.python3.11"],
+        "registry.fgtest.invalid/toolforge/python311:latest"
+    );
+    assert_eq!(settings["data"]["tool_domain"], "toolforge.test");
+    // The accounts controller: one of the control planes leads and provisions both tools.
+    let t = Instant::now();
+    let holder = loop {
+        let lease = api
+            .objects("coordination.k8s.io", "leases")
+            .into_iter()
+            .find(|l| l["metadata"]["name"] == "forgectl-accounts");
+        let namespaces: Vec<String> = api
+            .objects("", "namespaces")
+            .iter()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+            .collect();
+        if let Some(l) = lease
+            && ["tool-alpha", "tool-beta"]
+                .iter()
+                .all(|n| namespaces.iter().any(|m| m == n))
+        {
+            break l["spec"]["holderIdentity"].as_str().unwrap().to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the accounts controller provisioned no tools: {namespaces:?}; {}",
+            bed.on(
+                "control-1",
+                "journalctl -u forgectl-accounts --no-pager | tail -n 20"
+            )
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let leader = ["control-1", "control-2", "control-3"]
+        .into_iter()
+        .find(|cp| holder.starts_with(cp))
+        .unwrap_or_else(|| panic!("Lease held by {holder:?}"));
+    let t = Instant::now();
+    while bed.on(
+        leader,
+        "test -s /srv/homes/beta/.kube/config && echo yes || true",
+    ) != "yes"
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no kubeconfig for beta on {leader}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        bed.on(
+            leader,
+            "stat -c '%a %u:%g' /srv/homes/alpha/.kube/config /srv/homes/alpha/.kube/client.key"
+        ),
+        "600 52001:52001\n600 52001:52001"
+    );
+    assert!(
+        bed.on(leader, "curl -s --max-time 3 http://127.0.0.1:9105/metrics")
+            .contains("forgectl_accounts_leader 1")
+    );
+    // It acted as itself, with its ClusterRole: the API's authorizer let it (escalation checks
+    // included) create the tools' Roles and approve their certificates.
+    let reqs = api.requests();
+    for write in ["POST", "PATCH"] {
+        assert!(
+            reqs.iter()
+                .any(|(user, method, _)| user == "forgectl:accounts" && method == write),
+            "no {write} as forgectl:accounts"
+        );
+    }
+}
+
 #[test]
 fn bring_up_to_kubeadm_with_test_doubles() {
     support::require_root();
@@ -161,6 +341,14 @@ fn bring_up_to_kubeadm_with_test_doubles() {
     support::kube_doubles::lay_out(&artifacts, "1.35.0");
     let inv = work.path().join("cluster.yaml");
     std::fs::write(&inv, inventory(&artifacts)).unwrap();
+    // Two tools whose homes are on the control planes' disks (NFS on a real site).
+    std::fs::write(
+        work.path().join("accounts.yaml"),
+        "tools:\n\
+         - {name: alpha, uid: 52001, gid: 52001, home: /srv/homes/alpha, maintainers: [alice]}\n\
+         - {name: beta, uid: 52002, gid: 52002, home: /srv/homes/beta, maintainers: [alice]}\n",
+    )
+    .unwrap();
     let bed = Bed {
         inv,
         state: work.path().join("state"),
@@ -355,17 +543,17 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
             include_str!("support/doubles/dns-double.py")
         ),
     );
+    for cp in ["control-1", "control-2", "control-3"] {
+        bed.on(
+            cp,
+            "install -d -o 52001 -g 52001 /srv/homes/alpha && install -d -o 52002 -g 52002 /srv/homes/beta",
+        );
+    }
     let out = with_controllers(&api, bed.forgectl().args(["up", "--yes"]));
     let t = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{t}");
-    assert!(
-        t.contains("kubeadm-join, cni-calico, ingress, storage-nfs, storage-cinder, cluster-ready (49 change(s))"),
-        "{t}"
-    );
-    assert!(
-        t.contains("up: stopped before phase `platform`: it is not implemented yet"),
-        "{t}"
-    );
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("up: done — 16 phase(s), "), "{t}");
+    platform_checks(&bed, &api);
     assert_eq!(
         bed.on("control-1", "cat /var/log/forgectl-test-doubles/dns.log"),
         "kubernetes.default.svc.cluster.local 1"
@@ -611,9 +799,9 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
     bed.forgectl()
         .args(["up", "--yes"])
         .assert()
-        .code(3)
+        .success()
         .stdout(predicate::str::contains(
-            "ran provision, facts, pki, etcd, host-prep, lb, runtime, kube-packages, kubeadm-init, kubeadm-join, cni-calico, ingress, storage-nfs, storage-cinder, cluster-ready (0 change(s))",
+            "up: done — 16 phase(s), 0 change(s).",
         ));
     eprintln!("converged re-run: {:.1} s", started.elapsed().as_secs_f64());
     for cp in ["control-1", "control-2", "control-3"] {

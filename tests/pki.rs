@@ -232,3 +232,81 @@ fn discovery_hash_is_the_one_kubeadm_documents() {
     assert_eq!(got, format!("sha256:{want}"));
     assert!(forgectl::pki::ca_cert_hash("not a certificate").is_err());
 }
+
+/// The platform's certificates come from the Kubernetes CA (the serving one for the loopback,
+/// the controller's as user forgectl:accounts in group forgectl:platform), are kept while they
+/// have time left, and are issued again with a new key when fewer than 30 days remain.
+#[test]
+fn platform_certificates_are_made_kept_and_renewed_before_expiry() {
+    let base = tempfile::tempdir().unwrap();
+    let state = StateDir::open(base.path(), "demo").unwrap();
+    let pki = Pki::new(&state);
+    let made = pki.ensure_platform().unwrap().created;
+    assert!(made.contains(&paths::ADMISSION.to_string()), "{made:?}");
+    assert!(
+        made.contains(&paths::ACCOUNTS_CLIENT.to_string()),
+        "{made:?}"
+    );
+    let serving = inspect(&pki.read(paths::ADMISSION, "crt").unwrap().unwrap()).unwrap();
+    let mut sans = serving.sans.clone();
+    sans.sort();
+    assert_eq!(sans, ["127.0.0.1", "::1", "localhost"]);
+    let (ok, subject) = openssl(&[
+        "x509",
+        "-noout",
+        "-subject",
+        "-in",
+        s(&pki.path(paths::ACCOUNTS_CLIENT, "crt")),
+    ]);
+    assert!(ok, "{subject}");
+    assert!(
+        subject.contains("CN = forgectl:accounts") && subject.contains("O = forgectl:platform"),
+        "{subject}"
+    );
+    let (ok, text) = openssl(&[
+        "verify",
+        "-CAfile",
+        s(&pki.path(paths::KUBE_CA, "crt")),
+        s(&pki.path(paths::ADMISSION, "crt")),
+    ]);
+    assert!(ok, "{text}");
+    assert!(pki.ensure_platform().unwrap().created.is_empty());
+
+    // A serving certificate 10 days from its end (signed by the same CA) is renewed.
+    let key = pki.read(paths::ADMISSION, "key").unwrap().unwrap();
+    let crt = pki.path(paths::ADMISSION, "crt");
+    let script = format!(
+        "openssl req -new -key {key} -subj /CN=forgectl-admission \
+         -addext subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1 | \
+         openssl x509 -req -CA {ca} -CAkey {cakey} -days 10 -copy_extensions copyall -out {crt}",
+        key = s(&pki.path(paths::ADMISSION, "key")),
+        ca = s(&pki.path(paths::KUBE_CA, "crt")),
+        cakey = s(&pki.path(paths::KUBE_CA, "key")),
+        crt = s(&crt),
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let short = inspect(&std::fs::read_to_string(&crt).unwrap()).unwrap();
+    let mut sans = short.sans.clone();
+    sans.sort();
+    assert_eq!(
+        sans,
+        ["127.0.0.1", "::1", "localhost"],
+        "same names: only the expiry differs"
+    );
+    assert!(
+        inspect(&pki.read(paths::ADMISSION, "crt").unwrap().unwrap())
+            .unwrap()
+            .days_left
+            < 11
+    );
+    let renewed = pki.ensure_platform().unwrap().created;
+    assert_eq!(renewed, [paths::ADMISSION.to_string()]);
+    let info = inspect(&pki.read(paths::ADMISSION, "crt").unwrap().unwrap()).unwrap();
+    assert!(info.days_left > 300, "{}", info.days_left);
+    assert_ne!(pki.read(paths::ADMISSION, "key").unwrap().unwrap(), key);
+}

@@ -96,6 +96,35 @@ pub fn check_images(policy: &Policy, kind: &str, obj: &Value) -> Result<(), Stri
     ))
 }
 
+/// Volume types a tool's pod may not declare inline: they reach past the tool's own storage
+/// (any path of the node, any NFS export). The tool's home comes as the PersistentVolumeClaim
+/// the provisioner binds to its own directory.
+pub const INLINE_VOLUMES_DENIED: &[&str] = &["hostPath", "nfs"];
+
+/// The volume rule for an object of `kind`: no inline `hostPath` or `nfs` volume (PSA baseline
+/// forbids hostPath; nfs it allows).
+pub fn check_volumes(kind: &str, obj: &Value) -> Result<(), String> {
+    let Some(spec) = pod_spec(kind, obj) else {
+        return Ok(());
+    };
+    let bad: Vec<String> = spec["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let t = INLINE_VOLUMES_DENIED.iter().find(|t| !v[**t].is_null())?;
+            Some(format!("{} ({t})", v["name"].as_str().unwrap_or("?")))
+        })
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "tool pods may not mount hostPath or nfs volumes directly: {}; the tool's home is the PersistentVolumeClaim tool-home",
+        bad.join(", ")
+    ))
+}
+
 /// The ingress rule: an Ingress in `namespace` may only name the host `TOOL.<tool_domain>` of
 /// the tool that namespace belongs to, in every rule and TLS entry, and no default backend.
 pub fn check_ingress(policy: &Policy, namespace: &str, obj: &Value) -> Result<(), String> {
@@ -216,6 +245,26 @@ mod tests {
         let cron = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": bad}}}}});
         assert!(check_images(&policy(), "CronJob", &cron).is_err());
         assert!(check_images(&policy(), "ConfigMap", &json!({"data": {}})).is_ok());
+    }
+
+    #[test]
+    fn inline_node_and_nfs_volumes_are_refused_claims_are_not() {
+        let pod = |vol: Value| json!({"spec": {"containers": [], "volumes": [vol]}});
+        let e = check_volumes("Pod", &pod(json!({"name": "h", "hostPath": {"path": "/"}})))
+            .unwrap_err();
+        assert!(e.contains("h (hostPath)"), "{e}");
+        let cron = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"volumes": [
+            {"name": "other", "nfs": {"server": "nfs-1", "path": "/srv/tools/home/other"}}]}}}}}});
+        let e = check_volumes("CronJob", &cron).unwrap_err();
+        assert!(e.contains("other (nfs)"), "{e}");
+        for ok in [
+            json!({"name": "home", "persistentVolumeClaim": {"claimName": "tool-home"}}),
+            json!({"name": "tmp", "emptyDir": {}}),
+            json!({"name": "cfg", "configMap": {"name": "x"}}),
+        ] {
+            assert!(check_volumes("Pod", &pod(ok.clone())).is_ok(), "{ok}");
+        }
+        assert!(check_volumes("Service", &json!({"spec": {}})).is_ok());
     }
 
     fn ingress(host: &str) -> Value {

@@ -19,7 +19,7 @@ use super::{AdmissionError, Policy, rules};
 /// Which rule a review is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
-    /// Images from the allowed registries only.
+    /// Images from the allowed registries only, and no inline hostPath or nfs volume.
     Images,
     /// Ingress hosts of the tool's own name only.
     Ingress,
@@ -46,7 +46,8 @@ pub fn review(
     };
     let namespace = req.namespace.as_deref().unwrap_or_default();
     let verdict = match rule {
-        Rule::Images => rules::check_images(policy, &req.kind.kind, &value),
+        Rule::Images => rules::check_images(policy, &req.kind.kind, &value)
+            .and_then(|()| rules::check_volumes(&req.kind.kind, &value)),
         Rule::Ingress => rules::check_ingress(policy, namespace, &value),
     };
     match verdict {

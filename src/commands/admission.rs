@@ -21,8 +21,8 @@ pub struct AdmissionOptions {
     pub registries: Vec<String>,
     /// Tool domain; default: the inventory's `ingress.tool_domain`.
     pub tool_domain: Option<String>,
-    /// Tool namespace prefix.
-    pub namespace_prefix: String,
+    /// Tool namespace prefix; default: the inventory's `accounts.namespace_prefix`.
+    pub namespace_prefix: Option<String>,
 }
 
 /// Serves the webhooks until interrupted.
@@ -31,19 +31,37 @@ pub async fn admission_serve(
     a: &AdmissionOptions,
     opts: &Options,
 ) -> Result<ExitCode, CommandError> {
-    let tool_domain = match &a.tool_domain {
-        Some(d) => d.clone(),
-        None => load_inventory(file, opts)?.inventory.ingress.tool_domain,
+    // The inventory is read only for what the flags leave out.
+    let needs_inventory =
+        a.tool_domain.is_none() || a.registries.is_empty() || a.namespace_prefix.is_none();
+    let inv = if needs_inventory {
+        Some(load_inventory(file, opts)?.inventory)
+    } else {
+        None
     };
-    if a.registries.is_empty() {
+    let pick = |flag: &Option<String>, from: fn(&crate::inventory::Inventory) -> String| {
+        flag.clone()
+            .or_else(|| inv.as_ref().map(from))
+            .unwrap_or_default()
+    };
+    let tool_domain = pick(&a.tool_domain, |i| i.ingress.tool_domain.clone());
+    let namespace_prefix = pick(&a.namespace_prefix, |i| i.accounts.namespace_prefix.clone());
+    let registries = if a.registries.is_empty() {
+        inv.as_ref()
+            .map(|i| i.platform.registries())
+            .unwrap_or_default()
+    } else {
+        a.registries.clone()
+    };
+    if registries.is_empty() {
         return Err(CommandError::Usage(
-            "give the registries images may come from with --allow-registry (repeatable)".into(),
+            "no registry is allowed: give --allow-registry (repeatable) or platform.images in the inventory".into(),
         ));
     }
     let policy = Policy {
-        allowed_registries: a.registries.clone(),
+        allowed_registries: registries,
         tool_domain,
-        namespace_prefix: a.namespace_prefix.clone(),
+        namespace_prefix,
     };
     eprintln!(
         "admission webhooks on https://{} (images from {}; hosts NAME.{} in {}NAME)",

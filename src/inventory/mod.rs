@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod diagnostics;
 pub mod machines;
 pub mod model;
+pub mod platform;
 pub mod reference;
 pub mod schema_check;
 pub mod types;

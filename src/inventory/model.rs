@@ -63,6 +63,9 @@ pub struct Inventory {
     /// Tool accounts: where they come from and what each gets in the cluster.
     #[serde(default)]
     pub accounts: super::accounts::Accounts,
+    /// The tenant platform: admission webhooks, the accounts controller, tool images.
+    #[serde(default)]
+    pub platform: super::platform::Platform,
     /// Machine groups. Each group has roles and either `count` machines or explicit `hosts`.
     pub groups: Vec<Group>,
 }

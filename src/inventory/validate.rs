@@ -36,6 +36,7 @@ pub fn validate(
     v.files(inv, base_dir);
     v.ssh(inv);
     v.accounts(inv);
+    v.platform(inv);
     v.out
 }
 
@@ -589,6 +590,82 @@ impl Checker<'_> {
                     "tool names are DNS labels of at most 52 characters",
                 );
             }
+        }
+    }
+
+    fn platform(&mut self, inv: &Inventory) {
+        let pf = &inv.platform;
+        if !pf.enabled {
+            return;
+        }
+        let registries = pf.registries();
+        for (kind, image) in &pf.images {
+            let at = || {
+                vec![
+                    PathSeg::Key("platform".into()),
+                    PathSeg::Key("images".into()),
+                    PathSeg::Key(kind.clone()),
+                ]
+            };
+            if !kind
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                || kind.is_empty()
+            {
+                self.error(
+                    &at(),
+                    format!("{kind:?} is not an image type name"),
+                    "use letters, digits, '.', '-' and '_' (e.g. python3.11)",
+                );
+            }
+            if !crate::admission::rules::image_allowed(&registries, image) {
+                self.error(
+                    &at(),
+                    format!(
+                        "{image} is not from an allowed registry ({})",
+                        registries.join(", ")
+                    ),
+                    "add its registry to platform.allowed_registries, or use an image from one",
+                );
+            }
+        }
+        if registries.is_empty() {
+            self.error(
+                &p(&["platform", "allowed_registries"]),
+                "no registry is allowed: every tool pod would be refused",
+                "list the registries tool images come from, or give platform.images",
+            );
+        }
+        let w = &pf.webhook;
+        if !(1..=30).contains(&w.timeout_seconds) {
+            self.error(
+                &p(&["platform", "webhook", "timeout_seconds"]),
+                format!("timeout_seconds {} is out of range", w.timeout_seconds),
+                "the API server accepts 1 to 30 seconds; keep it short (5 by default)",
+            );
+        }
+        let ports = [
+            (w.port, "webhook.port"),
+            (pf.metrics_port, "metrics_port"),
+            (inv.api.port, "api.port"),
+        ];
+        for (i, (a, an)) in ports.iter().enumerate() {
+            for (b, bn) in &ports[i + 1..] {
+                if a == b {
+                    self.error(
+                        &p(&["platform", "webhook", "port"]),
+                        format!("{an} and {bn} are both {a} on the control planes"),
+                        "give each listener its own port",
+                    );
+                }
+            }
+        }
+        if pf.resync_seconds == 0 {
+            self.error(
+                &p(&["platform", "resync_seconds"]),
+                "resync_seconds is 0",
+                "resync every 60 s or more",
+            );
         }
     }
 

@@ -18,6 +18,7 @@ mod lb;
 mod manifests;
 mod pending;
 mod pki;
+pub mod platform;
 mod provision;
 mod runtime;
 mod storage_cinder;
@@ -170,6 +171,7 @@ static BUILT: &[&dyn Phase] = &[
     &storage_nfs::StorageNfs,
     &storage_cinder::StorageCinder,
     &cluster_ready::ClusterReady,
+    &platform::Platform,
     &deprovision::Deprovision,
 ];
 

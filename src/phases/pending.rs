@@ -13,11 +13,6 @@ pub struct Pending {
 
 const PENDING: &[Pending] = &[
     p(
-        "platform",
-        "Tool accounts, admission webhooks, pod security, webservice, jobs",
-        "issue #7",
-    ),
-    p(
         "upgrade-control-plane",
         "Upgrade control planes one at a time",
         "a later issue (day two)",

@@ -21,6 +21,15 @@ use crate::state::{StateDir, StateError};
 pub const CA_DAYS: i64 = 3650;
 /// Lifetime of leaf certificates.
 pub const LEAF_DAYS: i64 = 365;
+/// A leaf certificate with fewer days left than this is issued again (with a new key) by the
+/// next `up`; what uses it picks the new one up (the webhook server reloads its files, the
+/// phases that install certificates restart their service when a file changed).
+pub const RENEW_BEFORE_DAYS: i64 = 30;
+
+/// The Kubernetes user of the accounts controller (its certificate's CN).
+pub const ACCOUNTS_USER: &str = "forgectl:accounts";
+/// The group of forgectl's platform components (the certificate's O).
+pub const PLATFORM_GROUP: &str = "forgectl:platform";
 
 /// Why the PKI could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +82,10 @@ pub mod paths {
     pub const TLS_FRONT_CA: &str = "pki/tls-front-ca";
     /// The TLS front's wildcard certificate (made from `TLS_FRONT_CA`).
     pub const TLS_FRONT: &str = "pki/tls-front";
+    /// The admission webhooks' serving certificate (from the Kubernetes CA, for 127.0.0.1).
+    pub const ADMISSION: &str = "pki/forgectl-admission";
+    /// The accounts controller's client certificate for the API (from the Kubernetes CA).
+    pub const ACCOUNTS_CLIENT: &str = "pki/forgectl-accounts";
 
     /// A member's server certificate.
     pub fn etcd_server(member: &str) -> String {
@@ -253,7 +266,10 @@ impl<'a> Pki<'a> {
             want.sort();
             let mut have = info.sans.clone();
             have.sort();
-            if want == have && self.read(rel, "key")?.is_some() {
+            if want == have
+                && info.days_left >= RENEW_BEFORE_DAYS
+                && self.read(rel, "key")?.is_some()
+            {
                 return Ok(());
             }
         }
@@ -320,6 +336,29 @@ impl<'a> Pki<'a> {
         let dns = [domain.to_string(), format!("*.{domain}")];
         let leaf = leaf_params(domain, None, Usage::ServerAndClient, &dns, &[])?;
         self.leaf(paths::TLS_FRONT, &ca, leaf, &mut report)?;
+        Ok(report)
+    }
+
+    /// Makes the platform's certificates from the Kubernetes CA unless they exist and are not
+    /// due for renewal: the webhooks' serving certificate (for 127.0.0.1 and localhost, where
+    /// each API server calls them) and the accounts controller's client certificate.
+    pub fn ensure_platform(&self) -> Result<Report, PkiError> {
+        let mut report = Report::default();
+        let ca = self.ca(paths::KUBE_CA, "kubernetes", &mut report)?;
+        let ips = ["127.0.0.1".parse::<IpAddr>(), "::1".parse::<IpAddr>()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
+        let serving = leaf_params(
+            "forgectl-admission",
+            None,
+            Usage::ServerAndClient,
+            &["localhost".to_string()],
+            &ips,
+        )?;
+        self.leaf(paths::ADMISSION, &ca, serving, &mut report)?;
+        let client = leaf_params(ACCOUNTS_USER, Some(PLATFORM_GROUP), Usage::Client, &[], &[])?;
+        self.leaf(paths::ACCOUNTS_CLIENT, &ca, client, &mut report)?;
         Ok(report)
     }
 
