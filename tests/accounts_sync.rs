@@ -480,3 +480,54 @@ async fn disabled_and_removed_tools_and_what_is_refused() {
     );
     assert!(bed.object("", "namespaces", "", "tool-tool09").is_some());
 }
+
+/// Home volumes: a PersistentVolume per tool of its home directory, pre-bound to the claim
+/// `tool-home` in its namespace; reconciled like the rest (a second pass writes nothing), and
+/// deleted with the namespace when a removed tool's grace period is over (its data stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_get_their_home_as_a_volume_bound_to_their_own_claim() {
+    let bed = bed();
+    bed.tools(6, &[], &[]);
+    let inv = bed.inventory(
+        "  removal_grace_days: 0\n  home_volume:\n    kind: nfs\n    server: nfs-1\n    mount_root: HOMES\n    export_root: /srv/tools/home\n    size: 5Gi\n"
+            .replace("HOMES", bed.home("").to_str().unwrap().trim_end_matches('/'))
+            .as_str(),
+    );
+    let (code, s, err) = bed.sync(&inv, &[]);
+    assert_eq!(code, 0, "{err}{s:#}");
+    for i in 0..6 {
+        let tool = format!("tool{i:02}");
+        let pv = bed
+            .object("", "persistentvolumes", "", &format!("tool-{tool}-home"))
+            .unwrap_or_else(|| panic!("no volume for {tool}"));
+        assert_eq!(pv["spec"]["nfs"]["server"], "nfs-1");
+        assert_eq!(pv["spec"]["nfs"]["path"], format!("/srv/tools/home/{tool}"));
+        assert_eq!(pv["spec"]["claimRef"]["namespace"], format!("tool-{tool}"));
+        assert_eq!(pv["spec"]["capacity"]["storage"], "5Gi");
+        let pvc = bed
+            .object(
+                "",
+                "persistentvolumeclaims",
+                &format!("tool-{tool}"),
+                "tool-home",
+            )
+            .unwrap();
+        assert_eq!(pvc["spec"]["volumeName"], format!("tool-{tool}-home"));
+    }
+    let (_, s, _) = bed.sync(&inv, &[]);
+    assert_eq!(s["writes"], 0, "{s:#}");
+    // tool05 leaves: marked, then (grace 0) its namespace and its volume go.
+    bed.tools(6, &["tool05"], &[]);
+    bed.sync(&inv, &[]);
+    let (_, s, _) = bed.sync(&inv, &[]);
+    assert_eq!(names(&s["removed"]), vec!["tool05"], "{s:#}");
+    assert!(bed.object("", "namespaces", "", "tool-tool05").is_none());
+    assert!(
+        bed.object("", "persistentvolumes", "", "tool-tool05-home")
+            .is_none()
+    );
+    assert!(
+        bed.object("", "persistentvolumes", "", "tool-tool04-home")
+            .is_some()
+    );
+}

@@ -527,6 +527,13 @@ fn accounts_settings_are_checked() {
         "accounts:\n  source: ldap\n  ldap:\n    url: https://ldap.example.org\n    bind_dn: cn=x\n    tools_base: ou=a\n    groups_base: ou=b\ngroups:\n",
     );
     find(&url, "is not an ldaps:// or ldap:// URL");
+    let home = BASE.replace(
+        "groups:\n",
+        "accounts:\n  home_volume:\n    kind: nfs\n    mount_root: /data/project\ngroups:\n",
+    );
+    let d = find(&home, "home_volume.kind is nfs but no server is given");
+    assert_eq!(d.field, "accounts.home_volume.server");
+    find(&home, "mount_root and export_root go together");
 }
 
 #[test]

@@ -61,6 +61,8 @@ pub const KINDS: &[(&str, &str, &str, bool)] = &[
         "ClusterRoleBinding",
         false,
     ),
+    ("", "v1", "PersistentVolume", false),
+    ("", "v1", "PersistentVolumeClaim", true),
 ];
 
 /// The namespace of tool `name`.
@@ -157,6 +159,7 @@ pub fn tool_objects(cfg: &Accounts, t: &ToolAccount) -> Vec<Value> {
             ]}]}}),
         );
     }
+    out.extend(super::home_volume::home_objects(cfg, t));
     out.into_iter().map(with_hash).collect()
 }
 

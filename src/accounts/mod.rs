@@ -12,6 +12,7 @@ pub mod desired;
 pub mod directory;
 pub mod file_source;
 pub mod home_files;
+pub mod home_volume;
 pub mod ldap_source;
 pub mod lease;
 mod observe;

@@ -539,11 +539,20 @@ fn plan_removals(
                     format!("{tool} (namespace deleted after {until})"),
                 )
             }
-            Some(at) if now.duration_since(at).unwrap_or_default() >= grace => (
-                Outcome::Removed,
-                vec![Step::DeleteNamespace(ns.clone())],
-                tool.to_string(),
-            ),
+            Some(at) if now.duration_since(at).unwrap_or_default() >= grace => {
+                // The home volume goes too (its data stays: the volume is Retain, static).
+                let mut steps = vec![Step::DeleteNamespace(ns.clone())];
+                steps.extend(
+                    observed
+                        .values()
+                        .filter(|x| {
+                            x["kind"] == "PersistentVolume"
+                                && x["metadata"]["labels"][TOOL_LABEL] == tool
+                        })
+                        .map(|x| Step::Delete(x.clone())),
+                );
+                (Outcome::Removed, steps, tool.to_string())
+            }
             Some(at) => {
                 let until = humantime::format_rfc3339_seconds(at + grace);
                 (

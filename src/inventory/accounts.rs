@@ -64,6 +64,64 @@ pub struct Accounts {
     /// Admin accounts from the source get a kubeconfig bound to these ClusterRoles.
     #[serde(default = "default_admin_roles")]
     pub admin_cluster_roles: Vec<String>,
+    /// The tool's home as a volume its pods mount (the PersistentVolumeClaim `tool-home`).
+    #[serde(default)]
+    pub home_volume: HomeVolume,
+}
+
+/// How a tool's pods reach its home: a PersistentVolume of that one directory per tool, bound
+/// to the claim `tool-home` in the tool's namespace (pods never name a node path or an NFS
+/// export themselves: the admission webhook refuses inline `hostPath` and `nfs` volumes).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HomeVolume {
+    /// `none` (no claim: pods get no home), `host_path` (the home's path on nodes that mount
+    /// the homes export at the same path, those with the label `node.forgectl.io/nfs=true`, as
+    /// storage-nfs mounts them) or `nfs` (the export itself, from `server`).
+    #[serde(default)]
+    pub kind: HomeVolumeKind,
+    /// The NFS server (`kind: nfs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Where clients mount the homes (`kind: nfs`): a home under it is exported from the same
+    /// relative path under `export_root`. Unset: the home's path is the export's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_root: Option<PathBuf>,
+    /// The homes' directory on the NFS server (`kind: nfs`, with `mount_root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_root: Option<PathBuf>,
+    /// The size the volume and claim declare (NFS and hostPath do not enforce it).
+    #[serde(default = "default_home_size")]
+    pub size: String,
+}
+
+impl Default for HomeVolume {
+    fn default() -> Self {
+        Self {
+            kind: HomeVolumeKind::default(),
+            server: None,
+            mount_root: None,
+            export_root: None,
+            size: default_home_size(),
+        }
+    }
+}
+
+/// How the home volume reaches pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HomeVolumeKind {
+    /// No home volume.
+    #[default]
+    None,
+    /// The home's path on the node (NFS mounted there).
+    HostPath,
+    /// The NFS export directly.
+    Nfs,
+}
+
+fn default_home_size() -> String {
+    "10Gi".into()
 }
 
 impl Default for Accounts {
@@ -85,6 +143,7 @@ impl Default for Accounts {
             overrides: BTreeMap::new(),
             network_policy: NetworkPolicyDefault::default(),
             admin_cluster_roles: default_admin_roles(),
+            home_volume: HomeVolume::default(),
         }
     }
 }

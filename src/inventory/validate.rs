@@ -578,6 +578,21 @@ impl Checker<'_> {
                 "use 1 to 256 API requests in flight (32 by default)",
             );
         }
+        let hv = &a.home_volume;
+        if hv.kind == super::accounts::HomeVolumeKind::Nfs && hv.server.is_none() {
+            self.error(
+                &p(&["accounts", "home_volume", "server"]),
+                "home_volume.kind is nfs but no server is given",
+                "set home_volume.server to the NFS server's name or address",
+            );
+        }
+        if hv.mount_root.is_some() != hv.export_root.is_some() {
+            self.error(
+                &p(&["accounts", "home_volume", "mount_root"]),
+                "mount_root and export_root go together",
+                "give both (homes under mount_root are exported from export_root), or neither",
+            );
+        }
         for name in a.overrides.keys() {
             if !is_dns_label(name, 52) {
                 self.error(
