@@ -522,15 +522,7 @@ fn plan_removals(
             None => {
                 newly_gone += 1;
                 let mut steps = vec![Step::StopWorkloads(ns.clone())];
-                steps.extend(
-                    observed
-                        .values()
-                        .filter(|x| {
-                            x["kind"] == "RoleBinding"
-                                && x["metadata"]["labels"][TOOL_LABEL] == tool
-                        })
-                        .map(|x| Step::Delete(x.clone())),
-                );
+                steps.extend(deletes_of(observed, tool, "RoleBinding"));
                 steps.push(Step::Mark(ns.clone()));
                 let until = humantime::format_rfc3339_seconds(now + grace);
                 (
@@ -542,15 +534,7 @@ fn plan_removals(
             Some(at) if now.duration_since(at).unwrap_or_default() >= grace => {
                 // The home volume goes too (its data stays: the volume is Retain, static).
                 let mut steps = vec![Step::DeleteNamespace(ns.clone())];
-                steps.extend(
-                    observed
-                        .values()
-                        .filter(|x| {
-                            x["kind"] == "PersistentVolume"
-                                && x["metadata"]["labels"][TOOL_LABEL] == tool
-                        })
-                        .map(|x| Step::Delete(x.clone())),
-                );
+                steps.extend(deletes_of(observed, tool, "PersistentVolume"));
                 (Outcome::Removed, steps, tool.to_string())
             }
             Some(at) => {
@@ -578,6 +562,18 @@ fn plan_removals(
         });
     }
     Ok(plans)
+}
+
+/// Deletions of tool `tool`'s managed objects of `kind`.
+fn deletes_of<'a>(
+    observed: &'a Observed,
+    tool: &'a str,
+    kind: &'a str,
+) -> impl Iterator<Item = Step> + 'a {
+    observed
+        .of_tool(tool)
+        .filter(move |(_, o)| o["kind"] == kind)
+        .map(|(_, o)| Step::Delete(o.clone()))
 }
 
 /// The API resource of a managed object.

@@ -282,16 +282,19 @@ impl Phase for Platform {
                 inventory.clone(),
                 "the inventory the services read (no SSH keys or local paths)",
             ));
-            actions.push(secret(
-                "admission.crt",
-                state(paths::ADMISSION, "crt"),
-                "the webhooks' serving certificate (Kubernetes CA, for 127.0.0.1)",
-            ));
-            actions.push(secret(
-                "admission.key",
-                state(paths::ADMISSION, "key"),
-                "its key",
-            ));
+            for (ext, why) in [
+                (
+                    "crt",
+                    "the webhooks' serving certificate (Kubernetes CA, for 127.0.0.1)",
+                ),
+                ("key", "its key"),
+            ] {
+                actions.push(secret(
+                    &format!("admission.{ext}"),
+                    state(paths::ADMISSION, ext),
+                    why,
+                ));
+            }
             actions.push(ctx.rendered_to(
                 h,
                 &format!("/etc/systemd/system/{ADMISSION_UNIT}"),
@@ -306,16 +309,16 @@ impl Phase for Platform {
                 "the Kubernetes CA (the webhooks' certificate chains to it)",
             ));
             if controller {
-                actions.push(secret(
-                    "accounts.crt",
-                    state(paths::ACCOUNTS_CLIENT, "crt"),
-                    "the accounts controller's client certificate",
-                ));
-                actions.push(secret(
-                    "accounts.key",
-                    state(paths::ACCOUNTS_CLIENT, "key"),
-                    "its key",
-                ));
+                for (ext, why) in [
+                    ("crt", "the accounts controller's client certificate"),
+                    ("key", "its key"),
+                ] {
+                    actions.push(secret(
+                        &format!("accounts.{ext}"),
+                        state(paths::ACCOUNTS_CLIENT, ext),
+                        why,
+                    ));
+                }
                 actions.push(ctx.rendered_to(
                     h,
                     &format!("{DIR}/accounts.kubeconfig"),
