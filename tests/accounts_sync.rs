@@ -516,6 +516,47 @@ async fn tools_get_their_home_as_a_volume_bound_to_their_own_claim() {
     }
     let (_, s, _) = bed.sync(&inv, &[]);
     assert_eq!(s["writes"], 0, "{s:#}");
+    // tool00 deletes its claim: the volume is Released with the old claim's uid (as the
+    // volume controller leaves it); the next pass frees it and makes the claim again.
+    let admin = forgectl::kube::Kube::from_kubeconfig(&bed.admin)
+        .await
+        .unwrap()
+        .client()
+        .clone();
+    let claims: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        kube::Api::namespaced(admin, "tool-tool00");
+    claims
+        .delete("tool-home", &Default::default())
+        .await
+        .unwrap();
+    let mut pv = bed
+        .object("", "persistentvolumes", "", "tool-tool00-home")
+        .unwrap();
+    pv["spec"]["claimRef"]["uid"] = json!("4f6c0d7e-old-claim");
+    bed.api.put("", "persistentvolumes", "", pv);
+    bed.api.set_status(
+        "",
+        "persistentvolumes",
+        "",
+        "tool-tool00-home",
+        json!({"phase": "Released"}),
+    );
+    let (_, s, _) = bed.sync(&inv, &[]);
+    assert!(
+        names(&s["actions"])
+            .iter()
+            .any(|a| a.contains("free PersistentVolume tool-tool00-home")),
+        "{s:#}"
+    );
+    let pv = bed
+        .object("", "persistentvolumes", "", "tool-tool00-home")
+        .unwrap();
+    assert!(pv["spec"]["claimRef"].get("uid").is_none(), "{pv:#}");
+    assert_eq!(pv["spec"]["claimRef"]["name"], "tool-home");
+    assert!(
+        bed.object("", "persistentvolumeclaims", "tool-tool00", "tool-home")
+            .is_some()
+    );
     // tool05 leaves: marked, then (grace 0) its namespace and its volume go.
     bed.tools(6, &["tool05"], &[]);
     bed.sync(&inv, &[]);

@@ -114,6 +114,9 @@ enum Step {
     Unmark(String),
     /// Delete a tool's namespace (and everything in it).
     DeleteNamespace(String),
+    /// Free a Released home volume for a new claim of the same name (the tool deleted its
+    /// claim): drop the old claim's uid from `claimRef`, so the volume binds again.
+    Rebind(String),
 }
 
 impl Step {
@@ -139,6 +142,7 @@ impl Step {
             Self::Mark(ns) => format!("mark namespace {ns} as removed from the source"),
             Self::Unmark(ns) => format!("clear the removal mark of namespace {ns}"),
             Self::DeleteNamespace(ns) => format!("delete namespace {ns}"),
+            Self::Rebind(pv) => format!("free PersistentVolume {pv} for the tool's new claim"),
         }
     }
 }
@@ -394,6 +398,7 @@ fn plan_tool(
         steps.extend(object_steps(want, observed));
     } else {
         let deletes = orphans(&t.name, &want, observed);
+        steps.extend(released_homes(&t.name, observed));
         steps.extend(object_steps(want.clone(), observed));
         steps.extend(deletes);
         let id = Identity {
@@ -564,6 +569,16 @@ fn plan_removals(
     Ok(plans)
 }
 
+/// Rebinds of tool `tool`'s home volumes that a deleted claim left Released.
+fn released_homes(tool: &str, observed: &Observed) -> Vec<Step> {
+    observed
+        .of_tool(tool)
+        .filter(|(_, o)| o["kind"] == "PersistentVolume" && o["status"]["phase"] == "Released")
+        .filter_map(|(_, o)| o["metadata"]["name"].as_str())
+        .map(|n| Step::Rebind(n.to_string()))
+        .collect()
+}
+
 /// Deletions of tool `tool`'s managed objects of `kind`.
 fn deletes_of<'a>(
     observed: &'a Observed,
@@ -687,6 +702,14 @@ async fn run_step(
         Step::DeleteNamespace(ns) => {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             delete_object(client, &obj).await
+        }
+        Step::Rebind(pv) => {
+            let api: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+            let patch = json!({"spec": {"claimRef": {"uid": null, "resourceVersion": null}}});
+            api.patch(pv, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| api_err(format!("free PersistentVolume {pv}"), e))?;
+            Ok(1)
         }
     }
 }
