@@ -67,7 +67,11 @@ struct Vars<'a> {
     metrics_port: u16,
     interval: u64,
     endpoint: String,
-    user: &'a str,
+}
+
+/// Whether the platform runs the accounts controller: asked for, with a source to read.
+fn runs_controller(inv: &Inventory) -> bool {
+    inv.platform.accounts_controller && has_account_source(inv)
 }
 
 /// Whether the inventory names a source of accounts for the controller to read.
@@ -164,7 +168,7 @@ impl Phase for Platform {
 
     fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
         let inv = &ctx.inv.inventory;
-        if !(inv.platform.accounts_controller && has_account_source(inv)) {
+        if !runs_controller(inv) {
             return Readiness::Ready;
         }
         let missing: Vec<String> = account_files(inv)
@@ -195,7 +199,7 @@ impl Phase for Platform {
         }
         let inv = &ctx.inv.inventory;
         let pf = &inv.platform;
-        let controller = pf.accounts_controller && has_account_source(inv);
+        let controller = runs_controller(inv);
         if controller
             && inv.accounts.source == AccountSource::Ldap
             && inv
@@ -236,7 +240,6 @@ impl Phase for Platform {
             metrics_port: pf.metrics_port,
             interval: pf.resync_seconds,
             endpoint: api_endpoint(ctx.inv),
-            user: ACCOUNTS_USER,
         };
         let state =
             |rel: &str, ext: &str| ctx.state_file(&format!("{rel}.{ext}")).unwrap_or_default();
@@ -282,19 +285,15 @@ impl Phase for Platform {
                 inventory.clone(),
                 "the inventory the services read (no SSH keys or local paths)",
             ));
-            for (ext, why) in [
-                (
-                    "crt",
-                    "the webhooks' serving certificate (Kubernetes CA, for 127.0.0.1)",
-                ),
-                ("key", "its key"),
-            ] {
-                actions.push(secret(
-                    &format!("admission.{ext}"),
-                    state(paths::ADMISSION, ext),
-                    why,
-                ));
-            }
+            let pair = |file: &str, rel: &str, what: &str| {
+                [("crt", what), ("key", "its key")]
+                    .map(|(ext, why)| secret(&format!("{file}.{ext}"), state(rel, ext), why))
+            };
+            actions.extend(pair(
+                "admission",
+                paths::ADMISSION,
+                "the webhooks' serving certificate (Kubernetes CA, for 127.0.0.1)",
+            ));
             actions.push(ctx.rendered_to(
                 h,
                 &format!("/etc/systemd/system/{ADMISSION_UNIT}"),
@@ -309,16 +308,11 @@ impl Phase for Platform {
                 "the Kubernetes CA (the webhooks' certificate chains to it)",
             ));
             if controller {
-                for (ext, why) in [
-                    ("crt", "the accounts controller's client certificate"),
-                    ("key", "its key"),
-                ] {
-                    actions.push(secret(
-                        &format!("accounts.{ext}"),
-                        state(paths::ACCOUNTS_CLIENT, ext),
-                        why,
-                    ));
-                }
+                actions.extend(pair(
+                    "accounts",
+                    paths::ACCOUNTS_CLIENT,
+                    "the accounts controller's client certificate",
+                ));
                 actions.push(ctx.rendered_to(
                     h,
                     &format!("{DIR}/accounts.kubeconfig"),
