@@ -1377,3 +1377,188 @@ async fn scale_status_generation_logs_metrics_finalizers_and_namespace_deletion(
     );
     assert_eq!((code, msg.as_str()), (404, "namespaces \"work\" not found"));
 }
+
+/// The next `n` events of a watch stream (failing after 10 s), as (type, name, `app` label).
+async fn next_events<S>(s: &mut S, n: usize) -> Vec<(String, String, String)>
+where
+    S: futures::Stream<Item = Result<kube::api::WatchEvent<ConfigMap>, kube::Error>> + Unpin,
+{
+    use futures::StreamExt as _;
+    use kube::api::WatchEvent;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let e = tokio::time::timeout(Duration::from_secs(10), s.next())
+            .await
+            .expect("a watch event within 10 s")
+            .expect("the stream goes on")
+            .unwrap();
+        let (kind, cm) = match e {
+            WatchEvent::Added(c) => ("ADDED", c),
+            WatchEvent::Modified(c) => ("MODIFIED", c),
+            WatchEvent::Deleted(c) => ("DELETED", c),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => panic!("watch error {e:?}"),
+        };
+        let app = cm
+            .metadata
+            .labels
+            .and_then(|l| l.get("app").cloned())
+            .unwrap_or_default();
+        out.push((kind.into(), cm.metadata.name.unwrap_or_default(), app));
+    }
+    out
+}
+
+fn ev(kind: &str, name: &str, app: &str) -> (String, String, String) {
+    (kind.into(), name.into(), app.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_stream_changes_through_selectors_from_a_resource_version() {
+    use futures::StreamExt as _;
+    use kube::api::{WatchEvent, WatchParams};
+    let bed = Bed::new();
+    let admin = bed.admin().await;
+    namespace(&admin, "w").await;
+    namespace(&admin, "other").await;
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "w");
+    let label = |app: &str| Patch::Merge(json!({"metadata": {"labels": {"app": app}}}));
+    create::<ConfigMap>(
+        &admin,
+        Some("w"),
+        json!({"metadata": {"name": "a", "labels": {"app": "x"}}}),
+    )
+    .await;
+    create::<ConfigMap>(&admin, Some("w"), json!({"metadata": {"name": "quiet"}})).await;
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    // From "0": what matches now, then the changes as they come, seen through the selector.
+    let selected = WatchParams::default().labels("app=x").timeout(20);
+    let mut from_now = cms.watch(&selected, "0").await.unwrap().boxed();
+    assert_eq!(next_events(&mut from_now, 1).await, [ev("ADDED", "a", "x")]);
+    create::<ConfigMap>(
+        &admin,
+        Some("w"),
+        json!({"metadata": {"name": "b", "labels": {"app": "x"}}}),
+    )
+    .await;
+    create::<ConfigMap>(
+        &admin,
+        Some("other"),
+        json!({"metadata": {"name": "c", "labels": {"app": "x"}}}),
+    )
+    .await;
+    cms.patch("a", &PatchParams::default(), &label("y"))
+        .await
+        .unwrap();
+    cms.patch("quiet", &PatchParams::default(), &label("x"))
+        .await
+        .unwrap();
+    cms.delete("b", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        next_events(&mut from_now, 4).await,
+        [
+            ev("ADDED", "b", "x"),
+            ev("DELETED", "a", "x"),
+            ev("ADDED", "quiet", "x"),
+            ev("DELETED", "b", "x")
+        ],
+        "a stops matching: DELETED (as it was); starts matching: ADDED; other namespaces unseen"
+    );
+
+    // From a list's resourceVersion: every change after it, in order, each at its own revision.
+    let mut replay = cms
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    assert_eq!(
+        next_events(&mut replay, 4).await,
+        [
+            ev("ADDED", "b", "x"),
+            ev("MODIFIED", "a", "y"),
+            ev("MODIFIED", "quiet", "x"),
+            ev("DELETED", "b", "x")
+        ]
+    );
+
+    // Across namespaces, with bookmarks: the stream ends at timeoutSeconds with a BOOKMARK.
+    let all: Api<ConfigMap> = Api::all(admin.clone());
+    let short = WatchParams::default().labels("app=x").timeout(1);
+    let events: Vec<_> = tokio::time::timeout(
+        Duration::from_secs(10),
+        all.watch(&short, "0").await.unwrap().collect::<Vec<_>>(),
+    )
+    .await
+    .expect("the stream ends at its timeout");
+    let kinds: Vec<String> = events
+        .into_iter()
+        .map(|e| match e.unwrap() {
+            WatchEvent::Added(c) => format!("ADDED {}", c.metadata.name.unwrap()),
+            WatchEvent::Bookmark(b) => {
+                format!("BOOKMARK {}", !b.metadata.resource_version.is_empty())
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["ADDED c", "ADDED quiet", "BOOKMARK true"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_needs_the_watch_verb_and_a_compacted_revision_is_gone() {
+    use futures::StreamExt as _;
+    use kube::api::{WatchEvent, WatchParams};
+    let (bed, admin) = rbac_bed().await;
+    let alice = bed.client("alice", &["tools"]).await;
+    let pods: Api<Pod> = Api::namespaced(alice, "tool-a");
+    match pods.watch(&WatchParams::default(), "0").await {
+        Err(e) => assert_eq!(
+            refusal::<()>(Err(e)).2,
+            "pods is forbidden: User \"alice\" cannot watch resource \"pods\" in API group \"\" in the namespace \"tool-a\""
+        ),
+        Ok(_) => panic!("alice may get and list pods, not watch them"),
+    }
+
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "tool-a");
+    let old = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    create::<ConfigMap>(
+        &admin,
+        Some("tool-a"),
+        json!({"metadata": {"name": "late"}}),
+    )
+    .await;
+    // A stream that is up to date goes on through a compaction (it needs no history).
+    let mut open = cms
+        .watch(&WatchParams::default(), &old)
+        .await
+        .unwrap()
+        .boxed();
+    assert_eq!(next_events(&mut open, 1).await, [ev("ADDED", "late", "")]);
+    bed.api.compact();
+    cms.delete("late", &DeleteParams::default()).await.unwrap();
+    assert_eq!(next_events(&mut open, 1).await, [ev("DELETED", "late", "")]);
+    let gone = |e: Option<Result<WatchEvent<ConfigMap>, kube::Error>>| match e {
+        Some(Ok(WatchEvent::Error(e))) => (e.code, e.reason),
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    };
+    // A new watch from before the compaction: one 410 ERROR event, then the end.
+    let mut stale = cms
+        .watch(&WatchParams::default(), &old)
+        .await
+        .unwrap()
+        .boxed();
+    assert_eq!(gone(stale.next().await), (410, "Expired".to_string()));
+    assert!(stale.next().await.is_none());
+}

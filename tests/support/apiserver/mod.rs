@@ -33,8 +33,11 @@
 //! - Namespace deletion answers the namespace `Terminating` but removes it and its content at
 //!   once (there is no namespace controller to wait for).
 //!
-//! Deviations known and kept (the double has no etcd, controllers or admission webhooks): no watch
-//! streams (a watch is answered as a list), no defaulting or schema validation of objects, labels
+//! - Watch streams (`watch`): events from the change history, with selectors, bookmarks,
+//!   `timeoutSeconds`, and 410 Expired for a revision older than the last compaction.
+//!
+//! Deviations known and kept (the double has no etcd, controllers or admission webhooks): no
+//! defaulting or schema validation of objects, labels
 //! and selectors validated loosely, lists inside objects are atomic for apply and strategic merge
 //! patch, ClusterRole aggregation is not done, the bootstrap RBAC policy is built in rather than
 //! stored, and only the kube-apiserver-client signer signs.
@@ -45,11 +48,13 @@ mod errors;
 mod objects;
 mod rbac;
 mod select;
+mod watch;
 mod x509;
 
 pub use x509::kubeconfig_for;
 
 use errors::{Fail, Reply, reply};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
@@ -203,6 +208,8 @@ struct Store {
     compacted: u64,
     /// Pod logs: (namespace, pod) → text.
     logs: BTreeMap<(String, String), String>,
+    /// Woken at every change, for the watch streams.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -212,6 +219,7 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(self.revision.to_string());
         let before = self.objects.insert(k.clone(), obj.clone());
         self.history.push((self.revision, k, before));
+        self.changed.notify_waiters();
         obj
     }
 
@@ -222,6 +230,7 @@ impl Store {
         self.revision += 1;
         self.history
             .push((self.revision, k.clone(), Some(before.clone())));
+        self.changed.notify_waiters();
         Some(before)
     }
 
@@ -434,6 +443,7 @@ impl ApiServer {
         let mut st = self.store.lock().unwrap();
         st.history.clear();
         st.compacted = st.revision;
+        st.changed.notify_waiters();
     }
 }
 
@@ -478,7 +488,7 @@ async fn serve_connection(
     let svc = hyper::service::service_fn(move |req| {
         let store = store.clone();
         let user = user.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(&store, user, req).await) }
+        async move { Ok::<_, std::convert::Infallible>(handle(store, user, req).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
@@ -762,26 +772,40 @@ fn route(st: &Store, r: &Req) -> Option<Target> {
     })
 }
 
-async fn handle(store: &Mutex<Store>, user: User, req: Request<Incoming>) -> Reply {
+/// A reply as sent: a whole body, or a watch stream.
+type Streamed = Response<BoxBody<Bytes, std::convert::Infallible>>;
+
+async fn handle(store: Arc<Mutex<Store>>, user: User, req: Request<Incoming>) -> Streamed {
     let (r, logged) = Req::read(user, req).await;
     let mut st = store.lock().unwrap();
     st.requests
         .push((r.user.name.clone(), r.method.clone(), logged));
     if matches!(r.path.as_str(), "/readyz" | "/livez" | "/healthz") {
-        return Response::new(Full::new(Bytes::from_static(b"ok")));
+        return Response::new(Full::new(Bytes::from_static(b"ok")).boxed());
     }
     if r.path == "/version" {
         return reply(
             200,
             json!({"major": "1", "minor": "35", "gitVersion": "v1.35.0 (test double)"}),
-        );
+        )
+        .map(BodyExt::boxed);
+    }
+    if r.attrs.resource_request && r.attrs.verb == "watch" {
+        let started = rbac::authorize(&st, &r.user, &r.attrs)
+            .and_then(|()| route(&st, &r).ok_or_else(errors::no_route))
+            .and_then(|t| watch::Watch::start(&st, &r, &t));
+        drop(st);
+        return match started {
+            Ok(w) => w.serve(store),
+            Err(e) => (*e).map(BodyExt::boxed),
+        };
     }
     let before = st.revision;
     let out = serve(&mut st, &r).unwrap_or_else(|e| *e);
     if st.revision != before {
         st.writes += 1;
     }
-    out
+    out.map(BodyExt::boxed)
 }
 
 fn serve(st: &mut Store, r: &Req) -> Result<Reply, Fail> {

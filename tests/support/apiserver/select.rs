@@ -376,13 +376,13 @@ fn check_fields(t: &Target, fields: &[FieldReq]) -> Result<(), Fail> {
 }
 
 /// A list's selectors.
-struct Selectors {
+pub struct Selectors {
     labels: Vec<LabelReq>,
     fields: Vec<FieldReq>,
 }
 
 impl Selectors {
-    fn parse(r: &Req, t: &Target) -> Result<Self, Fail> {
+    pub fn parse(r: &Req, t: &Target) -> Result<Self, Fail> {
         let labels = parse_labels(r.query.get("labelSelector").map_or("", String::as_str))
             .map_err(errors::bad_request)?;
         let fields = parse_fields(r.query.get("fieldSelector").map_or("", String::as_str))
@@ -395,7 +395,7 @@ impl Selectors {
         self.labels.is_empty() && self.fields.is_empty()
     }
 
-    fn matches(&self, obj: &Value) -> bool {
+    pub fn matches(&self, obj: &Value) -> bool {
         let labels = &obj["metadata"]["labels"];
         self.labels.iter().all(|l| l.matches(labels))
             && self
