@@ -310,7 +310,8 @@ pub enum AccountsVerb {
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
-    /// The controller: a pass at start, when the accounts file changes and at every resync;
+    /// The controller: a pass at start, when the accounts file changes, soon after the watches
+    /// see drift (a managed object changed or deleted by someone else) and at every resync;
     /// leader election with a Lease so that replicas can run side by side; Prometheus metrics
     /// on /metrics, liveness on /healthz. Stops on SIGTERM (giving the Lease up).
     Run {

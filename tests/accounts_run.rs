@@ -46,7 +46,7 @@ fn start(bed: &support::accounts_bed::Bed, inv: &std::path::Path, id: &str) -> R
             "--identity",
             id,
         ])
-        .env("RUST_LOG", "info")
+        .env("FORGECTL_LOG", "forgectl=info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -180,4 +180,112 @@ async fn two_replicas_one_leader_file_changes_picked_up_and_failover() {
         holder(&bed).as_deref() == Some("")
     })
     .await;
+}
+
+/// A metric's value on the replica's /metrics.
+async fn metric(r: &Replica, name: &str) -> Option<f64> {
+    let (_, m) = get(r.port, "/metrics").await?;
+    m.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_by_hand_is_put_back_within_seconds_not_at_the_resync() {
+    use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let bed = bed();
+    bed.tools(3, &[], &[]);
+    let inv = bed.inventory("");
+    // The resync is 30 s away: anything sooner comes from the watches.
+    let r = start(&bed, &inv, "replica-w");
+    let passes = "forgectl_accounts_passes_total{result=\"ok\"}";
+    until("the first pass", Duration::from_secs(20), async || {
+        metric(&r, passes).await == Some(1.0)
+    })
+    .await;
+    let quota = || bed.object("", "resourcequotas", "tool-tool01", "tool-quota");
+    let hard = quota().unwrap()["spec"]["hard"].clone();
+    let admin = {
+        let kc = kube::config::Kubeconfig::read_from(&bed.admin).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    };
+    let edit = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    let ar = kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ResourceQuota>(&());
+    Api::<DynamicObject>::namespaced_with(admin.clone(), "tool-tool01", &ar)
+        .patch(
+            "tool-quota",
+            &edit,
+            &Patch::Merge(serde_json::json!({"spec": {"hard": {"pods": "999"}}})),
+        )
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin, "tool-tool02")
+        .delete("tool", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(
+        "the quota and the RoleBinding put back",
+        Duration::from_secs(15),
+        async || {
+            quota().is_some_and(|q| q["spec"]["hard"] == hard)
+                && bed
+                    .object(
+                        "rbac.authorization.k8s.io",
+                        "rolebindings",
+                        "tool-tool02",
+                        "tool",
+                    )
+                    .is_some()
+        },
+    )
+    .await;
+    let after = metric(&r, passes).await.unwrap();
+    assert!(after >= 2.0, "a pass for the drift: {after}");
+    let drift = metric(&r, "forgectl_accounts_drift_events_total")
+        .await
+        .unwrap();
+    assert!(
+        drift >= 2.0,
+        "the edit and the deletion seen: {drift}\n{}",
+        std::fs::read_to_string(bed.path("replica-w.log")).unwrap_or_default()
+    );
+    // forgectl's own repairs are no drift: no further passes follow (the resync is far).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(metric(&r, passes).await, Some(after), "passes went on");
+    assert_eq!(
+        metric(&r, "forgectl_accounts_drift_events_total").await,
+        Some(drift)
+    );
+    // A pass's own deletions are no drift either: disabling tool02 deletes its RoleBinding.
+    bed.tools(3, &[], &["tool02"]);
+    until("the disabling pass", Duration::from_secs(15), async || {
+        metric(&r, passes).await == Some(after + 1.0)
+    })
+    .await;
+    assert!(
+        bed.object(
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            "tool-tool02",
+            "tool"
+        )
+        .is_none()
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        metric(&r, passes).await,
+        Some(after + 1.0),
+        "passes went on"
+    );
+    assert_eq!(
+        metric(&r, "forgectl_accounts_drift_events_total").await,
+        Some(drift)
+    );
 }

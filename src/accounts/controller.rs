@@ -1,9 +1,12 @@
 //! `forgectl accounts run`: the provisioner as a controller. Replicas elect a leader with a
-//! Lease; the leader runs a pass at start, whenever the accounts file changes, and at every
-//! resync interval (LDAP offers no change stream forgectl can rely on, so it is read in full,
-//! paged, at each pass; a pass over unchanged tenants only reads). Prometheus metrics on
-//! /metrics, liveness on /healthz (503 when the last pass failed or the Lease cannot be
-//! reached).
+//! Lease; the leader runs a pass at start, whenever the accounts file changes, soon after the
+//! watches on the managed kinds see drift (a change forgectl did not make: [`drift_watch`]),
+//! and at every resync interval (LDAP offers no change stream forgectl can rely on, so it is
+//! read in full, paged, at each pass; a pass over unchanged tenants only reads). Prometheus
+//! metrics on /metrics, liveness on /healthz (503 when the last pass failed or the Lease
+//! cannot be reached).
+//!
+//! [`drift_watch`]: super::drift_watch
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::drift_watch::{self, Drift};
 use super::lease::LeaseLock;
 use super::reconcile::{Cluster, PassOptions, Summary, sync};
 use super::{AccountsError, Source};
@@ -45,12 +49,20 @@ pub struct RunOptions {
 
 type Labels = Vec<(String, String)>;
 
+/// How long drift may keep coming before the pass it asks for (one pass for a burst, such as
+/// the objects of a deleted namespace).
+const DRIFT_SETTLE: Duration = Duration::from_secs(1);
+/// Least time between the end of a pass and a pass for drift (something fighting forgectl
+/// over a field costs a pass every few seconds, no more).
+const DRIFT_GAP: Duration = Duration::from_secs(5);
+
 /// The controller's metrics.
 #[derive(Default)]
 struct Metrics {
     passes: Family<Labels, Counter>,
     changes: Family<Labels, Counter>,
     writes: Counter,
+    drift: Counter,
     accounts: Gauge,
     problems: Gauge,
     leader: Gauge,
@@ -71,6 +83,11 @@ impl Metrics {
             "writes",
             "API requests that changed something",
             self.writes.clone(),
+        );
+        r.register(
+            "drift_events",
+            "Changes to managed objects that forgectl did not make, seen by the watches",
+            self.drift.clone(),
         );
         r.register(
             "accounts",
@@ -224,8 +241,12 @@ pub async fn run<S: Source + Sync>(
         })
     };
 
+    let drift = Arc::new(Drift::new(metrics.drift.clone()));
+    let watches = drift_watch::spawn(client, drift.clone());
+
     tokio::pin!(shutdown);
     let mut next_pass = Instant::now();
+    let mut last_end = Instant::now();
     let mut was_leading = false;
     let mut seen = mtime(&opts.watch_file);
     let pass = PassOptions::default();
@@ -242,17 +263,30 @@ pub async fn run<S: Source + Sync>(
         }
         let now_mtime = mtime(&opts.watch_file);
         let changed = now_mtime != seen;
-        if !(became || changed || Instant::now() >= next_pass) {
+        let now = Instant::now();
+        let drifted = drift
+            .pending_since()
+            .is_some_and(|t| now >= t + DRIFT_SETTLE && now >= last_end + DRIFT_GAP);
+        if !(became || changed || drifted || now >= next_pass) {
             continue;
         }
         seen = now_mtime;
+        if let Some(why) = drift.pass_started() {
+            tracing::info!(drift = %why, "pass for drift");
+        }
         let start = Instant::now();
         let r = tokio::select! {
             r = tokio::time::timeout(opts.pass_timeout, sync(client, cfg, cluster, source, &pass)) => r,
             _ = &mut shutdown => break,
         };
+        drift.pass_ended(match &r {
+            Ok(Ok(s)) => &s.deleted,
+            _ => &[],
+        });
         let took = start.elapsed();
-        next_pass = Instant::now() + opts.interval;
+        last_end = Instant::now();
+        // Every pass is a full one: the resync counts from the last.
+        next_pass = last_end + opts.interval;
         let result = match r {
             Ok(Ok(s)) => {
                 metrics.record(&s, took);
@@ -295,6 +329,9 @@ pub async fn run<S: Source + Sync>(
             .inc();
     }
     lease_task.abort();
+    for w in watches {
+        w.abort();
+    }
     lock.release().await;
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod credentials;
 mod csr_client;
 pub mod desired;
 pub mod directory;
+mod drift_watch;
 pub mod file_source;
 pub mod home_files;
 pub mod home_volume;

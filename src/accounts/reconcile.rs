@@ -25,6 +25,8 @@ use crate::inventory::accounts::Accounts;
 
 /// Field manager of the removal mark (its own, so the mark comes and goes on its own).
 const REMOVAL_MANAGER: &str = "forgectl-accounts-removal";
+/// The field manager of the patch that frees a Released home volume.
+const REBIND_MANAGER: &str = "forgectl-accounts-rebind";
 
 /// The cluster the kubeconfigs point at.
 #[derive(Debug, Clone)]
@@ -69,6 +71,8 @@ pub struct Summary {
     pub problems: Vec<String>,
     /// API requests that changed something.
     pub writes: usize,
+    /// What the pass deleted (`Kind ns/name`; `Namespace ns` with all it held).
+    pub deleted: Vec<String>,
 }
 
 /// What happened to one account.
@@ -224,6 +228,13 @@ pub async fn sync<S: Source>(
     for (p, writes, errors) in results {
         summary.writes += writes;
         for s in &p.steps {
+            match s {
+                Step::Delete(o) if !opts.dry_run => summary.deleted.push(key_of(o)),
+                Step::DeleteNamespace(ns) if !opts.dry_run => {
+                    summary.deleted.push(format!("Namespace {ns}"))
+                }
+                _ => {}
+            }
             let verb = if opts.dry_run { "would " } else { "" };
             summary
                 .actions
@@ -706,7 +717,11 @@ async fn run_step(
         Step::Rebind(pv) => {
             let api: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
             let patch = json!({"spec": {"claimRef": {"uid": null, "resourceVersion": null}}});
-            api.patch(pv, &PatchParams::default(), &Patch::Merge(&patch))
+            let by = PatchParams {
+                field_manager: Some(REBIND_MANAGER.into()),
+                ..Default::default()
+            };
+            api.patch(pv, &by, &Patch::Merge(&patch))
                 .await
                 .map_err(|e| api_err(format!("free PersistentVolume {pv}"), e))?;
             Ok(1)
