@@ -16,6 +16,7 @@ use crate::etcd;
 use crate::interrupt::Interrupt;
 use crate::inventory::validate::resolve_path;
 use crate::inventory::{Loaded, Machine, ProviderKind, Role};
+use crate::own_executable::{self, OwnExecutable};
 use crate::pki;
 use crate::plan::{Action, Op};
 use crate::providers::local::{self, LocalError, LocalProvider};
@@ -710,13 +711,15 @@ impl<'a> Executor<'a> {
                 });
             }
         }
-        if actions
+        let own = if actions
             .iter()
             .any(|a| matches!(a.op, Op::InstallSelf { .. }))
         {
-            tarballs.push(own_executable().await?);
-        }
-        let tarballs = &tarballs;
+            Some(OwnExecutable::locate().await.map_err(unusable_self)?)
+        } else {
+            None
+        };
+        let (tarballs, own) = (&tarballs, &own);
         let by_host = &by_host;
         let source = &source;
         let results = pool
@@ -727,7 +730,7 @@ impl<'a> Executor<'a> {
                     .find(|(h, _)| *h == name)
                     .map(|(_, l)| l.clone())
                     .unwrap_or_default();
-                Ok(host_run(&s, &list, source.as_deref(), tarballs).await)
+                Ok(host_run(&s, &list, source.as_deref(), tarballs, own.as_ref()).await)
             })
             .await;
         let mut changed = 0;
@@ -776,30 +779,8 @@ impl<'a> Executor<'a> {
     }
 }
 
-/// The name `Fetched` gives forgectl's own executable.
-const SELF_NAME: &str = "forgectl (this executable)";
-
-/// forgectl's own executable, read once (off the async workers) to copy to the hosts.
-async fn own_executable() -> Result<Fetched, ExecError> {
-    let unusable =
-        |e: String| ExecError::Unsupported(format!("cannot read forgectl's own executable: {e}"));
-    let path = std::env::current_exe().map_err(|e| unusable(e.to_string()))?;
-    let data = tokio::fs::read(&path)
-        .await
-        .map_err(|e| unusable(format!("{}: {e}", path.display())))?;
-    let (data, sha256) = tokio::task::spawn_blocking(move || {
-        let sha = crate::plan::sha256_hex(&data);
-        (data, sha)
-    })
-    .await
-    .map_err(|e| unusable(e.to_string()))?;
-    Ok(Fetched {
-        name: SELF_NAME.into(),
-        file: "forgectl".into(),
-        single_binary: true,
-        data,
-        sha256,
-    })
+fn unusable_self(e: String) -> ExecError {
+    ExecError::Unsupported(format!("cannot read forgectl's own executable: {e}"))
 }
 
 /// A release artifact forgectl downloaded and verified once, to copy to the hosts.
@@ -847,6 +828,7 @@ async fn host_run(
     actions: &[&Action],
     source: Option<&str>,
     tarballs: &[Fetched],
+    own: Option<&OwnExecutable>,
 ) -> Result<usize, ExecError> {
     let host = s.endpoint().name.clone();
     let ssh = |e: SshError| ExecError::Hosts(vec![(host.clone(), e)]);
@@ -984,20 +966,20 @@ async fn host_run(
                 changed += 1;
             }
             Op::InstallSelf { path } => {
-                let Some(f) = tarballs.iter().find(|f| f.name == SELF_NAME) else {
+                let Some(own) = own else {
                     continue;
                 };
-                let q = shell_quote(path);
-                let same = format!(
-                    "test \"$(sha256sum -- {q} 2>/dev/null | cut -d' ' -f1)\" = {}",
-                    f.sha256
-                );
-                if s.exec(&s.as_root(&same)).await.map_err(ssh)?.success() {
+                let current = own_executable::host_is_current(path, &own.sha256);
+                if s.exec(&s.as_root(&current)).await.map_err(ssh)?.success() {
                     continue;
                 }
-                s.upload(path, &f.data, 0o755, "root:root")
+                let data = own.data().await.map_err(unusable_self)?;
+                s.upload(path, data, 0o755, "root:root")
                     .await
                     .map_err(ssh)?;
+                // Marked for the next run's quick check; a mark that fails only costs a hash then.
+                let mark = own_executable::host_mark(path, &own.sha256);
+                let _ = s.exec(&s.as_root(&mark)).await;
                 changed += 1;
             }
             Op::InstallPackages { packages } => {

@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod kube;
 pub mod output;
+pub mod own_executable;
 pub mod phases;
 pub mod pki;
 pub mod plan;
