@@ -31,6 +31,18 @@ pub fn normalize(image: &str) -> String {
     }
 }
 
+/// The normalized repository of an image reference, without its tag or digest
+/// (`python:3.11` → `docker.io/library/python`).
+pub fn repository(image: &str) -> String {
+    let n = normalize(image);
+    let repo = n.split('@').next().unwrap_or(&n);
+    match repo.rsplit_once(':') {
+        // A colon after the last slash is a tag; one before it is a registry's port.
+        Some((r, tag)) if !tag.contains('/') => r.to_string(),
+        _ => repo.to_string(),
+    }
+}
+
 /// Whether `image` comes from one of `allowed` (a registry, or a registry and path prefix,
 /// matched on whole path components).
 pub fn image_allowed(allowed: &[String], image: &str) -> bool {
@@ -186,6 +198,19 @@ mod tests {
             tool_domain: "toolforge.test".into(),
             namespace_prefix: "tool-".into(),
         }
+    }
+
+    #[test]
+    fn the_repository_drops_tag_and_digest_but_keeps_a_port() {
+        assert_eq!(repository("python:3.11"), "docker.io/library/python");
+        assert_eq!(
+            repository("localhost:5000/tools/web:1@sha256:abc"),
+            "localhost:5000/tools/web"
+        );
+        assert_eq!(
+            repository("registry.example:5000/web"),
+            "registry.example:5000/web"
+        );
     }
 
     #[test]

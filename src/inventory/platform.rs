@@ -61,13 +61,8 @@ impl Platform {
             .images
             .values()
             .map(|i| {
-                let n = crate::admission::rules::normalize(i);
-                let repo = n.split(['@']).next().unwrap_or(&n);
-                let repo = match repo.rsplit_once(':') {
-                    Some((r, tag)) if !tag.contains('/') => r,
-                    _ => repo,
-                };
-                repo.rsplit_once('/')
+                crate::admission::rules::repository(i)
+                    .rsplit_once('/')
                     .map(|(r, _)| r.to_string())
                     .unwrap_or_default()
             })
