@@ -40,6 +40,12 @@ fn typed(doc: &Value) -> Value {
         "ValidatingWebhookConfiguration" => {
             round_trip::<admissionregistration::v1::ValidatingWebhookConfiguration>(doc)
         }
+        "ValidatingAdmissionPolicy" => {
+            round_trip::<admissionregistration::v1::ValidatingAdmissionPolicy>(doc)
+        }
+        "ValidatingAdmissionPolicyBinding" => {
+            round_trip::<admissionregistration::v1::ValidatingAdmissionPolicyBinding>(doc)
+        }
         k => panic!("no type check for kind {k}: add it here"),
     }
 }

@@ -49,6 +49,26 @@ fn toolctl(bed: &Bed, bin: &Path, tool: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The pods of `spec` pass the platform's tool identity policy in the tool's namespace as the
+/// accounts controller made it (its uid and gid annotations), and would not in another tool's.
+fn admitted_as_the_tool(bed: &Bed, tool: &str, spec: &Value) {
+    let policy = support::vap::rendered(
+        "toolforge-like",
+        "ValidatingAdmissionPolicy",
+        "forgectl-tool-identity",
+    );
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "spec": spec});
+    let ns = bed
+        .object("", "namespaces", "", &format!("tool-{tool}"))
+        .expect("the tool's namespace");
+    assert_eq!(support::vap::admit(&policy, &pod, &ns), Ok(()), "{spec:#}");
+    let other = if tool == "tool01" { "tool02" } else { "tool01" };
+    let ns = bed
+        .object("", "namespaces", "", &format!("tool-{other}"))
+        .expect("another tool's namespace");
+    assert!(support::vap::admit(&policy, &pod, &ns).is_err());
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -112,6 +132,7 @@ fn as_the_tool(bed: &Bed) {
         pod["securityContext"]["runAsUser"], 50001,
         "runs as the tool"
     );
+    admitted_as_the_tool(bed, "tool01", pod);
     assert_eq!(
         pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"],
         false
@@ -286,10 +307,16 @@ fn as_the_tool(bed: &Bed) {
         cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["securityContext"]["runAsUser"],
         50002
     );
-    assert!(
-        bed.object("apps", "deployments", "tool-tool02", "bot")
-            .is_some()
-    );
+    let bot = bed
+        .object("apps", "deployments", "tool-tool02", "bot")
+        .expect("Deployment");
+    for spec in [
+        &job["spec"]["template"]["spec"],
+        &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        &bot["spec"]["template"]["spec"],
+    ] {
+        admitted_as_the_tool(bed, "tool02", spec);
+    }
     let o = toolctl(bed, bin, "tool02", &["jobs", "list", "-o", "json"]);
     let list: Value = serde_json::from_slice(&o.stdout).unwrap();
     let names: Vec<(&str, &str)> = list

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::kubeadm_init::api_endpoint;
 use super::{Phase, PhaseError, PlanContext, Target, manifests};
-use crate::accounts::desired::{TENANT_LABEL, TOOLS_GROUP};
+use crate::accounts::desired::{GID_ANNOTATION, TENANT_LABEL, TOOLS_GROUP, UID_ANNOTATION};
 use crate::inventory::accounts::AccountSource;
 use crate::inventory::{Inventory, Machine};
 use crate::pki::{ACCOUNTS_USER, paths};
@@ -58,6 +58,8 @@ struct Vars<'a> {
     lease_namespace: &'a str,
     lease_name: &'a str,
     tenant_label: &'a str,
+    uid_annotation: &'a str,
+    gid_annotation: &'a str,
     failure_policy: &'a str,
     timeout_seconds: u32,
     port: u16,
@@ -227,6 +229,8 @@ impl Phase for Platform {
             lease_namespace: LEASE.0,
             lease_name: LEASE.1,
             tenant_label: TENANT_LABEL,
+            uid_annotation: UID_ANNOTATION,
+            gid_annotation: GID_ANNOTATION,
             failure_policy: pf.webhook.failure_policy.as_str(),
             timeout_seconds: pf.webhook.timeout_seconds,
             port: pf.webhook.port,

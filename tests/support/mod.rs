@@ -1,5 +1,7 @@
 //! Shared pieces of the test bed. The local tests use real machines; the only test doubles are
-//! those of the parts with no real version here (kubeadm, kubelet, kubectl, crictl: `kube_doubles`).
+//! those of the parts with no real version here (kubeadm, kubelet, kubectl, crictl:
+//! `kube_doubles`; the API server: `apiserver`, and its ValidatingAdmissionPolicy admission:
+//! `vap`).
 
 #![allow(dead_code)]
 
@@ -8,6 +10,7 @@ pub mod apiserver;
 pub mod kube_doubles;
 pub mod openstack;
 pub mod slapd;
+pub mod vap;
 
 use std::path::Path;
 

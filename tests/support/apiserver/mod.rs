@@ -149,6 +149,8 @@ const BUILTIN: &[(&str, &str, &str, &str, bool, &str)] = &[
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, "status gen"),
     ("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", false, "gen"),
     ("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", false, "gen"),
+    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", false, "status gen"),
+    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", false, "gen"),
     ("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", false, "status approval"),
     ("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false, "review"),
     ("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", false, "review"),
