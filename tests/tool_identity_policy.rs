@@ -123,3 +123,88 @@ fn a_namespace_without_the_ids_admits_nothing() {
     let why = admit(&policy(), &pod(), &ns).expect_err("denied");
     assert!(why.starts_with("policy error"), "{why}");
 }
+
+async fn client(kubeconfig: &std::path::Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+/// Through the API (the API-server TEST DOUBLE, which runs bound policies on writes as the real
+/// server does): the policy as the platform phase applies it, tools made by `accounts sync`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_refuses_a_tool_pod_that_is_not_its_tool() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let bed = support::accounts_bed::bed();
+    bed.tools(2, &[], &[]);
+    let (code, _, err) = bed.sync(&bed.inventory(""), &[]);
+    assert_eq!(code, 0, "{err}");
+    let admin = forgectl::kube::Kube::from_kubeconfig(&bed.admin)
+        .await
+        .unwrap();
+    let binding = rendered(
+        "toolforge-like",
+        "ValidatingAdmissionPolicyBinding",
+        "forgectl-tool-identity",
+    );
+    admin
+        .apply_yaml("identity", &format!("{}\n---\n{binding}", policy()))
+        .await
+        .unwrap();
+    let ns = bed.object("", "namespaces", "", "tool-tool01").unwrap();
+    let uid: i64 = ns["metadata"]["annotations"]["forgectl.io/uid"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pod = |name: &str, user: i64| -> Pod {
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {"securityContext": {"runAsUser": user, "runAsGroup": uid},
+                "containers": [{"name": "c", "image": "registry.toolforge.test/web:1"}]}}))
+        .unwrap()
+    };
+    let tool = client(&bed.home("tool01").join(".kube/config")).await;
+    let pods: Api<Pod> = Api::namespaced(tool, "tool-tool01");
+    pods.create(&PostParams::default(), &pod("mine", uid))
+        .await
+        .expect("the tool's own ids are admitted");
+    let err = pods
+        .create(&PostParams::default(), &pod("root", 0))
+        .await
+        .expect_err("root is refused");
+    let kube::Error::Api(s) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(s.code, 403);
+    assert!(
+        s.message.starts_with(
+            "pods \"root\" is forbidden: ValidatingAdmissionPolicy 'forgectl-tool-identity' with binding 'forgectl-tool-identity' denied request: containers of tool pods run as the tool: runAsUser"
+        ),
+        "{}",
+        s.message
+    );
+    assert!(bed.object("", "pods", "tool-tool01", "root").is_none());
+    // Not even an admin puts a pod with tool01's uid into tool00's namespace.
+    let admin = client(&bed.admin).await;
+    let err = Api::<Pod>::namespaced(admin.clone(), "tool-tool00")
+        .create(&PostParams::default(), &pod("borrowed", uid))
+        .await
+        .expect_err("another tool's uid is refused");
+    assert!(err.to_string().contains("runAsUser"), "{err}");
+    // Namespaces outside the platform are not the policy's business.
+    let plain: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "plain"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &plain)
+        .await
+        .unwrap();
+    Api::<Pod>::namespaced(admin, "plain")
+        .create(&PostParams::default(), &pod("root", 0))
+        .await
+        .expect("no policy outside tool namespaces");
+}

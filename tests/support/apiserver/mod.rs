@@ -46,6 +46,7 @@ mod apply;
 mod csr;
 mod errors;
 mod objects;
+mod policy;
 mod rbac;
 mod select;
 mod watch;

@@ -309,6 +309,7 @@ pub fn commit(
     prepare(st, r, t, old, &mut new, sub)?;
     rbac::admit(st, r, t, old, &new)?;
     csr::admit(st, r, t, old, &new, sub)?;
+    super::policy::admit(st, t, old, &new, sub)?;
     complete_metadata(st, t, old, &mut new);
     let old_owners = st.owners.get(&k).cloned();
     let owners = match manage {

@@ -595,3 +595,13 @@ pub fn selector_string(sel: &Value) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// Whether a LabelSelector object (`matchLabels`, `matchExpressions`) selects `labels`; an
+/// absent or empty selector selects everything.
+pub fn selector_matches(sel: &Value, labels: &Value) -> bool {
+    let s = selector_string(sel);
+    if s.is_empty() {
+        return true;
+    }
+    parse_labels(&s).is_ok_and(|reqs| reqs.iter().all(|r| r.matches(labels)))
+}
