@@ -83,7 +83,7 @@ impl ToolError {
     }
 }
 
-/// Renders an API error.
+/// Renders an API error for tool owners: the server's message alone.
 pub fn api_err(what: impl Into<String>, e: ::kube::Error) -> ToolError {
     ToolError::Api {
         what: what.into(),

@@ -71,9 +71,6 @@ impl AccountsError {
 pub(crate) fn api_err(what: impl Into<String>, e: ::kube::Error) -> AccountsError {
     AccountsError::Api {
         what: what.into(),
-        cause: match e {
-            ::kube::Error::Api(s) => format!("{} ({}, {})", s.message, s.reason, s.code),
-            e => e.to_string(),
-        },
+        cause: crate::kube::error_text(&e),
     }
 }

@@ -230,10 +230,7 @@ impl Kube {
         let what = label(d);
         let api_err = |verb: &str, e: ::kube::Error| KubeError::Api {
             what: format!("{verb} {what}"),
-            cause: match e {
-                ::kube::Error::Api(s) => format!("{} ({}, {})", s.message, s.reason, s.code),
-                e => e.to_string(),
-            },
+            cause: super::error_text(&e),
         };
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let before = api

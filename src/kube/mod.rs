@@ -18,6 +18,15 @@ pub const FIELD_MANAGER: &str = "forgectl";
 /// How long one API request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// An API error for people: the server's message with its reason and code
+/// (`namespaces "x" not found (NotFound, 404)`), or the client's error.
+pub fn error_text(e: &::kube::Error) -> String {
+    match e {
+        ::kube::Error::Api(s) => format!("{} ({}, {})", s.message, s.reason, s.code),
+        e => e.to_string(),
+    }
+}
+
 /// Why a Kubernetes API operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
