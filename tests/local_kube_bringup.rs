@@ -788,6 +788,17 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
             .contains("TEST DOUBLE")
     );
 
+    // forgectl was copied to every control plane and the copy marked for the quick check.
+    let exe = std::fs::read(assert_cmd::cargo::cargo_bin("forgectl")).unwrap();
+    let sha = forgectl::plan::sha256_hex(&exe);
+    for cp in ["control-1", "control-2", "control-3"] {
+        assert!(
+            bed.on(cp, "cat /var/lib/forgectl/installed-self")
+                .starts_with(&format!("{sha} /usr/local/bin/forgectl ")),
+            "{cp}: no mark of this build"
+        );
+    }
+
     // A converged cluster: a second run changes nothing and calls no double but read-only checks.
     for cp in ["control-1", "control-2", "control-3"] {
         bed.on(
