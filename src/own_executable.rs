@@ -47,7 +47,7 @@ impl OwnExecutable {
                 let path = self.path.clone();
                 let (data, sha) = tokio::task::spawn_blocking(move || {
                     std::fs::read(&path).map(|d| {
-                        let sha = hex(&Sha256::digest(&d));
+                        let sha = crate::plan::sha256_hex(&d);
                         (d, sha)
                     })
                 })
@@ -113,7 +113,7 @@ fn cached_sha256(path: &Path, cache: &Path) -> Result<String, String> {
     let mut f = std::fs::File::open(path).map_err(fail)?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(fail)?;
-    let sha = hex(&h.finalize());
+    let sha = crate::plan::hex_lower(&h.finalize());
     if let Some(dir) = cache.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -122,10 +122,6 @@ fn cached_sha256(path: &Path, cache: &Path) -> Result<String, String> {
         let _ = std::fs::rename(&tmp, cache);
     }
     Ok(sha)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -138,7 +134,7 @@ mod tests {
         let (exe, cache) = (dir.path().join("exe"), dir.path().join("c/self-sha256"));
         std::fs::write(&exe, b"build one").unwrap();
         let one = cached_sha256(&exe, &cache).unwrap();
-        assert_eq!(one, hex(&Sha256::digest(b"build one")));
+        assert_eq!(one, crate::plan::sha256_hex(b"build one"));
         let line = std::fs::read_to_string(&cache).unwrap();
         assert!(line.ends_with(&format!(" {one}\n")), "{line}");
         // A cached hash is used as it stands (proved by planting one).
@@ -154,7 +150,7 @@ mod tests {
         std::fs::write(&exe, b"build two!").unwrap();
         assert_eq!(
             cached_sha256(&exe, &cache).unwrap(),
-            hex(&Sha256::digest(b"build two!"))
+            crate::plan::sha256_hex(b"build two!")
         );
     }
 
@@ -172,7 +168,7 @@ mod tests {
                 .success()
         };
         let path = bin.to_str().unwrap();
-        let sha = hex(&Sha256::digest(b"build"));
+        let sha = crate::plan::sha256_hex(b"build");
         assert!(!run(host_is_current(path, &sha)), "no file");
         std::fs::write(&bin, b"build").unwrap();
         assert!(run(host_is_current(path, &sha)), "hashed and marked");

@@ -312,9 +312,14 @@ impl Action {
 /// sha256 of `data` in lowercase hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(data)
+    hex_lower(&Sha256::digest(data))
+}
+
+/// `bytes` in lowercase hex.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    bytes
         .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
         })

@@ -230,9 +230,16 @@ pub fn contained(want: &Value, have: &Value) -> bool {
 
 /// The key of an object: `Kind namespace/name`.
 pub fn key_of(obj: &Value) -> String {
-    let kind = obj["kind"].as_str().unwrap_or_default();
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-    match obj["metadata"]["namespace"].as_str() {
+    key(
+        obj["kind"].as_str().unwrap_or_default(),
+        obj["metadata"]["namespace"].as_str(),
+        obj["metadata"]["name"].as_str().unwrap_or_default(),
+    )
+}
+
+/// `Kind namespace/name`, or `Kind name` for a cluster-wide object.
+pub fn key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
         Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{name}"),
         _ => format!("{kind} {name}"),
     }

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use prometheus_client::metrics::counter::Counter;
 
-use super::desired::{KINDS, MANAGED_BY, MANAGER};
+use super::desired::{KINDS, MANAGED_BY, MANAGER, key};
 use super::observe::resource;
 
 /// How long a deletion a pass made stays expected (a namespace's objects go with it, as the
@@ -51,14 +51,18 @@ impl State {
     fn expected(&mut self, kind: &str, meta: &ObjectMeta) -> bool {
         let now = Instant::now();
         self.expected.retain(|_, until| *until > now);
-        let key = describe(kind, meta);
+        let own = describe(kind, meta);
         let in_deleted_ns = meta
             .namespace
-            .as_ref()
-            .is_some_and(|ns| self.expected.contains_key(&format!("Namespace {ns}")));
-        // An object's own entry is used up; a namespace's covers all it held.
-        let own = kind != "Namespace" && self.expected.remove(&key).is_some();
-        own || in_deleted_ns || self.expected.contains_key(&key)
+            .as_deref()
+            .is_some_and(|ns| self.expected.contains_key(&key("Namespace", None, ns)));
+        // A namespace's entry covers all it held (and stays); an object's own is used up.
+        in_deleted_ns
+            || if kind == "Namespace" {
+                self.expected.contains_key(&own)
+            } else {
+                self.expected.remove(&own).is_some()
+            }
     }
 }
 
@@ -135,11 +139,13 @@ pub fn foreign_change(meta: &ObjectMeta) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The object's key as a pass reports its deletions ([`key_of`](super::desired::key_of)).
 fn describe(kind: &str, meta: &ObjectMeta) -> String {
-    match &meta.namespace {
-        Some(ns) => format!("{kind} {ns}/{}", meta.name.as_deref().unwrap_or_default()),
-        None => format!("{kind} {}", meta.name.as_deref().unwrap_or_default()),
-    }
+    key(
+        kind,
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
 }
 
 /// Starts one watch per managed kind (each retrying with backoff on its own); they run until

@@ -37,6 +37,24 @@ fn eval(expr: &str, ctx: &Context) -> Result<Cel, String> {
 /// Whether `policy` admits `object` (a CREATE: no old object) in `namespace`; the denial's
 /// message when it does not.
 pub fn admit(policy: &Value, object: &Value, namespace: &Value) -> Result<(), String> {
+    evaluate(policy, object, namespace).map_err(|d| d.message)
+}
+
+/// Why a policy refused an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    /// The message the API server returns.
+    pub message: String,
+    /// The failing validation's `reason` (none for an evaluation error).
+    pub reason: Option<String>,
+}
+
+/// [`admit`], with the failing validation's reason.
+pub fn evaluate(policy: &Value, object: &Value, namespace: &Value) -> Result<(), Denial> {
+    let error = |message: String| Denial {
+        message,
+        reason: None,
+    };
     let spec = &policy["spec"];
     let mut vars: HashMap<String, Cel> = HashMap::new();
     let context = |vars: &HashMap<String, Cel>| {
@@ -53,7 +71,7 @@ pub fn admit(policy: &Value, object: &Value, namespace: &Value) -> Result<(), St
             v["expression"].as_str().unwrap_or_default(),
             &context(&vars),
         )
-        .map_err(|e| format!("policy error (variable {name}): {e}"))?;
+        .map_err(|e| error(format!("policy error (variable {name}): {e}")))?;
         vars.insert(name, value);
     }
     let ctx = context(&vars);
@@ -63,16 +81,19 @@ pub fn admit(policy: &Value, object: &Value, namespace: &Value) -> Result<(), St
             Ok(Cel::Bool(true)) => {}
             Ok(Cel::Bool(false)) => {
                 let message = match v["messageExpression"].as_str() {
-                    Some(m) => match eval(m, &ctx)? {
+                    Some(m) => match eval(m, &ctx).map_err(error)? {
                         Cel::String(s) => s.to_string(),
                         other => format!("messageExpression gave {other:?}"),
                     },
                     None => v["message"].as_str().unwrap_or(expr).to_string(),
                 };
-                return Err(message);
+                return Err(Denial {
+                    message,
+                    reason: v["reason"].as_str().map(str::to_string),
+                });
             }
-            Ok(other) => return Err(format!("policy error: {expr} gave {other:?}")),
-            Err(e) => return Err(format!("policy error: {e}")),
+            Ok(other) => return Err(error(format!("policy error: {expr} gave {other:?}"))),
+            Err(e) => return Err(error(format!("policy error: {e}"))),
         }
     }
     Ok(())

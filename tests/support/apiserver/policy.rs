@@ -102,13 +102,9 @@ pub fn admit(
             continue;
         }
         let ns = namespace.clone().unwrap_or(Value::Null);
-        if let Err(why) = crate::support::vap::admit(policy, new, &ns) {
-            let reason = policy["spec"]["validations"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find_map(|v| v["reason"].as_str())
-                .unwrap_or("Invalid");
+        if let Err(denial) = crate::support::vap::evaluate(policy, new, &ns) {
+            let reason = denial.reason.as_deref().unwrap_or("Invalid");
+            let why = denial.message;
             let binding_name = binding["metadata"]["name"].as_str().unwrap_or_default();
             return errors::fail(
                 code(reason),
