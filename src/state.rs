@@ -201,7 +201,17 @@ mod tests {
             other => panic!("expected Locked, got {other:?}"),
         }
         drop(held);
-        dir.lock("plan").unwrap();
+        // A child forked by another test in this binary shares the descriptor until its exec
+        // closes it (close-on-exec), so the lock can outlive `drop` for a moment: retry briefly.
+        let mut again = dir.lock("plan");
+        for _ in 0..100 {
+            if again.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            again = dir.lock("plan");
+        }
+        again.unwrap();
     }
 
     #[test]
