@@ -303,7 +303,7 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
                 | Op::Run { .. }
                 | Op::InstallPackages { .. }
                 | Op::InstallArtifact { .. }
-                | Op::InstallSelf { .. }
+                | Op::InstallOwn { .. }
         ) {
             batch.push(a);
             i += 1;
@@ -364,7 +364,7 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
             | Op::Run { .. }
             | Op::InstallPackages { .. }
             | Op::InstallArtifact { .. }
-            | Op::InstallSelf { .. } => {}
+            | Op::InstallOwn { .. } => {}
         }
         i += same.len();
     }

@@ -16,7 +16,7 @@ use crate::etcd;
 use crate::interrupt::Interrupt;
 use crate::inventory::validate::resolve_path;
 use crate::inventory::{Loaded, Machine, ProviderKind, Role};
-use crate::own_executable::{self, OwnExecutable};
+use crate::own_executable::{self, OwnExecutable, Program};
 use crate::pki;
 use crate::plan::{Action, Op};
 use crate::providers::local::{self, LocalError, LocalProvider};
@@ -711,14 +711,18 @@ impl<'a> Executor<'a> {
                 });
             }
         }
-        let own = if actions
-            .iter()
-            .any(|a| matches!(a.op, Op::InstallSelf { .. }))
-        {
-            Some(OwnExecutable::locate().await.map_err(unusable_self)?)
-        } else {
-            None
-        };
+        // Each program to install, located (and hashed, unless cached) once for every host.
+        let mut own: Vec<(Program, OwnExecutable)> = Vec::new();
+        for a in actions {
+            if let Op::InstallOwn { program, .. } = a.op
+                && !own.iter().any(|(p, _)| *p == program)
+            {
+                let located = OwnExecutable::locate(program)
+                    .await
+                    .map_err(|e| unusable_own(program, e))?;
+                own.push((program, located));
+            }
+        }
         let (tarballs, own) = (&tarballs, &own);
         let by_host = &by_host;
         let source = &source;
@@ -730,7 +734,7 @@ impl<'a> Executor<'a> {
                     .find(|(h, _)| *h == name)
                     .map(|(_, l)| l.clone())
                     .unwrap_or_default();
-                Ok(host_run(&s, &list, source.as_deref(), tarballs, own.as_ref()).await)
+                Ok(host_run(&s, &list, source.as_deref(), tarballs, own).await)
             })
             .await;
         let mut changed = 0;
@@ -779,8 +783,8 @@ impl<'a> Executor<'a> {
     }
 }
 
-fn unusable_self(e: String) -> ExecError {
-    ExecError::Unsupported(format!("cannot read forgectl's own executable: {e}"))
+fn unusable_own(program: Program, e: String) -> ExecError {
+    ExecError::Unsupported(format!("cannot read this build's {}: {e}", program.name()))
 }
 
 /// A release artifact forgectl downloaded and verified once, to copy to the hosts.
@@ -828,7 +832,7 @@ async fn host_run(
     actions: &[&Action],
     source: Option<&str>,
     tarballs: &[Fetched],
-    own: Option<&OwnExecutable>,
+    own: &[(Program, OwnExecutable)],
 ) -> Result<usize, ExecError> {
     let host = s.endpoint().name.clone();
     let ssh = |e: SshError| ExecError::Hosts(vec![(host.clone(), e)]);
@@ -965,15 +969,15 @@ async fn host_run(
                 }
                 changed += 1;
             }
-            Op::InstallSelf { path } => {
-                let Some(own) = own else {
+            Op::InstallOwn { program, path } => {
+                let Some((_, own)) = own.iter().find(|(p, _)| p == program) else {
                     continue;
                 };
                 let current = own_executable::host_is_current(path, &own.sha256);
                 if s.exec(&s.as_root(&current)).await.map_err(ssh)?.success() {
                     continue;
                 }
-                let data = own.data().await.map_err(unusable_self)?;
+                let data = own.data().await.map_err(|e| unusable_own(*program, e))?;
                 s.upload(path, data, 0o755, "root:root")
                     .await
                     .map_err(ssh)?;

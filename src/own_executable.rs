@@ -1,11 +1,13 @@
-//! forgectl's own executable, as the platform phase copies it to the control planes, made cheap
-//! on a converged cluster: its sha256 is cached locally by (path, size, mtime, inode), each host
-//! remembers the (size, ctime, inode) of the copy it last checked, and the file is read only when
-//! some host needs it. A re-run where every host has this build hashes nothing.
+//! forgectl's own programs (forgectl itself, and toolctl beside it), as the platform phase copies
+//! them to the hosts, made cheap on a converged cluster: a program's sha256 is cached locally by
+//! (path, size, mtime, inode), each host remembers the (size, ctime, inode) of the copy it last
+//! checked, and the file is read only when some host needs it. A re-run where every host has this
+//! build hashes nothing.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
@@ -15,7 +17,46 @@ use crate::ssh::shell_quote;
 /// ctime to the nanosecond).
 const HOST_MARKS: &str = "/var/lib/forgectl/installed-self";
 
-/// The running executable: where it is, its sha256, its bytes once read.
+/// One of the programs this build is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Program {
+    /// The running forgectl: the platform's services run it.
+    Forgectl,
+    /// `toolctl`, built beside forgectl (same directory): tool owners run it on the bastions.
+    Toolctl,
+}
+
+impl Program {
+    /// The program's file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Forgectl => "forgectl",
+            Self::Toolctl => "toolctl",
+        }
+    }
+
+    /// Where it is on this machine: the running executable, or the file of that name beside it.
+    fn path(self) -> Result<PathBuf, String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        match self {
+            Self::Forgectl => Ok(me),
+            Self::Toolctl => {
+                let p = me.with_file_name(self.name());
+                if p.is_file() {
+                    Ok(p)
+                } else {
+                    Err(format!(
+                        "{} is not there: toolctl is built and installed beside forgectl (`cargo build --release --bins`, then copy both)",
+                        p.display()
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// One of this build's programs: where it is, its sha256, its bytes once read.
 pub struct OwnExecutable {
     path: PathBuf,
     /// Hex sha256 of the file.
@@ -24,10 +65,14 @@ pub struct OwnExecutable {
 }
 
 impl OwnExecutable {
-    /// The running executable, its hash from the cache when the file did not change.
-    pub async fn locate() -> Result<Self, String> {
-        let path = std::env::current_exe().map_err(|e| e.to_string())?;
-        let cache = crate::providers::local::rootfs::cache_dir().join("self-sha256");
+    /// `program` of this build, its hash from the cache when the file did not change.
+    pub async fn locate(program: Program) -> Result<Self, String> {
+        let path = program.path()?;
+        let cache = match program {
+            Program::Forgectl => "self-sha256".to_string(),
+            other => format!("{}-sha256", other.name()),
+        };
+        let cache = crate::providers::local::rootfs::cache_dir().join(cache);
         let p = path.clone();
         let sha256 = tokio::task::spawn_blocking(move || cached_sha256(&p, &cache))
             .await

@@ -70,9 +70,11 @@ pub enum Op {
         /// Shell check that succeeds when the right version is installed.
         installed: String,
     },
-    /// Copy forgectl's own executable (the one running) to `path` on the host (0755 root),
-    /// unless the file there is the same build (same sha256): the platform's services run it.
-    InstallSelf {
+    /// Copy one of this build's programs (forgectl itself, or toolctl beside it) to `path` on
+    /// the host (0755 root), unless the file there is the same build (same sha256).
+    InstallOwn {
+        /// Which program.
+        program: crate::own_executable::Program,
         /// Absolute path on the host.
         path: String,
     },
@@ -486,9 +488,10 @@ impl Plan {
                         "install {} from {artifact} {version} into {dest} (checksum verified)",
                         binaries.join(", ")
                     ),
-                    Op::InstallSelf { path } => {
-                        format!("install this forgectl as {path} (unless the same build is there)")
-                    }
+                    Op::InstallOwn { program, path } => format!(
+                        "install this build's {} as {path} (unless the same build is there)",
+                        program.name()
+                    ),
                     Op::EnsurePki => {
                         "make missing certificates and keys (state dir, 0600)".to_string()
                     }

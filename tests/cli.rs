@@ -42,7 +42,7 @@ fn validate_accepts_every_example_inventory() {
         .args(["validate", "-f"])
         .arg(example("toolforge-like"))
         .assert()
-        .stdout(predicate::str::contains("53 machines in 6 groups"));
+        .stdout(predicate::str::contains("55 machines in 7 groups"));
 }
 
 #[test]
@@ -218,8 +218,33 @@ fn plan_json_is_machine_readable_and_never_contains_file_contents() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["op"]["kind"] == "install_self")
+            .any(|a| a["op"]["kind"] == "install_own" && a["op"]["program"] == "forgectl")
     );
+    // The bastion gets toolctl (both names) and the NFS mounts, and is no Kubernetes node.
+    let on_login: Vec<&serde_json::Value> = platform["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["host"] == "login-1")
+        .collect();
+    assert_eq!(on_login.len(), 2, "{on_login:?}");
+    assert_eq!(on_login[0]["op"]["program"], "toolctl");
+    assert_eq!(on_login[0]["op"]["path"], "/usr/local/bin/toolctl");
+    assert!(
+        on_login[1]["op"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("webservice")
+    );
+    let nfs = phases.iter().find(|p| p["phase"] == "storage-nfs").unwrap();
+    assert!(nfs["hosts"].as_array().unwrap().contains(&"login-1".into()));
+    for phase in ["runtime", "kubeadm-join", "cluster-ready"] {
+        let p = phases.iter().find(|p| p["phase"] == phase).unwrap();
+        assert!(
+            !p["hosts"].as_array().unwrap().contains(&"login-1".into()),
+            "{phase}"
+        );
+    }
     let lb = phases.iter().find(|p| p["phase"] == "lb").unwrap();
     assert_eq!(lb["hosts"], serde_json::json!(["lb-1", "lb-2"]));
     let upload = &lb["actions"][1];

@@ -24,7 +24,7 @@ fn inventory(artifacts: &Path) -> String {
          kubeadm:\n  ignore_preflight_errors: [ExternalEtcdVersion]   # Debian's etcd is 3.4\n\
          accounts:\n  file: accounts.yaml\nplatform:\n  images:\n    python3.11: registry.fgtest.invalid/toolforge/python311:latest\n\
          groups:\n  - name: etcd\n    roles: [etcd]\n    count: 1\n  - name: control\n    roles: [control-plane]\n    count: 3\n\
-         \x20 - name: worker\n    roles: [worker, ingress]\n    count: 1\n  - name: lb\n    roles: [lb]\n    count: 1\n",
+         \x20 - name: worker\n    roles: [worker, ingress]\n    count: 1\n  - name: lb\n    roles: [lb, bastion]\n    count: 1\n",
         artifacts.display()
     )
 }
@@ -171,6 +171,45 @@ fn pod_review(namespace: &str, pod: serde_json::Value) -> String {
 /// over TLS with the cluster CA's certificate on each control plane's loopback (where its API
 /// server calls them), the objects in the API, and the accounts controller (one leader, as
 /// user forgectl:accounts with only its ClusterRole) provisioning the tools of the file.
+/// lb-1 is also the bastion: toolctl is there under both names, and a tool owner who has become
+/// the tool reaches the API with the tool's kubeconfig, through haproxy. Without NFS here, the
+/// home the controller wrote on the leader is copied over as the homes export would show it.
+fn bastion_checks(bed: &Bed, leader: &str) {
+    assert_eq!(
+        bed.on(
+            "lb-1",
+            "stat -c '%a %U' /usr/local/bin/toolctl; readlink /usr/local/bin/webservice"
+        ),
+        "755 root\ntoolctl"
+    );
+    let home = bed.on(
+        leader,
+        "tar -C /srv/homes/alpha --numeric-owner -cz .kube | base64 -w0",
+    );
+    bed.on(
+        "lb-1",
+        &format!(
+            "mkdir -p /srv/homes/alpha && chown 52001:52001 /srv/homes/alpha && \
+             echo {home} | base64 -d | tar -C /srv/homes/alpha --numeric-owner -xz"
+        ),
+    );
+    let as_tool = |cmd: &str| {
+        bed.on(
+            "lb-1",
+            &format!(
+                "cd /srv/homes/alpha && setpriv --reuid 52001 --regid 52001 --clear-groups \
+                 env HOME=/srv/homes/alpha {cmd} 2>&1"
+            ),
+        )
+    };
+    assert_eq!(as_tool("webservice status"), "no web service running");
+    assert_eq!(
+        as_tool("toolctl jobs list -o json"),
+        "[]",
+        "the tool's own namespace, read with its own certificate"
+    );
+}
+
 fn platform_checks(bed: &Bed, api: &support::apiserver::ApiServer) {
     for cp in ["control-1", "control-2", "control-3"] {
         assert_eq!(
@@ -321,6 +360,7 @@ fn platform_checks(bed: &Bed, api: &support::apiserver::ApiServer) {
         bed.on(leader, "curl -s --max-time 3 http://127.0.0.1:9105/metrics")
             .contains("forgectl_accounts_leader 1")
     );
+    bastion_checks(bed, leader);
     // It acted as itself, with its ClusterRole: the API's authorizer let it (escalation checks
     // included) create the tools' Roles and approve their certificates.
     let reqs = api.requests();

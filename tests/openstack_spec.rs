@@ -121,6 +121,52 @@ fn every_rule_has_a_reason_and_refers_to_groups_in_use() {
         "Calico IPIP"
     );
     assert!(!groups.contains("nfs"), "no nfs machine, no nfs group");
+    assert!(!groups.contains("bastion"), "no bastion, no bastion group");
+    assert!(
+        !rules
+            .iter()
+            .any(|r| r.from == secgroups::Source::Group("bastion"))
+    );
+}
+
+#[test]
+fn bastions_take_ssh_from_the_public_and_reach_the_homes_and_the_api() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let inv = inventory::load(Some(&root.join("inventories/toolforge-like/cluster.yaml"))).unwrap();
+    let bastion = inv.machines.iter().find(|m| m.name == "bastion-1").unwrap();
+    assert_eq!(
+        secgroups::for_roles(&bastion.roles),
+        ["node", "bastion"],
+        "not a Kubernetes node"
+    );
+    let rules = secgroups::rules(&inv);
+    let from = |group: &str, port: u16, src: secgroups::Source| {
+        rules
+            .iter()
+            .any(|r| r.group == group && r.ports == Some((port, port)) && r.from == src)
+    };
+    let public = inv
+        .inventory
+        .openstack
+        .as_ref()
+        .unwrap()
+        .public_cidrs
+        .clone();
+    assert!(!public.is_empty());
+    for c in &public {
+        assert!(from(
+            "bastion",
+            22,
+            secgroups::Source::Cidr(c.0.to_string())
+        ));
+    }
+    assert!(from("nfs", 2049, secgroups::Source::Group("bastion")));
+    assert!(from("lb", 6443, secgroups::Source::Group("bastion")));
+    assert!(!from(
+        "control-plane",
+        6443,
+        secgroups::Source::Group("bastion")
+    ));
 }
 
 #[test]

@@ -114,17 +114,21 @@ pub enum Role {
     Nfs,
     /// A node that runs the nginx-ingress controller.
     Ingress,
+    /// A login host for tool owners: `toolctl` (and `webservice`) installed, the NFS exports
+    /// (tool homes) mounted. Not a Kubernetes node.
+    Bastion,
 }
 
 impl Role {
     /// Every role, in the order they are built.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Etcd,
         Role::Lb,
         Role::ControlPlane,
         Role::Worker,
         Role::Ingress,
         Role::Nfs,
+        Role::Bastion,
     ];
 
     /// The role's name as written in inventories.
@@ -136,6 +140,7 @@ impl Role {
             Self::Lb => "lb",
             Self::Nfs => "nfs",
             Self::Ingress => "ingress",
+            Self::Bastion => "bastion",
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The platform phase: the tenant platform on the control planes. forgectl itself runs there as
 //! two systemd services — the admission webhooks on 127.0.0.1 (each API server calls its own)
 //! and the accounts controller (one leader through a Lease) — with certificates from the
-//! Kubernetes CA; then the cluster objects: the settings toolctl reads, the controller's RBAC
-//! and the ValidatingWebhookConfiguration.
+//! Kubernetes CA; `toolctl` (and `webservice`) on the bastions, where tool owners log in; then
+//! the cluster objects: the settings toolctl reads, the controller's RBAC and the admission
+//! configuration.
 
 use base64::Engine;
 use serde::Serialize;
@@ -11,7 +12,8 @@ use super::kubeadm_init::api_endpoint;
 use super::{Phase, PhaseError, PlanContext, Target, manifests};
 use crate::accounts::desired::{GID_ANNOTATION, TENANT_LABEL, TOOLS_GROUP, UID_ANNOTATION};
 use crate::inventory::accounts::AccountSource;
-use crate::inventory::{Inventory, Machine};
+use crate::inventory::{Inventory, Machine, Role};
+use crate::own_executable::Program;
 use crate::pki::{ACCOUNTS_USER, paths};
 use crate::plan::{Action, Op, Readiness};
 use crate::tool_context::{PLATFORM_NAMESPACE, SETTINGS_CONFIGMAP};
@@ -21,6 +23,10 @@ pub struct Platform;
 
 /// Where forgectl is installed on the control planes.
 pub const BINARY: &str = "/usr/local/bin/forgectl";
+/// Where toolctl is installed on the bastions.
+pub const TOOLCTL: &str = "/usr/local/bin/toolctl";
+/// Its other name there (a symlink beside it).
+pub const WEBSERVICE: &str = "/usr/local/bin/webservice";
 /// The platform's files on each control plane (0700 root).
 pub const DIR: &str = "/etc/forgectl/platform";
 /// The cluster objects' template.
@@ -165,7 +171,7 @@ impl Phase for Platform {
     }
 
     fn title(&self) -> &'static str {
-        "Admission webhooks and the accounts controller on the control planes, toolctl settings"
+        "Admission webhooks and the accounts controller on the control planes, toolctl on the bastions"
     }
 
     fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
@@ -258,7 +264,10 @@ impl Phase for Platform {
             }
         }
         let mut actions = Vec::new();
-        for m in hosts {
+        for m in hosts.iter().filter(|m| m.has(Role::Bastion)) {
+            actions.extend(toolctl(&m.name));
+        }
+        for m in hosts.iter().filter(|m| m.has(Role::ControlPlane)) {
             let h = m.name.as_str();
             actions.push(Action::run(
                 h,
@@ -268,7 +277,8 @@ impl Phase for Platform {
             ));
             actions.push(Action::local(
                 Some(h),
-                Op::InstallSelf {
+                Op::InstallOwn {
+                    program: Program::Forgectl,
                     path: BINARY.into(),
                 },
                 "forgectl itself, which the platform's services run",
@@ -382,6 +392,26 @@ impl Phase for Platform {
         )?);
         Ok(actions)
     }
+}
+
+/// toolctl on a bastion, under both its names.
+fn toolctl(host: &str) -> [Action; 2] {
+    [
+        Action::local(
+            Some(host),
+            Op::InstallOwn {
+                program: Program::Toolctl,
+                path: TOOLCTL.into(),
+            },
+            "toolctl, which tool owners run as their tool",
+        ),
+        Action::run(
+            host,
+            &format!("ln -sfn toolctl {WEBSERVICE}"),
+            Some(&format!("test \"$(readlink {WEBSERVICE})\" = toolctl")),
+            "toolctl's other name, webservice",
+        ),
+    ]
 }
 
 /// Whether the local webhook server answers /healthz with a certificate from the cluster CA.

@@ -161,7 +161,10 @@ impl Phase for StorageNfs {
             "start the NFS server and publish the exports after a change",
         ));
         let address = address_or_name(server);
-        for w in hosts.iter().filter(|m| m.has(Role::Worker)) {
+        for w in hosts
+            .iter()
+            .filter(|m| m.has(Role::Worker) || m.has(Role::Bastion))
+        {
             actions.push(Action::local(
                 Some(&w.name),
                 Op::InstallPackages {

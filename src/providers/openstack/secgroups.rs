@@ -43,6 +43,7 @@ pub fn for_roles(roles: &[Role]) -> Vec<&'static str> {
             Role::Lb => "lb",
             Role::Ingress => "ingress",
             Role::Nfs => "nfs",
+            Role::Bastion => "bastion",
         });
     }
     out.dedup();
@@ -216,6 +217,26 @@ pub fn rules(inv: &Loaded) -> Vec<Rule> {
         2049,
         g("kube"),
         "NFSv4 for tool homes and project data (v4 needs no portmapper)",
+    ));
+    out.push(tcp(
+        "nfs",
+        2049,
+        g("bastion"),
+        "NFSv4: tool homes on the bastions, where tool owners log in",
+    ));
+    for c in &public {
+        out.push(tcp(
+            "bastion",
+            22,
+            Source::Cidr(c.clone()),
+            "SSH for tool owners, who run toolctl / webservice there",
+        ));
+    }
+    out.push(tcp(
+        "lb",
+        api,
+        g("bastion"),
+        "Kubernetes API for toolctl on the bastions",
     ));
     out.retain(|r| {
         used.contains(r.group)
