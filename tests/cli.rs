@@ -477,7 +477,7 @@ fn render_writes_what_the_run_would_push() {
         .arg(out.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("74 file(s) written"));
+        .stdout(predicate::str::contains("77 file(s) written"));
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/static");
     for rel in [
         "lb-1/etc/haproxy/haproxy.cfg",
