@@ -67,16 +67,17 @@ pub struct OwnExecutable {
 impl OwnExecutable {
     /// `program` of this build, its hash from the cache when the file did not change.
     pub async fn locate(program: Program) -> Result<Self, String> {
-        let path = program.path()?;
         let cache = match program {
             Program::Forgectl => "self-sha256".to_string(),
             other => format!("{}-sha256", other.name()),
         };
         let cache = crate::providers::local::rootfs::cache_dir().join(cache);
-        let p = path.clone();
-        let sha256 = tokio::task::spawn_blocking(move || cached_sha256(&p, &cache))
-            .await
-            .map_err(|e| e.to_string())??;
+        let (path, sha256) = tokio::task::spawn_blocking(move || {
+            let path = program.path()?;
+            cached_sha256(&path, &cache).map(|sha| (path, sha))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
         Ok(Self {
             path,
             sha256,

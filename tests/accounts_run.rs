@@ -235,14 +235,7 @@ async fn drift_by_hand_is_put_back_within_seconds_not_at_the_resync() {
         Duration::from_secs(15),
         async || {
             quota().is_some_and(|q| q["spec"]["hard"] == hard)
-                && bed
-                    .object(
-                        "rbac.authorization.k8s.io",
-                        "rolebindings",
-                        "tool-tool02",
-                        "tool",
-                    )
-                    .is_some()
+                && bed.tool_binding("tool02").is_some()
         },
     )
     .await;
@@ -269,15 +262,7 @@ async fn drift_by_hand_is_put_back_within_seconds_not_at_the_resync() {
         metric(&r, passes).await == Some(after + 1.0)
     })
     .await;
-    assert!(
-        bed.object(
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            "tool-tool02",
-            "tool"
-        )
-        .is_none()
-    );
+    assert!(bed.tool_binding("tool02").is_none());
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(
         metric(&r, passes).await,

@@ -121,14 +121,7 @@ async fn tools_get_namespaces_rbac_and_kubeconfigs_and_a_second_pass_writes_noth
         .unwrap();
     assert_eq!(lr3["spec"]["limits"][0]["max"]["memory"], "8Gi");
     assert_eq!(lr3["spec"]["limits"][0]["max"]["cpu"], "1");
-    let rb = bed
-        .object(
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            "tool-tool01",
-            "tool",
-        )
-        .unwrap();
+    let rb = bed.tool_binding("tool01").unwrap();
     assert_eq!(rb["subjects"][0]["name"], "tool-tool01");
     assert!(
         bed.object(
@@ -329,16 +322,7 @@ async fn disabled_and_removed_tools_and_what_is_refused() {
             .unwrap()["spec"]["suspend"],
         true
     );
-    assert!(
-        bed.object(
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            "tool-tool02",
-            "tool"
-        )
-        .is_none(),
-        "credentials revoked"
-    );
+    assert!(bed.tool_binding("tool02").is_none(), "credentials revoked");
     assert!(
         !bed.home("tool02").join(".kube/config").exists()
             && !bed.home("tool02").join(".kube/client.key").exists()
@@ -355,15 +339,7 @@ async fn disabled_and_removed_tools_and_what_is_refused() {
     bed.tools(12, &[], &[]);
     let (_, s, _) = bed.sync(&inv, &[]);
     assert_eq!(names(&s["updated"]), vec!["tool02"], "{s:#}");
-    assert!(
-        bed.object(
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            "tool-tool02",
-            "tool"
-        )
-        .is_some()
-    );
+    assert!(bed.tool_binding("tool02").is_some());
     assert!(bed.home("tool02").join(".kube/config").exists());
     assert!(
         bed.object("", "namespaces", "", "tool-tool02").unwrap()["metadata"]["labels"]
@@ -383,15 +359,7 @@ async fn disabled_and_removed_tools_and_what_is_refused() {
     );
     let ns = bed.object("", "namespaces", "", "tool-tool04").unwrap();
     assert!(ns["metadata"]["annotations"]["forgectl.io/removed-at"].is_string());
-    assert!(
-        bed.object(
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            "tool-tool04",
-            "tool"
-        )
-        .is_none()
-    );
+    assert!(bed.tool_binding("tool04").is_none());
     let (_, s, _) = bed.sync(&inv, &[]);
     assert_eq!(
         s["writes"], 0,
@@ -424,15 +392,7 @@ async fn disabled_and_removed_tools_and_what_is_refused() {
             .is_none(),
         "{ns5:#}"
     );
-    assert!(
-        bed.object(
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            "tool-tool05",
-            "tool"
-        )
-        .is_some()
-    );
+    assert!(bed.tool_binding("tool05").is_some());
 
     // A source that suddenly lists nothing is refused before anything changes.
     std::fs::write(bed.path("tools.yaml"), "tools: []\nadmins: []\n").unwrap();

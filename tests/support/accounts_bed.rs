@@ -90,6 +90,15 @@ impl Bed {
             o["metadata"]["name"] == name && o["metadata"]["namespace"].as_str().unwrap_or("") == ns
         })
     }
+    /// The RoleBinding `tool` in `tool-NAME`: what gives the tool's certificate its rights.
+    pub fn tool_binding(&self, tool: &str) -> Option<Value> {
+        self.object(
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            &format!("tool-{tool}"),
+            "tool",
+        )
+    }
 }
 
 /// A new bed (needs root: homes are chowned).
