@@ -3,7 +3,7 @@
 //! service DN, paged searches past the server's 500-entry size limit, maintainers from
 //! groupOfNames and posixGroup groups, the disabled marker, admins from the admin group; wrong
 //! password and unknown CA refused with the reason; then `forgectl accounts sync` from LDAP
-//! against the API-server TEST DOUBLE, and a tool disabled in LDAP while it runs.
+//! against a REAL control plane (tests/support/kube.rs), and a tool disabled in LDAP while it runs.
 
 mod support;
 

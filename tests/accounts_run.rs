@@ -1,5 +1,5 @@
-//! `forgectl accounts run`, two replicas against the API-server TEST DOUBLE: one Lease holder
-//! at a time (the other waits), the leader provisions, picks up a change of the accounts file
+//! `forgectl accounts run`, two replicas against a REAL control plane (tests/support/kube.rs):
+//! one Lease holder at a time (the other waits), the leader provisions, picks up a change of the accounts file
 //! within seconds, metrics and health endpoints answer; when the leader is killed the other
 //! takes the Lease over once it expires and carries on; SIGTERM gives the Lease up.
 

@@ -3,7 +3,10 @@
 //! kubeadm / kubelet / kubectl / crictl installed from an artifact directory that holds clearly
 //! named TEST DOUBLES (tests/support/doubles: the real binaries cannot be had here), kubeadm init
 //! and joins (control planes one by one, a failed join resumed, tokens deleted), the admin
-//! kubeconfig in the state dir. haproxy is shown balancing to a tiny TLS listener on each control
+//! kubeconfig in the state dir; then, behind the kubelet double's forward of each control plane's
+//! :6443, a REAL kube-apiserver, controller-manager and scheduler (tests/support/kube.rs) with the
+//! cluster's own CA, the node stand-in (tests/support/node_standin.rs) playing the kubelets, for
+//! the phases that go through the API. haproxy is shown balancing to a tiny TLS listener on each control
 //! plane's 6443 and taking a stopped one out; a second run changes nothing and calls no double
 //! but read-only checks. Needs root, like `.ci/run`.
 
@@ -117,35 +120,6 @@ fn wait_for_answers(bed: &Bed, want: &[&str], what: &str) {
     }
 }
 
-/// The machines that become nodes.
-const NODES: &[&str] = &["control-1", "control-2", "control-3", "worker-1"];
-
-/// Runs `cmd` while playing the controllers and kubelets the API server double lacks: every node
-/// registers Ready; once a DaemonSet or Deployment exists, its status reports it rolled out and
-/// a pod of it runs and is ready (as the controllers and kubelet would once the images ran).
-fn with_controllers(
-    api: &support::apiserver::ApiServer,
-    cmd: &mut Command,
-) -> std::process::Output {
-    let mut cmd = std::mem::replace(cmd, Command::new("true"));
-    let run = std::thread::spawn(move || cmd.output().unwrap());
-    let ready = serde_json::json!([{"type": "Ready", "status": "True"}]);
-    for n in NODES {
-        api.put(
-            "",
-            "nodes",
-            "",
-            serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n},
-                "status": {"conditions": ready}}),
-        );
-    }
-    while !run.is_finished() {
-        api.roll_out_workloads();
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    run.join().unwrap()
-}
-
 fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -210,7 +184,7 @@ fn bastion_checks(bed: &Bed, leader: &str) {
     );
 }
 
-fn platform_checks(bed: &Bed, api: &support::apiserver::ApiServer) {
+fn platform_checks(bed: &Bed, api: &support::kube::ControlPlane) {
     for cp in ["control-1", "control-2", "control-3"] {
         assert_eq!(
             bed.on(
@@ -266,10 +240,7 @@ fn platform_checks(bed: &Bed, api: &support::apiserver::ApiServer) {
     );
     // The objects.
     let ca = std::fs::read(bed.state.join(CLUSTER).join("pki/ca.crt")).unwrap();
-    let hooks = api.objects(
-        "admissionregistration.k8s.io",
-        "validatingwebhookconfigurations",
-    );
+    let hooks = api.list("validatingwebhookconfigurations", "");
     assert_eq!(hooks.len(), 1);
     for (hook, path) in hooks[0]["webhooks"]
         .as_array()
@@ -294,9 +265,7 @@ fn platform_checks(bed: &Bed, api: &support::apiserver::ApiServer) {
         );
     }
     let settings = api
-        .objects("", "configmaps")
-        .into_iter()
-        .find(|c| c["metadata"]["name"] == "toolctl")
+        .get("configmaps", Some("forgectl-platform"), "toolctl")
         .unwrap();
     assert_eq!(settings["metadata"]["namespace"], "forgectl-platform");
     assert_eq!(
@@ -308,11 +277,11 @@ fn platform_checks(bed: &Bed, api: &support::apiserver::ApiServer) {
     let t = Instant::now();
     let holder = loop {
         let lease = api
-            .objects("coordination.k8s.io", "leases")
+            .list("leases", "")
             .into_iter()
             .find(|l| l["metadata"]["name"] == "forgectl-accounts");
         let namespaces: Vec<String> = api
-            .objects("", "namespaces")
+            .list("namespaces", "")
             .iter()
             .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
             .collect();
@@ -364,10 +333,10 @@ fn platform_checks(bed: &Bed, api: &support::apiserver::ApiServer) {
     // It acted as itself, with its ClusterRole: the API's authorizer let it (escalation checks
     // included) create the tools' Roles and approve their certificates.
     let reqs = api.requests();
-    for write in ["POST", "PATCH"] {
+    for write in ["create", "patch"] {
         assert!(
             reqs.iter()
-                .any(|(user, method, _)| user == "forgectl:accounts" && method == write),
+                .any(|r| r.user == "forgectl:accounts" && r.verb == write),
             "no {write} as forgectl:accounts"
         );
     }
@@ -478,8 +447,9 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
     );
     bed.on("worker-1", "systemctl stop fgtest-ingress");
 
-    // The API server double (tests/support/apiserver.rs) on the bridge's host address; the kubelet
-    // double forwards each control plane's :6443 to it once kubeadm wrote the API server manifest.
+    // A real control plane on the bridge's host address, with the cluster's CA and Service
+    // network; the kubelet double forwards each control plane's :6443 to it once kubeadm wrote
+    // the API server manifest.
     let pki = bed.state.join(CLUSTER).join("pki");
     let read = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();
     let sans: Vec<String> = [
@@ -495,16 +465,26 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let api = support::apiserver::ApiServer::start(
-        "10.77.64.1:0".parse().unwrap(),
-        &read("ca.crt"),
-        &read("ca.key"),
-        &sans,
+    let api = support::kube::ControlPlane::start(support::kube::Options {
+        ca: Some((read("ca.crt"), read("ca.key"))),
+        bind: "10.77.64.1".parse().unwrap(),
+        sans,
+        service_cidr: "10.77.128.0/20".into(),
+        ..Default::default()
+    });
+    // What kubeadm init would make: its admins' group bound to cluster-admin.
+    api.apply(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: \"kubeadm:cluster-admins\"}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n\
+         subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: \"kubeadm:cluster-admins\"}]\n",
     );
     for cp in ["control-1", "control-2", "control-3"] {
         bed.on(
             cp,
-            &format!("mkdir -p /etc/forgectl-test-doubles && echo {} > /etc/forgectl-test-doubles/apiserver", api.addr),
+            &format!(
+                "mkdir -p /etc/forgectl-test-doubles && echo {} > /etc/forgectl-test-doubles/apiserver",
+                api.addr
+            ),
         );
     }
 
@@ -555,7 +535,7 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
         "1"
     );
     // The rest of the bring-up through the API: admin.conf → haproxy on lb-1 → a control plane's
-    // :6443 → the API server double; then the cluster-ready gate, whose DNS question goes from
+    // :6443 → the real kube-apiserver; then the cluster-ready gate, whose DNS question goes from
     // control-1 to the cluster DNS Service IP, answered by a DNS double (CoreDNS cannot run here).
     let t = Instant::now();
     while answers(&bed).is_empty() {
@@ -589,7 +569,20 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
             "install -d -o 52001 -g 52001 /srv/homes/alpha && install -d -o 52002 -g 52002 /srv/homes/beta",
         );
     }
-    let out = with_controllers(&api, bed.forgectl().args(["up", "--yes"]));
+    // The kubelets: every node registers Ready and runs what is scheduled to it.
+    let admin = bed.state.join(CLUSTER).join("admin.conf");
+    let ingress: &[(&str, &str)] = &[("node.forgectl.io/ingress", "true")];
+    let nodes = support::node_standin::Nodes::start_labelled(
+        &admin,
+        &[
+            ("control-1", &[]),
+            ("control-2", &[]),
+            ("control-3", &[]),
+            ("worker-1", ingress),
+        ],
+        "10.77.64.1".parse().unwrap(),
+    );
+    let out = bed.forgectl().args(["up", "--yes"]).output().unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("up: done — 16 phase(s), "), "{t}");
@@ -599,15 +592,13 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
         "kubernetes.default.svc.cluster.local 1"
     );
     // Calico: its CRDs served, the pool and Felix configuration as the inventory says.
-    let crds = api.objects("apiextensions.k8s.io", "customresourcedefinitions");
+    let crds = api.list("customresourcedefinitions", "");
     assert_eq!(crds.len(), 24);
-    let pool = &api.objects("crd.projectcalico.org", "ippools")[0];
+    let pool = &api.list("ippools.crd.projectcalico.org", "")[0];
     assert_eq!(pool["spec"]["cidr"], "10.77.192.0/18");
     assert_eq!(pool["spec"]["ipipMode"], "Always");
     let calico = api
-        .objects("apps", "daemonsets")
-        .into_iter()
-        .find(|d| d["metadata"]["name"] == "calico-node")
+        .get("daemonsets", Some("kube-system"), "calico-node")
         .unwrap();
     let env = calico["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
@@ -622,14 +613,12 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
     assert_eq!(var("CALICO_IPV4POOL_CIDR"), "10.77.192.0/18");
     assert_eq!(var("FELIX_IPTABLESBACKEND"), "Auto");
     let config = &api
-        .objects("", "configmaps")
-        .into_iter()
-        .find(|c| c["metadata"]["name"] == "calico-config")
+        .get("configmaps", Some("kube-system"), "calico-config")
         .unwrap();
     assert_eq!(config["data"]["veth_mtu"], "1480");
     // nginx-ingress.
     let ds = api
-        .objects("apps", "daemonsets")
+        .list("daemonsets", "")
         .into_iter()
         .find(|d| d["metadata"]["name"] == "ingress-nginx-controller")
         .unwrap();
@@ -638,7 +627,7 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
         "true"
     );
     assert_eq!(ds["metadata"]["managedFields"][0]["manager"], "forgectl");
-    let class = &api.objects("networking.k8s.io", "ingressclasses")[0];
+    let class = &api.list("ingressclasses", "")[0];
     assert_eq!(
         class["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"],
         "true"
@@ -646,21 +635,22 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
     assert!(
         api.requests()
             .iter()
-            .any(|(user, method, _)| user == "kubernetes-admin" && method == "PATCH")
+            .any(|r| r.user == "kubernetes-admin" && r.verb == "patch")
     );
-    // A second apply writes nothing.
-    let writes = api.writes();
-    let out = with_controllers(
-        &api,
-        bed.forgectl()
-            .args(["up", "--yes", "--only", "cni-calico,ingress"]),
-    );
+    // A second apply changes nothing: no object forgectl applied has changed.
+    let applied = api.applied_by("forgectl");
+    assert!(applied.len() > 50, "{applied:?}");
+    let out = bed
+        .forgectl()
+        .args(["up", "--yes", "--only", "cni-calico,ingress"])
+        .output()
+        .unwrap();
     assert!(
         text(&out).contains("up: done — 2 phase(s), 0 change(s)."),
         "{}",
         text(&out)
     );
-    assert_eq!(api.writes(), writes);
+    assert_eq!(api.applied_by("forgectl"), applied);
     // `forgectl status`: etcd, every node, the system workloads.
     let out = bed.forgectl().arg("status").output().unwrap();
     let t = text(&out);
@@ -672,13 +662,20 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
         "{t}"
     );
     // A node that stops being Ready holds the gate, which says which one.
-    api.put(
-        "",
-        "nodes",
-        "",
-        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"},
-            "status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
-    );
+    nodes.set_ready("worker-1", false);
+    let t = Instant::now();
+    while api.get("nodes", None, "worker-1").unwrap()["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "worker-1 stays Ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let out = bed
         .forgectl()
         .env("FORGECTL_WAIT_TIMEOUT_S", "3")
@@ -689,13 +686,7 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
     let out = bed.forgectl().arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("worker-1   NotReady"), "{}", text(&out));
-    api.put(
-        "",
-        "nodes",
-        "",
-        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"},
-            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
-    );
+    nodes.set_ready("worker-1", true);
     assert!(
         bed.on(
             "worker-1",

@@ -82,15 +82,14 @@ async fn cloud_conf_authenticates_against_keystone() {
     }
 }
 
-/// `up --only storage-cinder` through the API-server TEST DOUBLE: the Secret holds a cloud.conf
+/// `up --only storage-cinder` against a REAL control plane (tests/support/kube.rs), the driver's
+/// pods run by the node stand-in (tests/support/node_standin.rs): the Secret holds a cloud.conf
 /// with the cloud's credentials (never printed), the driver and the StorageClass are applied, the
 /// rollouts are waited for, and a second run changes nothing.
 #[test]
 fn storage_cinder_applies_the_cloud_config_and_the_driver() {
     use base64::Engine as _;
-    use forgectl::pki::{Pki, paths};
     use forgectl::state::StateDir;
-    use support::apiserver::{ApiServer, kubeconfig};
     if support::openstack::cloud().is_none() {
         return;
     }
@@ -99,29 +98,14 @@ fn storage_cinder_applies_the_cloud_config_and_the_driver() {
     let base = tmp.path().join("state");
     let cluster = "fgtest-cinder";
     let state = StateDir::open(&base, cluster).unwrap();
-    let pki = Pki::new(&state);
-    pki.ensure(&[]).unwrap();
-    let (ca, key) = (
-        pki.read(paths::KUBE_CA, "crt").unwrap().unwrap(),
-        pki.read(paths::KUBE_CA, "key").unwrap().unwrap(),
+    let api = support::kube::shared();
+    let admin = api.admin_kubeconfig("fgtest-cinder", &state.path().join("admin.conf"));
+    // The kubelets: the driver's DaemonSet and Deployment run on them.
+    let _nodes = support::node_standin::Nodes::start(
+        &admin,
+        &["fgtest-cinder-1"],
+        std::net::Ipv4Addr::LOCALHOST.into(),
     );
-    let api = ApiServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &ca,
-        &key,
-        &["127.0.0.1".into()],
-    );
-    std::fs::write(
-        state.path().join("admin.conf"),
-        kubeconfig(
-            &format!("https://{}", api.addr),
-            &ca,
-            &key,
-            "kubernetes-admin",
-            "kubeadm:cluster-admins",
-        ),
-    )
-    .unwrap();
     drop(state);
     let inv = tmp.path().join("cluster.yaml");
     std::fs::write(
@@ -134,22 +118,11 @@ fn storage_cinder_applies_the_cloud_config_and_the_driver() {
     )
     .unwrap();
     let run = || {
-        let mut c = support::openstack::forgectl(&base);
-        c.args(["up", "--yes", "--only", "storage-cinder", "-f"])
-            .arg(&inv);
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = done.clone();
-        let child = std::thread::spawn(move || {
-            let out = c.output().unwrap();
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            out
-        });
-        // The controllers and kubelet the double lacks: report what was applied rolled out.
-        while !done.load(std::sync::atomic::Ordering::SeqCst) {
-            api.roll_out_workloads();
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        child.join().unwrap()
+        support::openstack::forgectl(&base)
+            .args(["up", "--yes", "--only", "storage-cinder", "-f"])
+            .arg(&inv)
+            .output()
+            .unwrap()
     };
     let out = run();
     let text = format!(
@@ -159,7 +132,7 @@ fn storage_cinder_applies_the_cloud_config_and_the_driver() {
     );
     assert!(out.status.success(), "{text}");
     let secret = api
-        .objects("", "secrets")
+        .list("secrets", "")
         .into_iter()
         .find(|s| s["metadata"]["name"] == "cloud-config")
         .unwrap();
@@ -175,12 +148,27 @@ fn storage_cinder_applies_the_cloud_config_and_the_driver() {
         !text.contains(&g["password"]),
         "the password was printed: {text}"
     );
-    let class = &api.objects("storage.k8s.io", "storageclasses")[0];
-    assert_eq!(class["metadata"]["name"], "cinder");
+    let class = api.get("storageclasses", None, "cinder").unwrap();
     assert_eq!(class["parameters"]["availability"], "nova");
-    assert_eq!(api.objects("storage.k8s.io", "csidrivers").len(), 1);
-    // Converged: nothing changes, nothing is written.
-    let writes = api.writes();
+    assert_eq!(api.list("csidrivers", "").len(), 1);
+    // Converged: nothing changes, not even a resourceVersion (the workloads' status moves
+    // with their pods: their spec's generation stays).
+    let versions = || -> Vec<String> {
+        type Field = fn(&serde_json::Value) -> String;
+        let rv: Field = |o| o["metadata"]["resourceVersion"].to_string();
+        let generation: Field = |o| o["metadata"]["generation"].to_string();
+        [("secrets", rv), ("storageclasses", rv), ("csidrivers", rv)]
+            .into_iter()
+            .chain([("deployments", generation), ("daemonsets", generation)])
+            .flat_map(|(r, f)| {
+                api.list(r, "")
+                    .iter()
+                    .map(|o| format!("{r} {} {}", o["metadata"]["name"], f(o)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let stored = versions();
     let out = run();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("0 change(s)"),
@@ -188,5 +176,5 @@ fn storage_cinder_applies_the_cloud_config_and_the_driver() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(api.writes(), writes);
+    assert_eq!(versions(), stored);
 }

@@ -1,53 +1,54 @@
 //! The ValidatingAdmissionPolicy `forgectl-tool-identity` the platform phase applies: tool pods
-//! run as their tool's uid and gid (from the namespace's annotations). Evaluated by the
-//! ValidatingAdmissionPolicy TEST DOUBLE (tests/support/vap.rs, the cel crate) over the policy
-//! exactly as rendered for the toolforge-like inventory.
+//! run as their tool's uid and gid (from the namespace's annotations). Enforced by a REAL
+//! kube-apiserver (tests/support/kube.rs) with the policy exactly as rendered for the
+//! toolforge-like inventory; each test in a tool namespace of its own.
 
 mod support;
 
 use serde_json::{Value, json};
-use support::vap::{admit, rendered};
+use support::kube::{ControlPlane, shared};
+use support::tool_policy::policy_and_binding;
 
-fn policy() -> Value {
-    rendered(
-        "toolforge-like",
-        "ValidatingAdmissionPolicy",
-        "forgectl-tool-identity",
-    )
+/// The shared control plane with the policy enforced and a tool namespace `name` (uid and gid
+/// 52001).
+fn with_namespace(name: &str) -> &'static ControlPlane {
+    let api = shared();
+    api.apply(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name,
+            "labels": {"forgectl.io/tenant": "true"},
+            "annotations": {"forgectl.io/uid": "52001", "forgectl.io/gid": "52001"}}})
+        .to_string(),
+    );
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| support::tool_policy::install(api, name));
+    api
 }
 
-fn namespace() -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tool-web",
-        "labels": {"forgectl.io/tenant": "true"},
-        "annotations": {"forgectl.io/uid": "52001", "forgectl.io/gid": "52001"}}})
-}
-
-/// A pod as toolctl makes them: the tool's ids on the pod, containers without their own.
-fn pod() -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "tool-web"},
+/// A pod as toolctl makes them in `ns`: the tool's ids on the pod, containers without their own.
+fn pod(ns: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": ns},
         "spec": {"securityContext": {"runAsUser": 52001, "runAsGroup": 52001, "fsGroup": 52001,
                 "runAsNonRoot": true},
             "containers": [{"name": "web", "image": "registry.toolforge.test/web:1",
                 "securityContext": {"allowPrivilegeEscalation": false}}]}})
 }
 
+fn admit(p: &Value) -> Result<(), String> {
+    support::tool_policy::admit(shared(), p)
+}
+
 fn denied(p: &Value) -> String {
-    admit(&policy(), p, &namespace()).expect_err("denied")
+    admit(p).expect_err("denied")
 }
 
 #[test]
 fn the_policy_and_its_binding_cover_tool_pods_only() {
-    let p = policy();
+    let (p, b) = policy_and_binding();
     let rules = &p["spec"]["matchConstraints"]["resourceRules"];
     assert_eq!(rules[0]["resources"], json!(["pods"]));
     assert_eq!(rules[0]["operations"], json!(["CREATE"]));
     assert_eq!(rules[1]["resources"], json!(["pods/ephemeralcontainers"]));
     assert_eq!(p["spec"]["failurePolicy"], "Fail");
-    let b = rendered(
-        "toolforge-like",
-        "ValidatingAdmissionPolicyBinding",
-        "forgectl-tool-identity",
-    );
     assert_eq!(b["spec"]["policyName"], "forgectl-tool-identity");
     assert_eq!(b["spec"]["validationActions"], json!(["Deny"]));
     assert_eq!(
@@ -58,13 +59,15 @@ fn the_policy_and_its_binding_cover_tool_pods_only() {
 
 #[test]
 fn pods_run_as_their_tool_and_as_nobody_else() {
-    assert_eq!(admit(&policy(), &pod(), &namespace()), Ok(()));
+    with_namespace("fgtest-ids");
+    let pod = || pod("fgtest-ids");
+    assert_eq!(admit(&pod()), Ok(()));
     // Every container may name the ids itself instead of the pod.
     let mut p = pod();
     p["spec"]["securityContext"] = json!({});
     p["spec"]["containers"][0]["securityContext"] =
         json!({"runAsUser": 52001, "runAsGroup": 52001});
-    assert_eq!(admit(&policy(), &p, &namespace()), Ok(()));
+    assert_eq!(admit(&p), Ok(()));
 
     // No ids at all: the image's user (root, often).
     let mut p = pod();
@@ -95,33 +98,52 @@ fn pods_run_as_their_tool_and_as_nobody_else() {
 
 #[test]
 fn init_and_ephemeral_containers_too() {
+    let api = with_namespace("fgtest-init");
+    let pod = || pod("fgtest-init");
     let mut p = pod();
     p["spec"]["initContainers"] =
         json!([{"name": "setup", "image": "registry.toolforge.test/x:1"}]);
-    assert_eq!(
-        admit(&policy(), &p, &namespace()),
-        Ok(()),
-        "inherits the pod's ids"
-    );
+    assert_eq!(admit(&p), Ok(()), "inherits the pod's ids");
     p["spec"]["initContainers"][0]["securityContext"] = json!({"runAsUser": 0});
     assert!(denied(&p).starts_with("init containers"), "{}", denied(&p));
 
-    let mut p = pod();
-    p["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "registry.toolforge.test/x:1",
-        "securityContext": {"runAsGroup": 52002}}]);
+    // Ephemeral containers join a running pod through their subresource (`kubectl debug`).
+    api.apply(&pod().to_string());
+    let debug = |security: Value| {
+        let patch = json!({"spec": {"ephemeralContainers": [{"name": "debug",
+            "image": "registry.toolforge.test/x:1", "securityContext": security}]}});
+        api.kubectl(&[
+            "-n",
+            "fgtest-init",
+            "patch",
+            "pod",
+            "web",
+            "--subresource=ephemeralcontainers",
+            "--type=strategic",
+            "--dry-run=server",
+            "-p",
+            &patch.to_string(),
+        ])
+    };
+    let (ok, _, err) = debug(json!({"runAsGroup": 52002}));
     assert!(
-        denied(&p).starts_with("ephemeral (debug) containers"),
-        "{}",
-        denied(&p)
+        !ok && err.contains("denied request: ephemeral (debug) containers"),
+        "{err}"
     );
+    let (ok, _, err) = debug(json!({}));
+    assert!(ok, "the pod's own ids: {err}");
 }
 
 #[test]
 fn a_namespace_without_the_ids_admits_nothing() {
-    let mut ns = namespace();
-    ns["metadata"]["annotations"] = json!({});
-    let why = admit(&policy(), &pod(), &ns).expect_err("denied");
-    assert!(why.starts_with("policy error"), "{why}");
+    let api = with_namespace("fgtest-ids-probe");
+    api.apply(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fgtest-no-ids",
+            "labels": {"forgectl.io/tenant": "true"}}})
+        .to_string(),
+    );
+    let why = admit(&pod("fgtest-no-ids")).expect_err("denied");
+    assert!(why.contains("fails to evaluate"), "{why}");
 }
 
 async fn client(kubeconfig: &std::path::Path) -> kube::Client {
@@ -132,8 +154,8 @@ async fn client(kubeconfig: &std::path::Path) -> kube::Client {
     kube::Client::try_from(cfg).unwrap()
 }
 
-/// Through the API (the API-server TEST DOUBLE, which runs bound policies on writes as the real
-/// server does): the policy as the platform phase applies it, tools made by `accounts sync`.
+/// Through the API as a tool: the policy as the platform phase applies it, tools made by
+/// `accounts sync`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_server_refuses_a_tool_pod_that_is_not_its_tool() {
     use k8s_openapi::api::core::v1::Pod;
@@ -146,15 +168,12 @@ async fn the_api_server_refuses_a_tool_pod_that_is_not_its_tool() {
     let admin = forgectl::kube::Kube::from_kubeconfig(&bed.admin)
         .await
         .unwrap();
-    let binding = rendered(
-        "toolforge-like",
-        "ValidatingAdmissionPolicyBinding",
-        "forgectl-tool-identity",
-    );
+    let (policy, binding) = policy_and_binding();
     admin
-        .apply_yaml("identity", &format!("{}\n---\n{binding}", policy()))
+        .apply_yaml("identity", &format!("{policy}\n---\n{binding}"))
         .await
         .unwrap();
+    support::tool_policy::install(bed.api, "tool-tool00");
     let ns = bed.object("", "namespaces", "", "tool-tool01").unwrap();
     let uid: i64 = ns["metadata"]["annotations"]["forgectl.io/uid"]
         .as_str()
@@ -198,12 +217,12 @@ async fn the_api_server_refuses_a_tool_pod_that_is_not_its_tool() {
     assert!(err.to_string().contains("runAsUser"), "{err}");
     // Namespaces outside the platform are not the policy's business.
     let plain: k8s_openapi::api::core::v1::Namespace =
-        serde_json::from_value(json!({"metadata": {"name": "plain"}})).unwrap();
+        serde_json::from_value(json!({"metadata": {"name": "fgtest-plain"}})).unwrap();
     Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
         .create(&PostParams::default(), &plain)
         .await
         .unwrap();
-    Api::<Pod>::namespaced(admin, "plain")
+    Api::<Pod>::namespaced(admin, "fgtest-plain")
         .create(&PostParams::default(), &pod("root", 0))
         .await
         .expect("no policy outside tool namespaces");

@@ -1,6 +1,7 @@
 //! `toolctl` / `webservice` as a tool runs them, with the kubeconfig `forgectl accounts sync`
-//! wrote into its home, against the API-server TEST DOUBLE (RBAC enforced: the tool may act
-//! only in its own namespace): web service start / status / restart / logs / stop creating and
+//! wrote into its home, against a REAL control plane (tests/support/kube.rs; RBAC enforced: the
+//! tool may act only in its own namespace; the platform's tool identity policy active), pods
+//! run by the node stand-in (tests/support/node_standin.rs): web service start / status / restart / logs / stop creating and
 //! deleting exactly its Deployment, Service and Ingress; jobs one-off, scheduled and continuous;
 //! the errors a tool owner sees.
 
@@ -8,7 +9,6 @@ mod support;
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 use support::accounts_bed::{Bed, bed};
@@ -52,21 +52,14 @@ fn toolctl(bed: &Bed, bin: &Path, tool: &str, args: &[&str]) -> Output {
 /// The pods of `spec` pass the platform's tool identity policy in the tool's namespace as the
 /// accounts controller made it (its uid and gid annotations), and would not in another tool's.
 fn admitted_as_the_tool(bed: &Bed, tool: &str, spec: &Value) {
-    let policy = support::vap::rendered(
-        "toolforge-like",
-        "ValidatingAdmissionPolicy",
-        "forgectl-tool-identity",
-    );
-    let pod = json!({"apiVersion": "v1", "kind": "Pod", "spec": spec});
-    let ns = bed
-        .object("", "namespaces", "", &format!("tool-{tool}"))
-        .expect("the tool's namespace");
-    assert_eq!(support::vap::admit(&policy, &pod, &ns), Ok(()), "{spec:#}");
+    let pod = |ns: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "fgtest-admitted", "namespace": ns}, "spec": spec})
+    };
+    let admit = |ns: &str| support::tool_policy::admit(bed.api, &pod(ns));
+    assert_eq!(admit(&format!("tool-{tool}")), Ok(()), "{spec:#}");
     let other = if tool == "tool01" { "tool02" } else { "tool01" };
-    let ns = bed
-        .object("", "namespaces", "", &format!("tool-{other}"))
-        .expect("another tool's namespace");
-    assert!(support::vap::admit(&policy, &pod, &ns).is_err());
+    assert!(admit(&format!("tool-{other}")).is_err());
 }
 
 fn text(o: &Output) -> String {
@@ -88,21 +81,23 @@ async fn webservice_and_jobs_as_the_tool() {
         .await
         .unwrap();
     admin.apply_yaml("platform", PLATFORM).await.unwrap();
-    // The controllers and kubelets the double lacks, beside the tool's commands.
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                bed.api.roll_out_workloads();
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        });
-        as_the_tool(&bed);
-        stop.store(true, Ordering::Relaxed);
-    });
+    support::tool_policy::install(bed.api, "tool-tool00");
+    support::tool_policy::webhooks(
+        bed.api,
+        bed.dir.path(),
+        "registry.toolforge.test",
+        "tool-tool00",
+    )
+    .await;
+    let nodes = support::node_standin::Nodes::start(
+        &bed.admin,
+        &["fgtest-node-1"],
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    );
+    as_the_tool(&bed, &nodes);
 }
 
-fn as_the_tool(bed: &Bed) {
+fn as_the_tool(bed: &Bed, nodes: &support::node_standin::Nodes) {
     let bin = Path::new(env!("CARGO_BIN_EXE_toolctl"));
     let webservice = bed.path("webservice");
     std::os::unix::fs::symlink(bin, &webservice).unwrap();
@@ -149,11 +144,9 @@ fn as_the_tool(bed: &Bed) {
         .object("networking.k8s.io", "ingresses", "tool-tool01", "tool01")
         .expect("Ingress");
     assert_eq!(ing["spec"]["rules"][0]["host"], "tool01.toolforge.test");
-    assert!(
-        bed.api.requests().iter().any(|(u, m, p)| u == "tool-tool01"
-            && m == "PATCH"
-            && p.contains("fieldManager=toolctl"))
-    );
+    assert!(bed.api.requests().iter().any(|r| r.user == "tool-tool01"
+        && r.verb == "patch"
+        && r.uri.contains("fieldManager=toolctl")));
 
     // status, through the `webservice` name
     let o = std::process::Command::new(&webservice)
@@ -187,20 +180,7 @@ fn as_the_tool(bed: &Bed) {
     );
 
     // logs
-    bed.api.put(
-        "",
-        "pods",
-        "tool-tool01",
-        json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "tool01-abc", "labels": {"forgectl.io/webservice": "true",
-            "app.kubernetes.io/name": "tool01"}},
-        "status": {"phase": "Running"}}),
-    );
-    bed.api.set_log(
-        "tool-tool01",
-        "tool01-abc",
-        "GET / 200\nGET /favicon.ico 404\n",
-    );
+    nodes.set_log("tool-tool01", "GET / 200\nGET /favicon.ico 404\n");
     let o = toolctl(bed, bin, "tool01", &["webservice", "logs"]);
     assert!(
         o.status.success() && text(&o).contains("GET /favicon.ico 404"),
@@ -216,12 +196,26 @@ fn as_the_tool(bed: &Bed) {
     );
 
     // stop deletes exactly the web service's objects
-    bed.api.put(
-        "apps",
-        "deployments",
-        "tool-tool01",
-        json!({"apiVersion": "apps/v1",
-        "kind": "Deployment", "metadata": {"name": "other"}, "spec": {"replicas": 1}}),
+    bed.api.apply(
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "other", "namespace": "tool-tool01"},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "other"}},
+                "template": {"metadata": {"labels": {"app": "other"}},
+                    "spec": {"containers": [{"name": "c", "image": "registry.toolforge.test/other:1"}]}}}})
+        .to_string(),
+    );
+    // The images webhook: nothing from another registry, even from an admin.
+    let evil = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "miner", "namespace": "tool-tool01"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "miner"}},
+            "template": {"metadata": {"labels": {"app": "miner"}},
+                "spec": {"containers": [{"name": "c", "image": "evil.example/miner"}]}}}});
+    let (ok, _, err) = bed
+        .api
+        .kubectl_with_input(&["create", "-f", "-"], &evil.to_string());
+    assert!(
+        !ok && err.contains("images.forgectl.io") && err.contains("evil.example/miner"),
+        "{err}"
     );
     let o = toolctl(bed, bin, "tool01", &["webservice", "stop"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -358,10 +352,7 @@ fn as_the_tool(bed: &Bed) {
         "{}",
         text(&o)
     );
-    bed.api.put("", "pods", "tool-tool02", json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "once-xyz", "labels": {"forgectl.io/job": "once"}}, "status": {"phase": "Succeeded"}}));
-    bed.api
-        .set_log("tool-tool02", "once-xyz", "updated 42 rows\n");
+    nodes.set_log("tool-tool02", "updated 42 rows\n");
     let o = toolctl(bed, bin, "tool02", &["jobs", "logs", "once"]);
     assert!(text(&o).contains("updated 42 rows"), "{}", text(&o));
     let o = toolctl(bed, bin, "tool02", &["jobs", "delete", "nightly"]);

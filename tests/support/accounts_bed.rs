@@ -1,24 +1,34 @@
-//! A test bed for the account provisioner: a cluster CA, the API-server TEST DOUBLE with an
-//! admin kubeconfig, an inventory with an `accounts:` section, a tools.yaml and the tools'
-//! homes in a temporary directory, and `forgectl accounts` run as a process.
+//! A test bed for the account provisioner: the test binary's REAL control plane
+//! (tests/support/kube.rs) with an admin of the test's own, an inventory with an `accounts:`
+//! section, a tools.yaml and the tools' homes in a temporary directory, and `forgectl accounts`
+//! run as a process.
+//!
+//! The provisioner manages every object with its label, cluster-wide, as it would on a real
+//! site: so beds of one test binary take turns (a lock held for the bed's life), and each
+//! starts from a cluster without the objects of an earlier one.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
 
-use super::apiserver::{ApiServer, start_with_admin};
+use super::kube::{ControlPlane, shared};
 
 /// The bed.
 pub struct Bed {
     /// Its directory.
     pub dir: tempfile::TempDir,
-    /// The API server double.
-    pub api: ApiServer,
-    /// The admin kubeconfig.
+    /// The real control plane.
+    pub api: &'static ControlPlane,
+    /// The admin kubeconfig (the bed's own admin user, [`Bed::admin_user`]).
     pub admin: PathBuf,
+    /// The admin's user name.
+    pub admin_user: String,
     /// The cluster CA (cert, key PEM).
     pub ca: (String, String),
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Bed {
@@ -85,10 +95,38 @@ impl Bed {
         let summary = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out.status.code().unwrap_or(-1), summary, stderr)
     }
+    /// An object as the admin reads it (`ns` empty for a cluster-wide one).
     pub fn object(&self, group: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
-        self.api.objects(group, plural).into_iter().find(|o| {
-            o["metadata"]["name"] == name && o["metadata"]["namespace"].as_str().unwrap_or("") == ns
-        })
+        let resource = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        self.api
+            .get(&resource, (!ns.is_empty()).then_some(ns), name)
+    }
+
+    /// Waits until the object is gone (namespaces and what they hold are deleted by the
+    /// namespace controller, a bound volume once its claim is gone).
+    pub fn gone(&self, group: &str, plural: &str, ns: &str, name: &str) -> bool {
+        let t = Instant::now();
+        while self.object(group, plural, ns, name).is_some() {
+            if t.elapsed() > Duration::from_secs(60) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        true
+    }
+
+    /// The certificate requests in the cluster.
+    pub fn csrs(&self) -> Vec<Value> {
+        self.api.list("certificatesigningrequests", "")
+    }
+
+    /// The writes the bed's admin (forgectl with the bed's kubeconfig) made so far.
+    pub fn writes(&self) -> usize {
+        self.api.writes_by(&self.admin_user)
     }
     /// The RoleBinding `tool` in `tool-NAME`: what gives the tool's certificate its rights.
     pub fn tool_binding(&self, tool: &str) -> Option<Value> {
@@ -101,15 +139,70 @@ impl Bed {
     }
 }
 
-/// A new bed (needs root: homes are chowned).
-pub fn bed() -> Bed {
+/// What the provisioner manages cluster-wide, by kubectl's resource names.
+const MANAGED: &[&str] = &[
+    "namespaces",
+    "clusterrolebindings",
+    "persistentvolumes",
+    "certificatesigningrequests",
+];
+
+/// Deletes what an earlier bed's provisioner left and waits until it is gone (namespaces take
+/// a few seconds: the namespace controller empties them first).
+fn clean(api: &ControlPlane) {
+    let selector = "app.kubernetes.io/managed-by=forgectl-accounts";
+    for kind in MANAGED {
+        let (ok, _, err) = api.kubectl(&["delete", kind, "-l", selector, "--wait=false"]);
+        assert!(ok, "kubectl delete {kind}: {err}");
+    }
+    let t = Instant::now();
+    loop {
+        let left: Vec<String> = MANAGED
+            .iter()
+            .flat_map(|k| api.list(k, selector))
+            .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "an earlier bed's objects are not gone: {left:?}"
+        );
+        // A released home volume may keep its finalizer while its claim goes.
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A new bed (needs root: homes are chowned), named `name` (its admin user is `fgtest-NAME`).
+pub fn bed_named(name: &str) -> Bed {
+    static TURN: Mutex<()> = Mutex::new(());
     super::require_root();
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let api = shared();
+    clean(api);
     let dir = tempfile::tempdir().unwrap();
-    let (api, admin, ca) = start_with_admin(dir.path());
+    let admin_user = format!("fgtest-{name}");
+    let admin = api.admin_kubeconfig(&admin_user, &dir.path().join("admin.conf"));
     Bed {
         dir,
         api,
         admin,
-        ca,
+        admin_user,
+        ca: api.ca.clone(),
+        _turn: turn,
     }
+}
+
+/// A new bed named after the running test.
+pub fn bed() -> Bed {
+    let thread = std::thread::current();
+    let name = thread
+        .name()
+        .unwrap_or("bed")
+        .rsplit("::")
+        .next()
+        .unwrap_or("bed")
+        .replace('_', "-");
+    bed_named(&name)
 }

@@ -1,16 +1,18 @@
-//! Shared pieces of the test bed. The local tests use real machines; the only test doubles are
-//! those of the parts with no real version here (kubeadm, kubelet, kubectl, crictl:
-//! `kube_doubles`; the API server: `apiserver`, and its ValidatingAdmissionPolicy admission:
-//! `vap`).
+//! Shared pieces of the test bed: starters of real parts (local machines, slapd, minicloud, a
+//! real Kubernetes control plane in `kube`) and the few labelled stand-ins of parts with no real
+//! version here yet (kubeadm, kubelet, crictl: `kube_doubles`; what kubelets write to the API:
+//! `node_standin`).
 
 #![allow(dead_code)]
 
 pub mod accounts_bed;
-pub mod apiserver;
+pub mod kube;
 pub mod kube_doubles;
+pub mod node_standin;
 pub mod openstack;
 pub mod slapd;
-pub mod vap;
+pub mod tool_policy;
+pub mod x509;
 
 use std::path::Path;
 

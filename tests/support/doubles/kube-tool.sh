@@ -148,8 +148,8 @@ kubelet*)
         echo "kubelet: /var/lib/kubelet/config.yaml missing (kubeadm init / join writes it)" >&2
         exit 1
     fi
-    # "Runs" the kube-apiserver static pod: a TCP forwarder from :6443 to the tests' in-process
-    # API server double (tests/support/apiserver.rs), whose address the test writes here.
+    # "Runs" the kube-apiserver static pod: a TCP forwarder from :6443 to the real kube-apiserver
+    # the test started on the host (tests/support/kube.rs), whose address the test writes here.
     target=/etc/forgectl-test-doubles/apiserver
     if [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ] && [ -f $target ]; then
         exec socat TCP-LISTEN:6443,fork,reuseaddr "TCP:$(cat $target)"

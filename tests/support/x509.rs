@@ -1,12 +1,12 @@
 //! Just enough DER to issue X.509 client certificates whose subject may hold several O values
-//! (rcgen's DistinguishedName keeps one value per attribute type): the certificates of the
-//! double's kube-apiserver-client signer, and those of the test kubeconfigs.
+//! (rcgen's DistinguishedName keeps one value per attribute type): the client certificates of
+//! the test kubeconfigs, as Kubernetes reads them (user = CN, groups = every O).
 
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use rcgen::{PublicKeyData, SigningKey};
-use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
+use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
@@ -237,33 +237,9 @@ fn pem(der: &[u8]) -> String {
     out
 }
 
-/// The DER GeneralNames of what a SubjectAlternativeName lists (DNS, IP, email, URI), as Go's
-/// x509 re-encodes them from a request.
-pub fn general_names(names: &[GeneralName<'_>]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    for n in names {
-        match n {
-            GeneralName::RFC822Name(s) => out.extend(tlv(0x81, s.as_bytes())),
-            GeneralName::DNSName(s) => out.extend(tlv(0x82, s.as_bytes())),
-            GeneralName::URI(s) => out.extend(tlv(0x86, s.as_bytes())),
-            GeneralName::IPAddress(b) => out.extend(tlv(0x87, b)),
-            _ => {}
-        }
-    }
-    (!out.is_empty()).then_some(out)
-}
-
-/// A kubeconfig for `server` with a client certificate for `user` in `groups` (each an O of the
-/// subject; none is fine), signed by the CA `ca_cert` / `ca_key`, valid from an hour ago for a
-/// year.
-pub fn kubeconfig_for(
-    server: &str,
-    ca_cert: &str,
-    ca_key: &str,
-    user: &str,
-    groups: &[&str],
-) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+/// A client certificate for `user` in `groups` (each an O of the subject), signed by the CA
+/// `ca_cert` / `ca_key`, valid from an hour ago for a year: (certificate, key PEM).
+pub fn client_cert(ca_cert: &str, ca_key: &str, user: &str, groups: &[&str]) -> (String, String) {
     let ca = Ca::from_pem(ca_cert, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
     let now = SystemTime::now();
@@ -278,12 +254,33 @@ pub fn kubeconfig_for(
         client_auth: true,
         sans: None,
     });
+    (cert, key.serialize_pem())
+}
+
+/// A kubeconfig for `server` with a [`client_cert`] for `user` in `groups`.
+pub fn kubeconfig_for(
+    server: &str,
+    ca_cert: &str,
+    ca_key: &str,
+    user: &str,
+    groups: &[&str],
+) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let (cert, key) = client_cert(ca_cert, ca_key, user, groups);
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: c\n\
          contexts:\n- context:\n    cluster: c\n    user: u\n  name: x\ncurrent-context: x\nusers:\n- name: u\n  user:\n\
          \x20   client-certificate-data: {}\n    client-key-data: {}\n",
         b64(ca_cert),
         b64(&cert),
-        b64(&key.serialize_pem())
+        b64(&key)
     )
+}
+
+/// A PEM certificate request (PKCS#10) for `cn`, with a key of its own.
+pub fn csr_pem(cn: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    p.serialize_request(&key).unwrap().pem().unwrap()
 }
