@@ -1,6 +1,6 @@
-//! `forgectl accounts sync` (a YAML source) against the API-server TEST DOUBLE
-//! (tests/support/apiserver.rs: server-side apply, CSR approval and an asynchronous
-//! kube-apiserver-client signer, RBAC): namespaces, quotas, limits, RBAC and network policy per
+//! `forgectl accounts sync` (a YAML source) against a REAL control plane (tests/support/kube.rs:
+//! kube-apiserver with RBAC and admission, the controller-manager's CSR signer, namespace and
+//! volume controllers): namespaces, quotas, limits, RBAC and network policy per
 //! tool; client certificates through the CSR API and kubeconfigs in the homes (0600, the
 //! tool's uid/gid, relative paths); a tool's kubeconfig works in its own namespace and nowhere
 //! else; a second pass writes nothing; overrides reconciled both ways; renewal; disabled and
@@ -12,6 +12,7 @@ mod support;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use support::accounts_bed::bed;
 
@@ -69,13 +70,9 @@ async fn tools_get_namespaces_rbac_and_kubeconfigs_and_a_second_pass_writes_noth
         "metadata": {"name": "forgectl-accounts-tool-x-1", "labels": {
             "app.kubernetes.io/managed-by": "forgectl-accounts"}},
         "spec": {"signerName": "kubernetes.io/kube-apiserver-client", "usages": ["client auth"],
-            "request": ""}});
-    bed.api.put(
-        "certificates.k8s.io",
-        "certificatesigningrequests",
-        "",
-        stale,
-    );
+            "request": base64::engine::general_purpose::STANDARD.encode(
+                support::x509::csr_pem("tool-x"))}});
+    bed.api.apply(&stale.to_string());
 
     let (code, s, err) = bed.sync(&inv, &[]);
     assert_eq!(code, 0, "first pass: {err}\n{s:#}");
@@ -87,9 +84,7 @@ async fn tools_get_namespaces_rbac_and_kubeconfigs_and_a_second_pass_writes_noth
         "{s:#}"
     );
     assert!(
-        bed.api
-            .objects("certificates.k8s.io", "certificatesigningrequests")
-            .is_empty(),
+        bed.csrs().is_empty(),
         "no request is left behind (the stale one and every issued one deleted)"
     );
 
@@ -212,16 +207,46 @@ async fn tools_get_namespaces_rbac_and_kubeconfigs_and_a_second_pass_writes_noth
     assert!(kube.list(("", "v1", "Namespace"), None).await.is_err());
 
     // Second pass: nothing to do, no write at all.
-    let before = bed.api.writes();
+    let before = bed.writes();
     let (code, s, err) = bed.sync(&inv, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(s["unchanged"], TOOLS + 1, "{s:#}");
     assert_eq!(s["writes"], 0);
-    assert_eq!(
-        bed.api.writes(),
-        before,
-        "a steady-state pass makes no write"
+    assert_eq!(bed.writes(), before, "a steady-state pass makes no write");
+
+    // A tool provisioned by an earlier forgectl: its own Role `tool` and the binding to it. The
+    // Role goes, the binding is made anew to the shared ClusterRole (a roleRef cannot change).
+    let labels = json!({"app.kubernetes.io/managed-by": "forgectl-accounts", "forgectl.io/tool": "tool08"});
+    let (ok, _, err) = bed
+        .api
+        .kubectl(&["-n", "tool-tool08", "delete", "rolebinding", "tool"]);
+    assert!(ok, "{err}");
+    bed.api.apply(
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "tool", "namespace": "tool-tool08", "labels": labels},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
+        .to_string(),
     );
+    bed.api.apply(
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "tool", "namespace": "tool-tool08", "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tool"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "tool-tool08"}]})
+        .to_string(),
+    );
+    let (code, s, err) = bed.sync(&inv, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(names(&s["updated"]), vec!["tool08"], "{s:#}");
+    assert!(
+        bed.object("rbac.authorization.k8s.io", "roles", "tool-tool08", "tool")
+            .is_none()
+    );
+    assert_eq!(
+        bed.tool_binding("tool08").unwrap()["roleRef"]["kind"],
+        "ClusterRole"
+    );
+    let (_, s, _) = bed.sync(&inv, &[]);
+    assert_eq!(s["writes"], 0, "{s:#}");
 
     // An override changed, then removed: the quota follows both ways.
     let inv = bed.inventory("  overrides:\n    tool03:\n      quota: { limits.memory: 12Gi }\n");
@@ -255,14 +280,67 @@ async fn tools_get_namespaces_rbac_and_kubeconfigs_and_a_second_pass_writes_noth
         .object("", "resourcequotas", "tool-tool05", "tool-quota")
         .unwrap();
     q["spec"]["hard"]["pods"] = json!("999");
-    bed.api.put("", "resourcequotas", "tool-tool05", q);
-    let (_, s, _) = bed.sync(&inv, &[]);
-    assert_eq!(names(&s["updated"]), vec!["tool05"]);
+    bed.api.apply(
+        &json!({"apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "tool-quota", "namespace": "tool-tool05"},
+            "spec": {"hard": {"pods": "999"}}})
+        .to_string(),
+    );
     assert_eq!(
         bed.object("", "resourcequotas", "tool-tool05", "tool-quota")
             .unwrap()["spec"]["hard"]["pods"],
-        "16"
+        "999"
     );
+    // A quota entry someone added goes too: a tool's quota is exactly the inventory's.
+    bed.api.apply(
+        &json!({"apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "tool-quota", "namespace": "tool-tool05"},
+            "spec": {"hard": {"pods": "999", "requests.storage": "1Ti"}}})
+        .to_string(),
+    );
+    let (_, s, _) = bed.sync(&inv, &[]);
+    assert_eq!(names(&s["updated"]), vec!["tool05"]);
+    assert!(
+        names(&s["actions"]).contains(
+            &"tool05: remove requests.storage from ResourceQuota tool-tool05/tool-quota (not in the inventory)"
+                .to_string()
+        ),
+        "{s:#}"
+    );
+    let hard = bed
+        .object("", "resourcequotas", "tool-tool05", "tool-quota")
+        .unwrap()["spec"]["hard"]
+        .clone();
+    assert_eq!(hard["pods"], "16");
+    assert!(hard.get("requests.storage").is_none(), "{hard}");
+    let (_, s, _) = bed.sync(&inv, &[]);
+    assert_eq!(s["writes"], 0, "{s:#}");
+
+    // The default quota and container defaults fit together: a tool runs all of its 16 pods
+    // with the default requests (the ResourceQuota admission of the real API server counts
+    // them as they are made, scheduled or not).
+    bed.api.apply(
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "many", "namespace": "tool-tool06"},
+            "spec": {"replicas": 16, "selector": {"matchLabels": {"app": "many"}},
+                "template": {"metadata": {"labels": {"app": "many"}},
+                    "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+        .to_string(),
+    );
+    let t = std::time::Instant::now();
+    loop {
+        let pods = bed.api.list("pods", "app=many").len();
+        if pods == 16 {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "{pods} of 16 pods made: {:#}",
+            bed.object("", "resourcequotas", "tool-tool06", "tool-quota")
+                .unwrap()["status"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 
     // A kubeconfig edited to something longer is rewritten exactly; a key made world-readable
     // is put back to 0600.
@@ -285,11 +363,7 @@ async fn tools_get_namespaces_rbac_and_kubeconfigs_and_a_second_pass_writes_noth
     assert_eq!(s["renewed"].as_array().unwrap().len(), TOOLS + 1, "{s:#}");
     let (_, _, serial_after, signed) = cert_of(&bed.home("tool01"), &bed.ca.0);
     assert!(signed && serial_after != serial_before);
-    assert!(
-        bed.api
-            .objects("certificates.k8s.io", "certificatesigningrequests")
-            .is_empty()
-    );
+    assert!(bed.csrs().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,13 +375,13 @@ async fn disabled_and_removed_tools_and_what_is_refused() {
     assert_eq!(code, 0, "{err}");
 
     // A running workload and a cron job of tool02, then tool02 is disabled.
-    bed.api.put("apps", "deployments", "tool-tool02", json!({"apiVersion": "apps/v1",
-        "kind": "Deployment", "metadata": {"name": "web", "generation": 1},
+    bed.api.apply(&json!({"apiVersion": "apps/v1",
+        "kind": "Deployment", "metadata": {"name": "web", "namespace": "tool-tool02"},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "x"}]}}}}));
-    bed.api.put("batch", "cronjobs", "tool-tool02", json!({"apiVersion": "batch/v1",
-        "kind": "CronJob", "metadata": {"name": "nightly"},
-        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}], "restartPolicy": "Never"}}}}}}));
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "x"}]}}}}).to_string());
+    bed.api.apply(&json!({"apiVersion": "batch/v1",
+        "kind": "CronJob", "metadata": {"name": "nightly", "namespace": "tool-tool02"},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}], "restartPolicy": "Never"}}}}}}).to_string());
     bed.tools(12, &[], &["tool02"]);
     let (code, s, err) = bed.sync(&inv, &[]);
     assert_eq!(code, 0, "{err}");
@@ -366,7 +440,7 @@ async fn disabled_and_removed_tools_and_what_is_refused() {
         "waiting out the grace period writes nothing"
     );
     let inv0 = bed.inventory("  removal_grace_days: 0\n");
-    let before = bed.api.writes();
+    let before = bed.writes();
     let (code, s, _) = bed.sync(&inv0, &["--dry-run"]);
     assert_eq!(code, 0);
     assert_eq!(names(&s["removed"]), vec!["tool04"]);
@@ -374,11 +448,11 @@ async fn disabled_and_removed_tools_and_what_is_refused() {
         names(&s["actions"]).contains(&"tool04: would delete namespace tool-tool04".to_string()),
         "{s:#}"
     );
-    assert_eq!(bed.api.writes(), before, "a dry run writes nothing");
+    assert_eq!(bed.writes(), before, "a dry run writes nothing");
     assert!(bed.object("", "namespaces", "", "tool-tool04").is_some());
     let (_, s, _) = bed.sync(&inv0, &[]);
     assert_eq!(names(&s["removed"]), vec!["tool04"]);
-    assert!(bed.object("", "namespaces", "", "tool-tool04").is_none());
+    assert!(bed.gone("", "namespaces", "", "tool-tool04"));
 
     // A tool that comes back before its namespace is deleted loses the mark.
     bed.tools(12, &["tool05"], &[]);
@@ -396,7 +470,7 @@ async fn disabled_and_removed_tools_and_what_is_refused() {
 
     // A source that suddenly lists nothing is refused before anything changes.
     std::fs::write(bed.path("tools.yaml"), "tools: []\nadmins: []\n").unwrap();
-    let before = bed.api.writes();
+    let before = bed.writes();
     let (code, s, _) = bed.sync(&inv, &[]);
     assert_ne!(code, 0);
     let (err, next) = (
@@ -408,7 +482,7 @@ async fn disabled_and_removed_tools_and_what_is_refused() {
             && next.contains("--allow-mass-removal"),
         "{s:#}"
     );
-    assert_eq!(bed.api.writes(), before);
+    assert_eq!(bed.writes(), before);
 
     // A home whose .kube points elsewhere is refused (forgectl runs as root).
     bed.tools(12, &["tool04"], &[]);
@@ -489,18 +563,18 @@ async fn tools_get_their_home_as_a_volume_bound_to_their_own_claim() {
         .delete("tool-home", &Default::default())
         .await
         .unwrap();
-    let mut pv = bed
+    let t = std::time::Instant::now();
+    while bed
         .object("", "persistentvolumes", "", "tool-tool00-home")
-        .unwrap();
-    pv["spec"]["claimRef"]["uid"] = json!("4f6c0d7e-old-claim");
-    bed.api.put("", "persistentvolumes", "", pv);
-    bed.api.set_status(
-        "",
-        "persistentvolumes",
-        "",
-        "tool-tool00-home",
-        json!({"phase": "Released"}),
-    );
+        .unwrap()["status"]["phase"]
+        != "Released"
+    {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "the volume controller never released the volume"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let (_, s, _) = bed.sync(&inv, &[]);
     assert!(
         names(&s["actions"])
@@ -508,25 +582,33 @@ async fn tools_get_their_home_as_a_volume_bound_to_their_own_claim() {
             .any(|a| a.contains("free PersistentVolume tool-tool00-home")),
         "{s:#}"
     );
-    let pv = bed
-        .object("", "persistentvolumes", "", "tool-tool00-home")
-        .unwrap();
-    assert!(pv["spec"]["claimRef"].get("uid").is_none(), "{pv:#}");
-    assert_eq!(pv["spec"]["claimRef"]["name"], "tool-home");
-    assert!(
-        bed.object("", "persistentvolumeclaims", "tool-tool00", "tool-home")
-            .is_some()
-    );
+    // The volume controller binds the freed volume to the new claim.
+    let claim = bed
+        .object("", "persistentvolumeclaims", "tool-tool00", "tool-home")
+        .expect("the claim made again");
+    let t = std::time::Instant::now();
+    loop {
+        let pv = bed
+            .object("", "persistentvolumes", "", "tool-tool00-home")
+            .unwrap();
+        if pv["status"]["phase"] == "Bound" {
+            assert_eq!(pv["spec"]["claimRef"]["name"], "tool-home");
+            assert_eq!(pv["spec"]["claimRef"]["uid"], claim["metadata"]["uid"]);
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "the freed volume is not bound again: {pv:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     // tool05 leaves: marked, then (grace 0) its namespace and its volume go.
     bed.tools(6, &["tool05"], &[]);
     bed.sync(&inv, &[]);
     let (_, s, _) = bed.sync(&inv, &[]);
     assert_eq!(names(&s["removed"]), vec!["tool05"], "{s:#}");
-    assert!(bed.object("", "namespaces", "", "tool-tool05").is_none());
-    assert!(
-        bed.object("", "persistentvolumes", "", "tool-tool05-home")
-            .is_none()
-    );
+    assert!(bed.gone("", "namespaces", "", "tool-tool05"));
+    assert!(bed.gone("", "persistentvolumes", "", "tool-tool05-home"));
     assert!(
         bed.object("", "persistentvolumes", "", "tool-tool04-home")
             .is_some()

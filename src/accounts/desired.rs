@@ -42,12 +42,17 @@ pub const SIGNER: &str = "kubernetes.io/kube-apiserver-client";
 pub const QUOTA_NAME: &str = "tool-quota";
 /// See [`QUOTA_NAME`].
 pub const LIMITS_NAME: &str = "tool-limits";
-/// See [`QUOTA_NAME`].
+/// See [`QUOTA_NAME`]: the RoleBinding that gives the tool [`TOOL_CLUSTER_ROLE`] in its
+/// namespace (and, before the ClusterRole, the name of each tool's own Role).
 pub const ROLE_NAME: &str = "tool";
+/// The ClusterRole every tool is bound to in its own namespace (one object for all tools, not
+/// a Role per tool: a write less per tool).
+pub const TOOL_CLUSTER_ROLE: &str = "forgectl-tool";
 /// See [`QUOTA_NAME`].
 pub const POLICY_NAME: &str = "tool-isolate";
 
 /// The kinds the provisioner manages, as (group, version, kind, namespaced).
+/// (Role: tools' own Roles from before [`TOOL_CLUSTER_ROLE`], found so they are deleted.)
 pub const KINDS: &[(&str, &str, &str, bool)] = &[
     ("", "v1", "Namespace", false),
     ("", "v1", "ResourceQuota", true),
@@ -135,15 +140,13 @@ pub fn tool_objects(cfg: &Accounts, t: &ToolAccount) -> Vec<Value> {
             "defaultRequest": merged(&cfg.limits.default_request, over.map(|o| &o.limits.default_request)),
             "max": merged(&cfg.limits.max, over.map(|o| &o.limits.max)),
         }]}}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": ROLE_NAME, "namespace": ns, "labels": labels(&t.name)},
-            "rules": tool_rules()}),
     ];
     if !t.disabled {
         out.push(
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": ROLE_NAME, "namespace": ns, "labels": labels(&t.name)},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE_NAME},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                "name": TOOL_CLUSTER_ROLE},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
                 "name": tool_user(cfg, &t.name)}]}),
         );
@@ -161,6 +164,16 @@ pub fn tool_objects(cfg: &Accounts, t: &ToolAccount) -> Vec<Value> {
     }
     out.extend(super::home_volume::home_objects(cfg, t));
     out.into_iter().map(with_hash).collect()
+}
+
+/// The ClusterRole [`TOOL_CLUSTER_ROLE`] with [`tool_rules`], as the platform phase applies it
+/// (field manager `forgectl`, label `app.kubernetes.io/managed-by: forgectl`): the provisioner
+/// applies the very same object when it is missing or differs, so the two never take turns.
+pub fn tool_cluster_role() -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": TOOL_CLUSTER_ROLE,
+            "labels": {MANAGED_BY: crate::kube::FIELD_MANAGER}},
+        "rules": tool_rules()})
 }
 
 /// What a tool may do in its own namespace: run and inspect pods (logs, exec, port-forward,

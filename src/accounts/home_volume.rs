@@ -51,7 +51,8 @@ pub fn home_objects(cfg: &Accounts, t: &ToolAccount) -> Vec<Value> {
         "capacity": {"storage": hv.size},
         "accessModes": ["ReadWriteMany"],
         "persistentVolumeReclaimPolicy": "Retain",
-        "storageClassName": "",
+        // No storageClassName: a volume's empty class is the absent field (the API server
+        // drops ""), and an object must read back as applied to count as unchanged.
         "volumeMode": "Filesystem",
         "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "namespace": ns, "name": HOME_CLAIM},

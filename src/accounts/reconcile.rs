@@ -25,6 +25,8 @@ use crate::inventory::accounts::Accounts;
 
 /// Field manager of the removal mark (its own, so the mark comes and goes on its own).
 const REMOVAL_MANAGER: &str = "forgectl-accounts-removal";
+/// The field manager of the patch that removes foreign quota entries.
+const PRUNE_MANAGER: &str = "forgectl-accounts-prune";
 /// The field manager of the patch that frees a Released home volume.
 const REBIND_MANAGER: &str = "forgectl-accounts-rebind";
 
@@ -118,6 +120,8 @@ enum Step {
     Unmark(String),
     /// Delete a tool's namespace (and everything in it).
     DeleteNamespace(String),
+    /// Remove the `spec.hard` entries of a ResourceQuota that others added.
+    Prune { obj: Value, keys: Vec<String> },
     /// Free a Released home volume for a new claim of the same name (the tool deleted its
     /// claim): drop the old claim's uid from `claimRef`, so the volume binds again.
     Rebind(String),
@@ -147,6 +151,11 @@ impl Step {
             Self::Unmark(ns) => format!("clear the removal mark of namespace {ns}"),
             Self::DeleteNamespace(ns) => format!("delete namespace {ns}"),
             Self::Rebind(pv) => format!("free PersistentVolume {pv} for the tool's new claim"),
+            Self::Prune { obj, keys } => format!(
+                "remove {} from {} (not in the inventory)",
+                keys.join(", "),
+                key_of(obj)
+            ),
         }
     }
 }
@@ -185,6 +194,7 @@ pub async fn sync<S: Source>(
             summary.writes += leftovers.len();
         }
     }
+    ensure_tool_role(client, opts, &mut summary, &mut problems).await;
     let mut plans = plan_removals(cfg, &dir, &observed, opts)?;
     plans.extend(orphan_admin_bindings(&dir, &observed));
     let concurrency = cfg.concurrency.max(1);
@@ -279,6 +289,54 @@ pub async fn sync<S: Source>(
     Ok(summary)
 }
 
+/// Makes sure the ClusterRole every tool is bound to is there as forgectl defines it (the
+/// platform phase applies it; `accounts sync` with an admin's rights also can). A controller
+/// without the right to write it reports a problem and goes on.
+async fn ensure_tool_role(
+    client: &::kube::Client,
+    opts: &PassOptions,
+    summary: &mut Summary,
+    problems: &mut Vec<String>,
+) {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let want = desired::tool_cluster_role();
+    let api: Api<ClusterRole> = Api::all(client.clone());
+    let have = match api.get_opt(desired::TOOL_CLUSTER_ROLE).await {
+        Ok(h) => h.and_then(|h| serde_json::to_value(h).ok()),
+        Err(e) => {
+            problems.push(format!(
+                "ClusterRole {}: cannot read it: {}",
+                desired::TOOL_CLUSTER_ROLE,
+                crate::kube::error_text(&e)
+            ));
+            return;
+        }
+    };
+    if have.is_some_and(|h| contained(&want, &h)) {
+        return;
+    }
+    let action = format!("apply ClusterRole {}", desired::TOOL_CLUSTER_ROLE);
+    if opts.dry_run {
+        summary.actions.push(format!("would {action}"));
+        return;
+    }
+    let params = PatchParams::apply(crate::kube::FIELD_MANAGER).force();
+    match api
+        .patch(desired::TOOL_CLUSTER_ROLE, &params, &Patch::Apply(&want))
+        .await
+    {
+        Ok(_) => {
+            summary.actions.push(action);
+            summary.writes += 1;
+        }
+        Err(e) => problems.push(format!(
+            "ClusterRole {} is missing or differs and cannot be written here ({}): run `forgectl up --only platform`, which installs it",
+            desired::TOOL_CLUSTER_ROLE,
+            crate::kube::error_text(&e)
+        )),
+    }
+}
+
 /// Threads of the blocking pool that plan accounts side by side.
 const PLAN_THREADS: usize = 8;
 
@@ -289,15 +347,49 @@ enum Account {
     Admin(Person),
 }
 
-/// The steps that bring `want` about, given what the cluster has.
+/// The steps that bring `want` about, given what the cluster has: an apply where a field
+/// forgectl sets differs, and the removal of quota entries someone else added (server-side
+/// apply leaves fields other managers own).
 fn object_steps(want: Vec<Value>, observed: &Observed) -> Vec<Step> {
-    want.into_iter()
-        .filter(|w| {
-            observed
-                .get(&key_of(w))
-                .is_none_or(|have| !contained(w, have))
-        })
-        .map(Step::Apply)
+    let mut out = Vec::new();
+    for w in want {
+        let mut have = observed.get(&key_of(&w));
+        // A binding's roleRef cannot change: one bound to the tool's old Role is made anew.
+        if let Some(h) = have
+            && w["kind"] == "RoleBinding"
+            && h["roleRef"] != w["roleRef"]
+        {
+            out.push(Step::Delete(h.clone()));
+            have = None;
+        }
+        let foreign = have.map(|h| foreign_quota_keys(&w, h)).unwrap_or_default();
+        if !foreign.is_empty() {
+            out.push(Step::Prune {
+                obj: w.clone(),
+                keys: foreign,
+            });
+        }
+        if have.is_none_or(|h| !contained(&w, h)) {
+            out.push(Step::Apply(w));
+        }
+    }
+    out
+}
+
+/// The `spec.hard` keys of a stored ResourceQuota that forgectl does not set: a tool's quota is
+/// exactly what the inventory says.
+fn foreign_quota_keys(want: &Value, have: &Value) -> Vec<String> {
+    if want["kind"] != "ResourceQuota" {
+        return Vec::new();
+    }
+    let wanted = want["spec"]["hard"].as_object();
+    have["spec"]["hard"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .filter(|k| !wanted.is_some_and(|w| w.contains_key(*k)))
+        .cloned()
         .collect()
 }
 
@@ -658,6 +750,24 @@ async fn run_step(
                 .map_err(|e| api_err(format!("apply {}", key_of(o)), e))?;
             Ok(1)
         }
+        Step::Prune { obj, keys } => {
+            let api = dynamic_api(client, obj).ok_or_else(|| unknown(obj))?;
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            let nulls: serde_json::Map<String, Value> =
+                keys.iter().map(|k| (k.clone(), Value::Null)).collect();
+            let params = PatchParams {
+                field_manager: Some(PRUNE_MANAGER.into()),
+                ..Default::default()
+            };
+            api.patch(
+                name,
+                &params,
+                &Patch::Merge(json!({"spec": {"hard": nulls}})),
+            )
+            .await
+            .map_err(|e| api_err(format!("prune {}", key_of(obj)), e))?;
+            Ok(1)
+        }
         Step::Delete(o) => delete_object(client, o).await,
         Step::StopWorkloads(ns) => stop_workloads(client, ns).await,
         Step::Issue {
@@ -784,4 +894,59 @@ async fn stop_workloads(client: &::kube::Client, ns: &str) -> Result<usize, Acco
         }
     }
     Ok(writes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(hard: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "tool-quota", "namespace": "tool-a"}, "spec": {"hard": hard}})
+    }
+
+    fn binding(kind: &str, name: &str) -> Value {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "tool", "namespace": "tool-a"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name}})
+    }
+
+    fn described(steps: &[Step]) -> Vec<String> {
+        steps.iter().map(Step::describe).collect()
+    }
+
+    #[test]
+    fn quota_entries_others_added_are_removed_and_nothing_else_is_touched() {
+        let want = quota(json!({"pods": "16"}));
+        let same = Observed::new([quota(json!({"pods": "16"}))]);
+        assert!(object_steps(vec![want.clone()], &same).is_empty());
+        let extra = Observed::new([quota(json!({"pods": "16", "requests.storage": "1Ti"}))]);
+        assert_eq!(
+            described(&object_steps(vec![want.clone()], &extra)),
+            ["remove requests.storage from ResourceQuota tool-a/tool-quota (not in the inventory)"]
+        );
+        let both = Observed::new([quota(json!({"pods": "99", "x": "1"}))]);
+        assert_eq!(
+            described(&object_steps(vec![want], &both)),
+            [
+                "remove x from ResourceQuota tool-a/tool-quota (not in the inventory)",
+                "apply ResourceQuota tool-a/tool-quota"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_binding_to_another_role_is_made_anew() {
+        let want = binding("ClusterRole", "forgectl-tool");
+        let old = Observed::new([binding("Role", "tool")]);
+        assert_eq!(
+            described(&object_steps(vec![want.clone()], &old)),
+            [
+                "delete RoleBinding tool-a/tool",
+                "apply RoleBinding tool-a/tool"
+            ]
+        );
+        let current = Observed::new([want.clone()]);
+        assert!(object_steps(vec![want], &current).is_empty());
+    }
 }

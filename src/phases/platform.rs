@@ -61,6 +61,8 @@ struct Vars<'a> {
     controller: bool,
     accounts_user: &'a str,
     admin_cluster_roles: &'a [String],
+    tool_role: &'a str,
+    tool_role_object: String,
     lease_namespace: &'a str,
     lease_name: &'a str,
     tenant_label: &'a str,
@@ -232,6 +234,12 @@ impl Phase for Platform {
             controller,
             accounts_user: ACCOUNTS_USER,
             admin_cluster_roles: &inv.accounts.admin_cluster_roles,
+            tool_role: crate::accounts::desired::TOOL_CLUSTER_ROLE,
+            // As YAML for people reviewing the rendered manifest (the serializer, not pasting).
+            tool_role_object: serde_saphyr::to_string(
+                &crate::accounts::desired::tool_cluster_role(),
+            )
+            .map_err(|e| PhaseError::Inventory(format!("the ClusterRole of tools: {e}")))?,
             lease_namespace: LEASE.0,
             lease_name: LEASE.1,
             tenant_label: TENANT_LABEL,
