@@ -559,3 +559,31 @@ fn platform_settings_are_checked() {
     let d = diagnostics(&off);
     assert!(d.iter().all(|d| !d.field.starts_with("platform.")), "{d:?}");
 }
+
+#[test]
+fn a_quota_the_container_defaults_cannot_fill_is_a_warning() {
+    // The defaults fit: 16 pods at 125m / 256Mi requests and 500m / 512Mi limits.
+    assert!(diagnostics(BASE).is_empty());
+    // A site that raises the default request without the quota: only 13 of 16 pods fit.
+    let text = format!(
+        "{BASE}accounts:\n  limits:\n    default_request: {{cpu: 150m}}\n  overrides:\n    big:\n      quota: {{pods: \"40\"}}\n"
+    );
+    let d = find(
+        &text,
+        "every tool can run only 13 of its `pods: 16` with the default_request of 150m cpu",
+    );
+    assert_at(&d, Severity::Warning, 19, "accounts.limits.default_request.cpu");
+    assert!(
+        d.message.contains("`requests.cpu: 2` runs out first"),
+        "{d:#?}"
+    );
+    assert!(
+        d.hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("raise `requests.cpu` to 2400m")
+    );
+    // A tool whose override raises its pods without the rest.
+    let d = find(&text, "tool big can run only 13 of its `pods: 40`");
+    assert_at(&d, Severity::Warning, 21, "accounts.overrides.big");
+}

@@ -337,8 +337,10 @@ fn default_quota() -> BTreeMap<String, String> {
 fn default_limit() -> BTreeMap<String, String> {
     map(&[("cpu", "500m"), ("memory", "512Mi")])
 }
+/// 16 pods (the default quota) × 125m = `requests.cpu: 2`: a tool can run all the pods its
+/// quota allows with the default requests.
 fn default_request() -> BTreeMap<String, String> {
-    map(&[("cpu", "150m"), ("memory", "256Mi")])
+    map(&[("cpu", "125m"), ("memory", "256Mi")])
 }
 fn default_max() -> BTreeMap<String, String> {
     map(&[("cpu", "1"), ("memory", "4Gi")])

@@ -5,6 +5,7 @@ pub mod diagnostics;
 pub mod machines;
 pub mod model;
 pub mod platform;
+pub mod quantity;
 pub mod reference;
 pub mod schema_check;
 pub mod types;
