@@ -43,14 +43,16 @@ pub fn repository(image: &str) -> String {
     }
 }
 
-/// Whether `image` comes from one of `allowed` (a registry, or a registry and path prefix,
-/// matched on whole path components).
+/// Whether `image` comes from one of `allowed`: a registry, a registry and path prefix, or a
+/// whole repository (any tag or digest of it), matched on whole path components.
 pub fn image_allowed(allowed: &[String], image: &str) -> bool {
-    let full = normalize(image);
+    let repo = repository(image);
     allowed.iter().any(|a| {
         let a = a.trim_end_matches('/').to_ascii_lowercase();
-        full.strip_prefix(&a)
-            .is_some_and(|rest| rest.starts_with('/'))
+        repo == a
+            || repo
+                .strip_prefix(&a)
+                .is_some_and(|rest| rest.starts_with('/'))
     })
 }
 
@@ -239,6 +241,18 @@ mod tests {
             !image_allowed(&a, "registry.toolforge.test"),
             "a bare name is a Docker Hub image"
         );
+        // A whole repository: any tag or digest of it, nothing beside it.
+        let repo = vec!["docker.io/library/python".to_string()];
+        for ok in [
+            "python",
+            "python:3.11-slim",
+            "docker.io/library/python@sha256:ab",
+        ] {
+            assert!(image_allowed(&repo, ok), "{ok}");
+        }
+        for bad in ["python2:1", "debian", "docker.io/library/pythonista:1"] {
+            assert!(!image_allowed(&repo, bad), "{bad}");
+        }
     }
 
     #[test]

@@ -13,8 +13,9 @@ pub struct Platform {
     /// Install it (the `platform` phase of `up`).
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Registries tool images may come from (`HOST[/PATH]`, matched per path segment). Empty:
-    /// the registries of `images`.
+    /// Registries tool images may come from (`HOST[/PATH]`, matched per path segment; a whole
+    /// repository allows any tag of it). Empty: the repositories of `images` only (each
+    /// platform image, any tag), never the whole registry they are on.
     #[serde(default)]
     pub allowed_registries: Vec<String>,
     /// The image of each type tool owners name (`webservice TYPE start`, `jobs run --image
@@ -52,7 +53,9 @@ impl Default for Platform {
 }
 
 impl Platform {
-    /// The registries images may come from: the configured list, else those of `images`.
+    /// The registries images may come from: the configured list, else the repositories of
+    /// `images` (the default images are on Docker Hub's `library/`: allowing that whole path
+    /// would admit every official image there).
     pub fn registries(&self) -> Vec<String> {
         if !self.allowed_registries.is_empty() {
             return self.allowed_registries.clone();
@@ -60,12 +63,7 @@ impl Platform {
         let mut out: Vec<String> = self
             .images
             .values()
-            .map(|i| {
-                crate::admission::rules::repository(i)
-                    .rsplit_once('/')
-                    .map(|(r, _)| r.to_string())
-                    .unwrap_or_default()
-            })
+            .map(|i| crate::admission::rules::repository(i))
             .filter(|r| !r.is_empty())
             .collect();
         out.sort();
@@ -154,9 +152,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_registries_default_to_those_of_the_images() {
+    fn the_registries_default_to_the_repositories_of_the_images() {
         let p = Platform::default();
-        assert_eq!(p.registries(), vec!["docker.io/library".to_string()]);
+        assert_eq!(
+            p.registries(),
+            [
+                "docker.io/library/debian",
+                "docker.io/library/node",
+                "docker.io/library/php",
+                "docker.io/library/python"
+            ]
+        );
         let p = Platform {
             images: [
                 ("a".to_string(), "reg.example:5000/x/y:1".to_string()),
@@ -168,6 +174,9 @@ mod tests {
             .into(),
             ..Platform::default()
         };
-        assert_eq!(p.registries(), vec!["reg.example:5000/x".to_string()]);
+        assert_eq!(
+            p.registries(),
+            ["reg.example:5000/x/y", "reg.example:5000/x/z"]
+        );
     }
 }
