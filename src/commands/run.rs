@@ -429,6 +429,17 @@ pub async fn render(
             let rel = Path::new(host).join(path.trim_start_matches('/'));
             let target = out.join(&rel);
             write_file(&target, content.as_bytes(), *mode)?;
+            if matches!(action.op, crate::plan::Op::ApplyManifests { .. }) {
+                for hook in webhooks_without_ca(content) {
+                    eprintln!(
+                        "warning: {}: {hook} has no caBundle: the state dir holds no cluster CA yet. \
+                         Applied as it is, the API server cannot verify the webhook's certificate and \
+                         refuses what the webhook checks (every tool pod, with failurePolicy Fail). \
+                         Run `forgectl up --until pki` first, then render again.",
+                        target.display()
+                    );
+                }
+            }
             written.push(json!({
                 "phase": phase.phase, "host": host, "path": path,
                 "file": target.display().to_string(), "sha256": sha256,
@@ -453,6 +464,35 @@ pub async fn render(
         }
     }
     Ok(ExitCode::Ok)
+}
+
+/// The webhooks of the (Validating|Mutating)WebhookConfigurations in a manifest bundle that call
+/// a URL with no CA bundle to verify it by: `Kind name: webhook`.
+fn webhooks_without_ca(bundle: &str) -> Vec<String> {
+    let Ok(docs) = crate::kube::documents("bundle", bundle) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for d in &docs {
+        let kind = d["kind"].as_str().unwrap_or_default();
+        if !matches!(
+            kind,
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration"
+        ) {
+            continue;
+        }
+        for w in d["webhooks"].as_array().into_iter().flatten() {
+            let cc = &w["clientConfig"];
+            if cc["url"].is_string() && cc["caBundle"].as_str().is_none_or(str::is_empty) {
+                out.push(format!(
+                    "{kind} {}: {}",
+                    d["metadata"]["name"].as_str().unwrap_or_default(),
+                    w["name"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn write_file(target: &Path, data: &[u8], mode: u32) -> Result<(), CommandError> {
