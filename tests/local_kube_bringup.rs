@@ -626,7 +626,14 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()'"#,
         ds["spec"]["template"]["spec"]["nodeSelector"]["node.forgectl.io/ingress"],
         "true"
     );
-    assert_eq!(ds["metadata"]["managedFields"][0]["manager"], "forgectl");
+    assert!(
+        ds["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["manager"] == "forgectl" && f["operation"] == "Apply"),
+        "{ds:#}"
+    );
     let class = &api.list("ingressclasses", "")[0];
     assert_eq!(
         class["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"],

@@ -233,22 +233,31 @@ impl Kube {
             cause: super::error_text(&e),
         };
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let before = api
-            .get_opt(name)
-            .await
-            .map_err(|e| api_err("read", e))?
-            .and_then(|o| o.metadata.resource_version);
+        let before = api.get_opt(name).await.map_err(|e| api_err("read", e))?;
         let after = api
             .patch(name, &params, &Patch::Apply(d))
             .await
-            .map_err(|e| api_err("apply", e))?
-            .metadata
-            .resource_version;
+            .map_err(|e| api_err("apply", e))?;
         let outcome = match before {
             None => Outcome::Created,
-            Some(b) if Some(&b) != after.as_ref() => Outcome::Configured,
+            Some(b) if content(&b) != content(&after) => Outcome::Configured,
             Some(_) => Outcome::Unchanged,
         };
         Ok((what, outcome))
     }
+}
+
+/// What an object says, without the server's bookkeeping: its resourceVersion and
+/// managedFields (the server may rewrite forgectl's entry once after a controller's first
+/// status write, with nothing else changed) and its status (the controllers').
+fn content(o: &DynamicObject) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or_default();
+    if let Some(m) = v["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+    }
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("status");
+    }
+    v
 }

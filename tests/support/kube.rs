@@ -551,7 +551,7 @@ impl ControlPlane {
     /// Every object of `resource` (kubectl's name for it) matching `selector` ("" for all), in
     /// every namespace.
     pub fn list(&self, resource: &str, selector: &str) -> Vec<Value> {
-        let mut args = vec!["get", resource, "-A", "-o", "json"];
+        let mut args = vec!["get", resource, "-A", "-o", "json", "--show-managed-fields"];
         if !selector.is_empty() {
             args.extend(["-l", selector]);
         }
