@@ -216,7 +216,8 @@ async fn tools_get_namespaces_rbac_and_kubeconfigs_and_a_second_pass_writes_noth
 
     // A tool provisioned by an earlier forgectl: its own Role `tool` and the binding to it. The
     // Role goes, the binding is made anew to the shared ClusterRole (a roleRef cannot change).
-    let labels = json!({"app.kubernetes.io/managed-by": "forgectl-accounts", "forgectl.io/tool": "tool08"});
+    let labels =
+        json!({"app.kubernetes.io/managed-by": "forgectl-accounts", "forgectl.io/tool": "tool08"});
     let (ok, _, err) = bed
         .api
         .kubectl(&["-n", "tool-tool08", "delete", "rolebinding", "tool"]);

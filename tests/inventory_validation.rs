@@ -572,7 +572,12 @@ fn a_quota_the_container_defaults_cannot_fill_is_a_warning() {
         &text,
         "every tool can run only 13 of its `pods: 16` with the default_request of 150m cpu",
     );
-    assert_at(&d, Severity::Warning, 19, "accounts.limits.default_request.cpu");
+    assert_at(
+        &d,
+        Severity::Warning,
+        19,
+        "accounts.limits.default_request.cpu",
+    );
     assert!(
         d.message.contains("`requests.cpu: 2` runs out first"),
         "{d:#?}"
