@@ -208,6 +208,20 @@ async fn the_api_server_refuses_a_tool_pod_that_is_not_its_tool() {
         s.message
     );
     assert!(bed.object("", "pods", "tool-tool01", "root").is_none());
+    // Pod Security, as the accounts provisioner labels tool namespaces (enforce baseline): the
+    // tool's own ids, but privileged, are refused.
+    let mut privileged = pod("privileged", uid);
+    privileged.spec.as_mut().unwrap().containers[0].security_context =
+        Some(serde_json::from_value(json!({"privileged": true})).unwrap());
+    let err = pods
+        .create(&PostParams::default(), &privileged)
+        .await
+        .expect_err("a privileged pod is refused");
+    assert!(
+        err.to_string()
+            .contains("violates PodSecurity \"baseline:latest\": privileged"),
+        "{err}"
+    );
     // Not even an admin puts a pod with tool01's uid into tool00's namespace.
     let admin = client(&bed.admin).await;
     let err = Api::<Pod>::namespaced(admin.clone(), "tool-tool00")

@@ -12,7 +12,7 @@ use super::desired::{KINDS, MANAGED_BY, MANAGER, TOOL_LABEL, key_of};
 use super::{AccountsError, api_err};
 
 /// Items per page of a list.
-const PAGE: u32 = 500;
+const PAGE: u32 = 2000;
 
 /// Every managed object, by [`key_of`], and the keys of each tool's objects.
 #[derive(Debug, Default)]
