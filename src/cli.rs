@@ -169,7 +169,9 @@ pub enum Command {
         /// Run as root (through sudo when ssh.user is not root).
         #[arg(long)]
         sudo: bool,
-        /// The command and its arguments (after `--`).
+        /// The command and its arguments (after `--`), passed intact like `kubectl exec`: one
+        /// argument is a shell line (`-- 'cd /x && make'`), several are a command and its
+        /// arguments (`-- sh -c 'a; b'`).
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
     },

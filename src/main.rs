@@ -262,7 +262,7 @@ async fn dispatch(
         } => {
             let e = ExecOptions {
                 hosts,
-                command: command.join(" "),
+                command: commands::exec_command_line(&command),
                 timeout: timeout.map(std::time::Duration::from_secs),
                 sudo,
             };

@@ -153,6 +153,22 @@ async fn local_machines_and_ssh_executor() {
         .stdout(predicates::str::contains("etcd-1 | etcd-1"))
         .stdout(predicates::str::contains("w-1    | w-1"))
         .stdout(predicates::str::contains("3 host(s): 3 ok, 0 failed"));
+    // Several arguments reach the remote command intact (quoted for the remote shell); one is
+    // a shell line.
+    cluster
+        .forgectl()
+        .args([
+            "exec",
+            "--hosts",
+            "etcd-1",
+            "--",
+            "sh",
+            "-c",
+            "echo a; echo 'b c'",
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("etcd-1 | a\netcd-1 | b c"));
     cluster
         .forgectl()
         .args(["exec", "--hosts", "worker", "--", "exit 3"])

@@ -15,12 +15,27 @@ use crate::ssh::{Output, Pool};
 pub struct ExecOptions {
     /// Host selectors (roles, names, `all`).
     pub hosts: Vec<String>,
-    /// The command line (joined with spaces, run by the remote shell).
+    /// The command line the remote shell runs (see [`command_line`]).
     pub command: String,
     /// Per-host timeout.
     pub timeout: Option<Duration>,
     /// Run as root (sudo when the login user is not root).
     pub sudo: bool,
+}
+
+/// The remote shell line for `exec`'s arguments, as `kubectl exec` passes them: one argument
+/// is a shell line (`forgectl exec -- 'cd /x && make'`); several are a command and its
+/// arguments, each quoted so the remote shell hands them over intact
+/// (`forgectl exec -- sh -c 'a; b'` runs `sh` with `-c` and `a; b`).
+pub fn command_line(args: &[String]) -> String {
+    match args {
+        [line] => line.clone(),
+        _ => args
+            .iter()
+            .map(|a| crate::ssh::shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
 
 /// Runs the command on the selected hosts, prints each host's output with a prefix and a summary.
@@ -139,4 +154,40 @@ pub async fn exec(
     } else {
         ExitCode::Failed
     })
+}
+
+#[cfg(test)]
+mod command_line_tests {
+    use super::command_line;
+
+    /// What a real POSIX shell makes of `line`: the arguments `printf` gets, one a line.
+    fn words(line: &str) -> Vec<String> {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("set -- {line}; printf '%s\\n' \"$@\""))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn several_arguments_reach_the_remote_command_intact() {
+        let argv: Vec<String> = ["sh", "-c", "a; b", "it's", "$(x)", "*", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(words(&command_line(&argv)), argv);
+    }
+
+    #[test]
+    fn one_argument_is_a_shell_line() {
+        assert_eq!(
+            command_line(&["echo a; echo b".to_string()]),
+            "echo a; echo b"
+        );
+    }
 }

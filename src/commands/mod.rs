@@ -23,7 +23,7 @@ pub use etcd::{
     Membership, Quorum, etcd_membership, etcd_snapshot_restore, etcd_snapshot_save, etcd_status,
     quorum,
 };
-pub use exec::{ExecOptions, exec};
+pub use exec::{ExecOptions, command_line as exec_command_line, exec};
 pub use init::init;
 pub use inventory_cmds::{schema, validate};
 pub use machines::{machines_apply, machines_list};
