@@ -97,17 +97,6 @@ pub fn hash_of(obj: &Value) -> Option<&str> {
     obj["metadata"]["annotations"][HASH_ANNOTATION].as_str()
 }
 
-fn merged(
-    base: &std::collections::BTreeMap<String, String>,
-    over: Option<&std::collections::BTreeMap<String, String>>,
-) -> Value {
-    let mut m = base.clone();
-    if let Some(o) = over {
-        m.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    json!(m)
-}
-
 /// The objects of tool `t`, namespace first; a disabled tool has no RoleBinding.
 pub fn tool_objects(cfg: &Accounts, t: &ToolAccount) -> Vec<Value> {
     let ns = namespace(cfg, &t.name);
@@ -122,7 +111,7 @@ pub fn tool_objects(cfg: &Accounts, t: &ToolAccount) -> Vec<Value> {
     if t.disabled {
         ns_labels[DISABLED_LABEL] = json!("true");
     }
-    let over = cfg.overrides.get(&t.name);
+    let limits = cfg.limits_for(Some(&t.name));
     let mut out = vec![
         json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": ns, "labels": ns_labels, "annotations": {
@@ -132,13 +121,12 @@ pub fn tool_objects(cfg: &Accounts, t: &ToolAccount) -> Vec<Value> {
         }}}),
         json!({"apiVersion": "v1", "kind": "ResourceQuota",
             "metadata": {"name": QUOTA_NAME, "namespace": ns, "labels": labels(&t.name)},
-            "spec": {"hard": merged(&cfg.quota, over.map(|o| &o.quota))}}),
+            "spec": {"hard": limits.quota}}),
         json!({"apiVersion": "v1", "kind": "LimitRange",
         "metadata": {"name": LIMITS_NAME, "namespace": ns, "labels": labels(&t.name)},
         "spec": {"limits": [{"type": "Container",
-            "default": merged(&cfg.limits.default, over.map(|o| &o.limits.default)),
-            "defaultRequest": merged(&cfg.limits.default_request, over.map(|o| &o.limits.default_request)),
-            "max": merged(&cfg.limits.max, over.map(|o| &o.limits.max)),
+            "default": limits.default, "defaultRequest": limits.default_request,
+            "max": limits.max,
         }]}}),
     ];
     if !t.disabled {

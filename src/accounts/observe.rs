@@ -105,6 +105,22 @@ pub fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
 }
 
+/// The ClusterRole tools are bound to, as stored (None: missing).
+pub async fn tool_role(client: &::kube::Client) -> Result<Option<Value>, AccountsError> {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let api: ::kube::Api<ClusterRole> = ::kube::Api::all(client.clone());
+    let role = api
+        .get_opt(super::desired::TOOL_CLUSTER_ROLE)
+        .await
+        .map_err(|e| {
+            api_err(
+                format!("read ClusterRole {}", super::desired::TOOL_CLUSTER_ROLE),
+                e,
+            )
+        })?;
+    Ok(role.and_then(|r| serde_json::to_value(r).ok()))
+}
+
 /// Every object the provisioner manages, the kinds listed side by side.
 pub async fn managed(client: &::kube::Client) -> Result<Observed, AccountsError> {
     let selector = format!("{MANAGED_BY}={MANAGER}");

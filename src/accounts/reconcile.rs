@@ -179,8 +179,10 @@ pub async fn sync<S: Source>(
     let started = std::time::Instant::now();
     let (dir, mut problems) = source.load().await?.checked();
     let loaded = started.elapsed();
-    let (observed, leftovers) =
-        tokio::try_join!(observe::managed(client), observe::requests(client))?;
+    // The tools' ClusterRole is read beside the lists (no round trip of its own on a pass).
+    let role = async { Ok(observe::tool_role(client).await) };
+    let (observed, leftovers, role) =
+        tokio::try_join!(observe::managed(client), observe::requests(client), role)?;
     let listed = started.elapsed();
     let mut summary = Summary::default();
     if !leftovers.is_empty() {
@@ -194,7 +196,7 @@ pub async fn sync<S: Source>(
             summary.writes += leftovers.len();
         }
     }
-    ensure_tool_role(client, opts, &mut summary, &mut problems).await;
+    ensure_tool_role(client, role, opts, &mut summary, &mut problems).await;
     let mut plans = plan_removals(cfg, &dir, &observed, opts)?;
     plans.extend(orphan_admin_bindings(&dir, &observed));
     let concurrency = cfg.concurrency.max(1);
@@ -294,20 +296,18 @@ pub async fn sync<S: Source>(
 /// without the right to write it reports a problem and goes on.
 async fn ensure_tool_role(
     client: &::kube::Client,
+    have: Result<Option<Value>, AccountsError>,
     opts: &PassOptions,
     summary: &mut Summary,
     problems: &mut Vec<String>,
 ) {
-    use k8s_openapi::api::rbac::v1::ClusterRole;
     let want = desired::tool_cluster_role();
-    let api: Api<ClusterRole> = Api::all(client.clone());
-    let have = match api.get_opt(desired::TOOL_CLUSTER_ROLE).await {
-        Ok(h) => h.and_then(|h| serde_json::to_value(h).ok()),
+    let have = match have {
+        Ok(h) => h,
         Err(e) => {
             problems.push(format!(
-                "ClusterRole {}: cannot read it: {}",
-                desired::TOOL_CLUSTER_ROLE,
-                crate::kube::error_text(&e)
+                "ClusterRole {}: cannot read it: {e}",
+                desired::TOOL_CLUSTER_ROLE
             ));
             return;
         }
@@ -320,6 +320,7 @@ async fn ensure_tool_role(
         summary.actions.push(format!("would {action}"));
         return;
     }
+    let api: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
     let params = PatchParams::apply(crate::kube::FIELD_MANAGER).force();
     match api
         .patch(desired::TOOL_CLUSTER_ROLE, &params, &Patch::Apply(&want))

@@ -290,6 +290,41 @@ pub struct LimitsOverride {
     pub max: BTreeMap<String, String>,
 }
 
+/// What one tool gets: the defaults with its override (if any) over them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolLimits {
+    /// The ResourceQuota's `spec.hard`.
+    pub quota: BTreeMap<String, String>,
+    /// Default container limits.
+    pub default: BTreeMap<String, String>,
+    /// Default container requests.
+    pub default_request: BTreeMap<String, String>,
+    /// Most a container may ask for.
+    pub max: BTreeMap<String, String>,
+}
+
+impl Accounts {
+    /// The quota and container limits of tool `name` (None, or a tool without an override: the
+    /// defaults).
+    pub fn limits_for(&self, name: Option<&str>) -> ToolLimits {
+        let over = name.and_then(|n| self.overrides.get(n));
+        let merged = |base: &BTreeMap<String, String>, o: Option<&BTreeMap<String, String>>| {
+            let mut m = base.clone();
+            m.extend(o.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+            m
+        };
+        ToolLimits {
+            quota: merged(&self.quota, over.map(|o| &o.quota)),
+            default: merged(&self.limits.default, over.map(|o| &o.limits.default)),
+            default_request: merged(
+                &self.limits.default_request,
+                over.map(|o| &o.limits.default_request),
+            ),
+            max: merged(&self.limits.max, over.map(|o| &o.limits.max)),
+        }
+    }
+}
+
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()

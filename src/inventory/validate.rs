@@ -614,33 +614,30 @@ impl Checker<'_> {
 
     /// Warns when a tool's `pods` quota cannot be reached with the per-container defaults: the
     /// requests (or limits) quota runs out first (the defaults, or those of tool `tool`'s
-    /// override).
+    /// override, reported only for what the override changes).
     fn quota_fits_pods(&mut self, a: &super::accounts::Accounts, tool: Option<&String>) {
         use super::quantity::parse;
         let over = tool.and_then(|t| a.overrides.get(t));
-        let merged = |base: &std::collections::BTreeMap<String, String>,
-                      o: Option<&std::collections::BTreeMap<String, String>>| {
-            let mut m = base.clone();
-            m.extend(o.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
-            m
-        };
-        let quota = merged(&a.quota, over.map(|o| &o.quota));
-        let request = merged(
-            &a.limits.default_request,
-            over.map(|o| &o.limits.default_request),
-        );
-        let limit = merged(&a.limits.default, over.map(|o| &o.limits.default));
-        let Some(pods) = quota.get("pods").and_then(|p| parse(p)) else {
+        if tool.is_some() && over.is_none() {
+            return;
+        }
+        let l = a.limits_for(tool.map(String::as_str));
+        let Some(pods) = l.quota.get("pods").and_then(|p| parse(p)) else {
             return;
         };
         for (key, resource, per, what) in [
-            ("requests.cpu", "cpu", &request, "default_request"),
-            ("requests.memory", "memory", &request, "default_request"),
-            ("limits.cpu", "cpu", &limit, "default"),
-            ("limits.memory", "memory", &limit, "default"),
+            ("requests.cpu", "cpu", &l.default_request, "default_request"),
+            (
+                "requests.memory",
+                "memory",
+                &l.default_request,
+                "default_request",
+            ),
+            ("limits.cpu", "cpu", &l.default, "default"),
+            ("limits.memory", "memory", &l.default, "default"),
         ] {
             let (Some(total), Some(each)) = (
-                quota.get(key).and_then(|q| parse(q)),
+                l.quota.get(key).and_then(|q| parse(q)),
                 per.get(resource).and_then(|q| parse(q)),
             ) else {
                 continue;
@@ -648,43 +645,36 @@ impl Checker<'_> {
             if each <= 0.0 || pods * each <= total * (1.0 + 1e-9) {
                 continue;
             }
-            let fit = (total / each + 1e-9).floor();
-            let mut path = vec![PathSeg::Key("accounts".into())];
-            let whose = match (tool, over) {
+            let path = match (tool, over) {
                 (Some(t), Some(o)) => {
-                    // Only what the override changes: the defaults are reported once.
-                    let own = o.quota.contains_key(key)
+                    let own_default = if what == "default" {
+                        &o.limits.default
+                    } else {
+                        &o.limits.default_request
+                    };
+                    let changes_it = o.quota.contains_key(key)
                         || o.quota.contains_key("pods")
-                        || (what == "default_request"
-                            && o.limits.default_request.contains_key(resource))
-                        || (what == "default" && o.limits.default.contains_key(resource));
-                    if !own {
+                        || own_default.contains_key(resource);
+                    if !changes_it {
                         continue;
                     }
-                    path.extend([PathSeg::Key("overrides".into()), PathSeg::Key(t.clone())]);
-                    format!("tool {t}")
+                    p(&["accounts", "overrides", t.as_str()])
                 }
-                (Some(_), None) => continue,
-                (None, _) => {
+                _ => {
                     // Where the admin wrote the cause: the quota entry, else the default.
-                    let at = |k: &[&str]| -> Vec<PathSeg> {
-                        std::iter::once("accounts")
-                            .chain(k.iter().copied())
-                            .map(|k| PathSeg::Key(k.into()))
-                            .collect()
-                    };
-                    let quota_entry = at(&["quota", key]);
-                    let default = at(&["limits", what, resource]);
-                    path = if self.written(&quota_entry) {
-                        quota_entry
+                    let entry = p(&["accounts", "quota", key]);
+                    let default = p(&["accounts", "limits", what, resource]);
+                    if self.written(&entry) {
+                        entry
                     } else if self.written(&default) {
                         default
                     } else {
-                        at(&["quota"])
-                    };
-                    "every tool".to_string()
+                        p(&["accounts", "quota"])
+                    }
                 }
             };
+            let whose = tool.map_or("every tool".to_string(), |t| format!("tool {t}"));
+            let fit = (total / each + 1e-9).floor();
             let needed = if resource == "cpu" {
                 format!("{}m", (pods * each * 1000.0).ceil())
             } else {
@@ -694,7 +684,7 @@ impl Checker<'_> {
                 &path,
                 format!(
                     "{whose} can run only {fit} of its `pods: {}` with the {what} of {} {resource} per container: `{key}: {}` runs out first",
-                    quota["pods"], per[resource], quota[key]
+                    l.quota["pods"], per[resource], l.quota[key]
                 ),
                 format!("raise `{key}` to {needed}, or lower accounts.limits.{what}.{resource}"),
             );

@@ -97,12 +97,6 @@ pub struct Request {
     pub verb: String,
     /// The request URI.
     pub uri: String,
-    /// The namespace of the object, if any.
-    pub namespace: String,
-    /// The resource (plural) and subresource (`pods`, `pods/status`).
-    pub resource: String,
-    /// The response code.
-    pub code: u16,
 }
 
 impl Request {
@@ -661,24 +655,10 @@ fn parse_audit(text: &[u8]) -> Vec<Request> {
         .map_while(Result::ok)
         .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
         .filter(|e| e["stage"] == "ResponseComplete")
-        .map(|e| {
-            let res = e["objectRef"]["resource"].as_str().unwrap_or_default();
-            let sub = e["objectRef"]["subresource"].as_str().unwrap_or_default();
-            Request {
-                user: e["user"]["username"].as_str().unwrap_or_default().into(),
-                verb: e["verb"].as_str().unwrap_or_default().into(),
-                uri: e["requestURI"].as_str().unwrap_or_default().into(),
-                namespace: e["objectRef"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into(),
-                resource: if sub.is_empty() {
-                    res.to_string()
-                } else {
-                    format!("{res}/{sub}")
-                },
-                code: e["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
-            }
+        .map(|e| Request {
+            user: e["user"]["username"].as_str().unwrap_or_default().into(),
+            verb: e["verb"].as_str().unwrap_or_default().into(),
+            uri: e["requestURI"].as_str().unwrap_or_default().into(),
         })
         .collect()
 }
