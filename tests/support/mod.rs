@@ -1,13 +1,14 @@
 //! Shared pieces of the test bed: starters of real parts (local machines, slapd, minicloud, a
 //! real Kubernetes control plane in `kube`) and the few labelled stand-ins of parts with no real
-//! version here yet (kubeadm, kubelet, crictl: `kube_doubles`; what kubelets write to the API:
-//! `node_standin`).
+//! version here yet (what kubelets write to the API where no real kubelet runs: `node_standin`;
+//! images that cannot be had here: the CoreDNS stand-in of `node_images`).
 
 #![allow(dead_code)]
 
 pub mod accounts_bed;
 pub mod kube;
-pub mod kube_doubles;
+pub mod kube_artifacts;
+pub mod node_images;
 pub mod node_standin;
 pub mod openstack;
 pub mod slapd;
@@ -43,13 +44,19 @@ pub fn host_snapshot(cluster: &str, state: &Path) -> Vec<String> {
             .filter(|l| l.contains(&state) || l.contains("forgectl") || l.contains(" overlay "))
             .map(|l| format!("mount {}", l.split_whitespace().nth(4).unwrap_or(""))),
     );
-    for h in [
-        "/sys/fs/cgroup/unified/forgectl",
-        "/sys/fs/cgroup/systemd/forgectl",
-        "/sys/fs/cgroup/forgectl",
-    ] {
-        if Path::new(h).join(cluster).exists() {
-            snap.push(format!("cgroup {h}/{cluster}"));
+    // Every hierarchy: v2, and each v1 controller and name=systemd on hybrid hosts.
+    let mut hierarchies = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    hierarchies.extend(
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    for h in hierarchies {
+        let dir = h.join("forgectl").join(cluster);
+        if dir.exists() {
+            snap.push(format!("cgroup {}", dir.display()));
         }
     }
     for p in std::fs::read_dir("/proc").unwrap().flatten() {

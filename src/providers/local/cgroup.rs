@@ -1,16 +1,19 @@
 //! Each machine's own cgroup, made before systemd-nspawn starts so the machine's systemd never
 //! touches the host's root cgroups: `forgectl/CLUSTER/MACHINE` in the cgroup v2 hierarchy and, on
-//! hybrid hosts, in the v1 `name=systemd` one too.
+//! hybrid hosts, in the v1 `name=systemd` one and in every v1 controller (cpu, memory, pids …),
+//! so that a kubelet in the machine, which mounts those controllers in the machine's cgroup
+//! namespace, sees the machine's own cgroup as its root and never another machine's pods.
 
 use std::path::{Path, PathBuf};
 
 use super::LocalError;
 
-/// Mount points of the hierarchies systemd uses: (v2 unified, v1 name=systemd).
-fn hierarchies() -> (Option<PathBuf>, Option<PathBuf>) {
+/// Mount points of the hierarchies: (v2 unified, v1 name=systemd, v1 controllers).
+fn hierarchies() -> (Option<PathBuf>, Option<PathBuf>, Vec<PathBuf>) {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut v2 = None;
     let mut v1 = None;
+    let mut controllers: Vec<PathBuf> = Vec::new();
     for line in info.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
             continue;
@@ -23,9 +26,14 @@ fn hierarchies() -> (Option<PathBuf>, Option<PathBuf>) {
             v2 = mount_point;
         } else if fstype == "cgroup" && options.split(',').any(|o| o == "name=systemd") {
             v1 = mount_point;
+        } else if fstype == "cgroup"
+            && let Some(p) = mount_point
+            && !controllers.contains(&p)
+        {
+            controllers.push(p);
         }
     }
-    (v2, v1)
+    (v2, v1, controllers)
 }
 
 /// The machine's cgroup directories.
@@ -35,30 +43,41 @@ pub struct MachineCgroup {
     pub v2: Option<PathBuf>,
     /// In the v1 name=systemd hierarchy (hybrid hosts).
     pub v1: Option<PathBuf>,
+    /// In each v1 controller's hierarchy (hybrid and legacy hosts).
+    pub controllers: Vec<PathBuf>,
 }
 
 impl MachineCgroup {
     /// The cgroup paths for `machine` of `cluster` (not created yet).
     pub fn new(cluster: &str, machine: &str) -> Self {
-        let (v2, v1) = hierarchies();
+        let (v2, v1, controllers) = hierarchies();
         let rel = Path::new("forgectl").join(cluster).join(machine);
         Self {
             v2: v2.map(|p| p.join(&rel)),
             v1: v1.map(|p| p.join(&rel)),
+            controllers: controllers.into_iter().map(|p| p.join(&rel)).collect(),
         }
     }
 
     fn dirs(&self) -> impl Iterator<Item = &PathBuf> {
-        self.v2.iter().chain(self.v1.iter())
+        self.v2
+            .iter()
+            .chain(self.v1.iter())
+            .chain(self.controllers.iter())
     }
 
-    /// Creates the directories.
+    /// Creates the directories, level by level. A new cpuset cgroup starts with no CPUs and no
+    /// memory nodes, so each level gets its parent's.
     pub fn create(&self) -> Result<(), LocalError> {
         if self.v2.is_none() && self.v1.is_none() {
             return Err(LocalError::NoCgroups);
         }
         for d in self.dirs() {
-            std::fs::create_dir_all(d).map_err(|e| LocalError::io(d, e))?;
+            let levels: Vec<&Path> = d.ancestors().take(3).collect();
+            for level in levels.into_iter().rev() {
+                std::fs::create_dir_all(level).map_err(|e| LocalError::io(level, e))?;
+                inherit_cpuset(level)?;
+            }
         }
         Ok(())
     }
@@ -132,24 +151,57 @@ impl MachineCgroup {
         }
     }
 
-    /// Removes the cgroup directories, deepest first (no error if already gone).
-    pub fn remove(&self) {
-        for d in self.dirs() {
-            let mut all = walk(d);
-            all.reverse();
-            for dir in all {
-                let _ = std::fs::remove_dir(&dir);
-            }
-            // Remove forgectl/CLUSTER and forgectl/ when empty.
-            let mut parent = d.parent();
-            for _ in 0..2 {
-                if let Some(p) = parent {
-                    let _ = std::fs::remove_dir(p);
-                    parent = p.parent();
+    /// Removes the cgroup directories, deepest first, in every hierarchy (no error if already
+    /// gone). A cgroup whose last process is still exiting cannot be removed yet: this retries for
+    /// up to ten seconds, so no empty cgroup of the machine's containers is left behind.
+    pub async fn remove(&self) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut left = 0;
+            for d in self.dirs() {
+                let mut all = walk(d);
+                all.reverse();
+                for dir in all {
+                    if std::fs::remove_dir(&dir).is_err() && dir.exists() {
+                        left += 1;
+                    }
+                }
+                // Remove forgectl/CLUSTER and forgectl/ when empty.
+                let mut parent = d.parent();
+                for _ in 0..2 {
+                    if let Some(p) = parent {
+                        let _ = std::fs::remove_dir(p);
+                        parent = p.parent();
+                    }
                 }
             }
+            if left == 0 || std::time::Instant::now() >= until {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Copies `cpuset.cpus` and `cpuset.mems` from the parent when `dir` is a v1 cpuset cgroup that
+/// has none yet (no process can join it before).
+fn inherit_cpuset(dir: &Path) -> Result<(), LocalError> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let own = dir.join(file);
+        let Ok(current) = std::fs::read_to_string(&own) else {
+            return Ok(());
+        };
+        if !current.trim().is_empty() {
+            continue;
+        }
+        let Some(parent) = dir.parent() else {
+            continue;
+        };
+        let value = std::fs::read_to_string(parent.join(file))
+            .map_err(|e| LocalError::io(&parent.join(file), e))?;
+        std::fs::write(&own, value.trim()).map_err(|e| LocalError::io(&own, e))?;
+    }
+    Ok(())
 }
 
 /// `root` and every directory below it, parents before children.

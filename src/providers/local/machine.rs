@@ -62,6 +62,69 @@ impl Dirs {
     pub fn record(&self) -> PathBuf {
         self.base.join("machine.json")
     }
+    /// containerd's state, bind-mounted at /var/lib/containerd: its overlay snapshots cannot live
+    /// on the machine's overlay root (overlay on overlay).
+    pub fn containerd(&self) -> PathBuf {
+        self.base.join("containerd")
+    }
+}
+
+/// Kernel settings kubelet checks at start and would change when they differ (it fails when it
+/// cannot: /proc/sys is read-only in a machine). They are host-wide, and a panic setting changed
+/// behind the user's back could reboot the host, so the host keeps its values: a machine whose
+/// host differs sees kubelet's value in a read-only file over the setting, and only there.
+pub const KUBELET_KERNEL_SETTINGS: &[(&str, &str)] = &[
+    ("vm/overcommit_memory", "1"),
+    ("vm/panic_on_oom", "0"),
+    ("kernel/panic", "10"),
+    ("kernel/panic_on_oops", "1"),
+    ("kernel/keys/root_maxkeys", "1000000"),
+    ("kernel/keys/root_maxbytes", "25000000"),
+];
+
+/// Capabilities a machine gets beyond systemd-nspawn's default set: CAP_NET_ADMIN (kube-proxy,
+/// CNI plugins, containerd's network namespaces), CAP_IPC_LOCK (etcd, kubelet), and
+/// CAP_SYS_RESOURCE where the host has it (lower OOM scores for system pods).
+fn capabilities() -> String {
+    let mut caps = vec!["CAP_NET_ADMIN", "CAP_IPC_LOCK"];
+    if host_has_capability(24) {
+        caps.push("CAP_SYS_RESOURCE");
+    }
+    caps.join(",")
+}
+
+/// True when this process's bounding set holds capability number `bit`.
+pub fn host_has_capability(bit: u32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << bit) != 0)
+}
+
+/// Where a machine keeps the files of its kernel setting views (inside its root: systemd-nspawn
+/// mounts over /proc from inside the machine).
+const KERNEL_VIEWS: &str = "etc/forgectl/kernel";
+
+/// The `--bind-ro` arguments that show kubelet's kernel settings where the host's differ, after
+/// writing their files into the machine's root.
+fn kernel_views(dirs: &Dirs) -> Result<Vec<String>, LocalError> {
+    let dir = dirs.root().join(KERNEL_VIEWS);
+    let mut args = Vec::new();
+    for (setting, want) in KUBELET_KERNEL_SETTINGS {
+        let host =
+            std::fs::read_to_string(Path::new("/proc/sys").join(setting)).unwrap_or_default();
+        if host.trim() == *want {
+            continue;
+        }
+        let name = setting.replace('/', ".");
+        write_mode(&dir.join(&name), &format!("{want}\n"), 0o444)?;
+        args.push(format!(
+            "--bind-ro=/{KERNEL_VIEWS}/{name}:/proc/sys/{setting}"
+        ));
+    }
+    Ok(args)
 }
 
 /// Reads a machine's record.
@@ -159,6 +222,15 @@ fn write_mode(path: &Path, data: &str, mode: u32) -> Result<(), LocalError> {
         .map_err(|e| LocalError::io(path, e))
 }
 
+/// The script that makes the machine's cgroup v1 controller mounts writable.
+const CGROUP_RW_SCRIPT: &str = "/usr/local/lib/forgectl/cgroup-rw";
+/// Its text: every cgroup v1 mount under /sys/fs/cgroup, remounted writable (this mount only;
+/// the hierarchy is the host's, seen from the machine's own cgroup down).
+const CGROUP_RW: &str = "#!/bin/sh\n# Written by forgectl's local provider.\n\
+for d in /sys/fs/cgroup/*; do\n\
+    if [ \"$(stat -fc %T \"$d\")\" = cgroupfs ]; then mount -o remount,bind,rw \"$d\"; fi\n\
+done\n";
+
 /// First-boot setup in the machine's root: its own host key (the shared rootfs' keys are removed),
 /// the cluster's key for root, and its host name. Returns the public host key line.
 pub fn customize(dirs: &Dirs, name: &str, authorized_key: &str) -> Result<String, LocalError> {
@@ -187,12 +259,46 @@ pub fn customize(dirs: &Dirs, name: &str, authorized_key: &str) -> Result<String
     std::fs::set_permissions(&dot_ssh, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| LocalError::io(&dot_ssh, e))?;
     write_mode(&root.join("etc/hostname"), &format!("{name}\n"), 0o644)?;
+    // systemd-nspawn mounts the host's cgroup v1 controllers read-only (each rooted at the
+    // machine's own cgroup, in its cgroup namespace); kubelet and runc create cgroups there.
+    write_mode(
+        &root.join(CGROUP_RW_SCRIPT.trim_start_matches('/')),
+        CGROUP_RW,
+        0o755,
+    )?;
+    write_mode(
+        &root.join("etc/systemd/system/forgectl-cgroup-rw.service"),
+        &format!(
+            "[Unit]\nDescription=forgectl: this machine's own cgroup v1 controllers writable\n\
+             DefaultDependencies=no\nBefore=sysinit.target containerd.service kubelet.service\n\n\
+             [Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart={CGROUP_RW_SCRIPT}\n\n\
+             [Install]\nWantedBy=sysinit.target\n"
+        ),
+        0o644,
+    )?;
+    let wants = root.join("etc/systemd/system/sysinit.target.wants");
+    std::fs::create_dir_all(&wants).map_err(|e| LocalError::io(&wants, e))?;
+    let link = wants.join("forgectl-cgroup-rw.service");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("/etc/systemd/system/forgectl-cgroup-rw.service", &link)
+            .map_err(|e| LocalError::io(&link, e))?;
+    }
+    // kubelet's OOM watcher reads /dev/kmsg, which a machine has not: it reads the machine's
+    // console instead (as kind does), never the host's kernel log.
+    write_mode(
+        &root.join("etc/tmpfiles.d/forgectl-kmsg.conf"),
+        "L /dev/kmsg - - - - /dev/console\n",
+        0o644,
+    )?;
     Ok(public)
 }
 
 /// Starts systemd-nspawn for the machine, detached from forgectl (it keeps running after forgectl
 /// exits), inside the machine's own cgroup. Returns its PID. Open files: 1024 soft, 524288 hard, as
-/// systemd gives a real machine (haproxy, containerd and kubelet raise their soft limit).
+/// systemd gives a real machine (haproxy, containerd and kubelet raise their soft limit). What
+/// containerd, runc and kubelet need beyond a plain machine: the capabilities above, the keyring
+/// system calls (runc gives each container its own session keyring), containerd's state on the
+/// host's file system, and kubelet's kernel settings.
 pub fn spawn(
     dirs: &Dirs,
     name: &str,
@@ -200,6 +306,13 @@ pub fn spawn(
     cg: &MachineCgroup,
 ) -> Result<i32, LocalError> {
     cg.create()?;
+    let containerd = dirs.containerd();
+    std::fs::create_dir_all(&containerd).map_err(|e| LocalError::io(&containerd, e))?;
+    let mut extra = kernel_views(dirs)?;
+    extra.push(format!(
+        "--bind={}:/var/lib/containerd",
+        containerd.display()
+    ));
     let console = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -211,10 +324,13 @@ pub fn spawn(
     let script = format!(
         "{} && exec systemd-nspawn --quiet --boot --directory={} --machine={name} \
          --network-namespace-path=/run/netns/{} --register=no --keep-unit --console=passive \
-         --rlimit=NOFILE=1024:524288",
+         --rlimit=NOFILE=1024:524288 --capability={} \
+         '--system-call-filter=add_key keyctl request_key' {}",
         cg.join_script(),
         dirs.root().display(),
-        net.netns
+        net.netns,
+        capabilities(),
+        extra.join(" ")
     );
     let child = std::process::Command::new("sh")
         .arg("-c")

@@ -461,7 +461,7 @@ impl LocalProvider {
                 net::ensure_bridge(&self.bridge, self.host_address, self.network).await?;
                 machine::mount_root(&dirs, &rootfs).await?;
                 net::ensure_machine(&self.bridge, &rec.net, self.network.prefix_len()).await?;
-                cg.remove();
+                cg.remove().await;
                 let pid = machine::spawn(&dirs, name, &rec.net, &cg)?;
                 rec.nspawn_pid = Some(pid);
                 machine::save_record(&dirs, &rec)?;
@@ -523,6 +523,12 @@ impl LocalProvider {
         .await
     }
 
+    /// Serves `dir` read-only over HTTP to the machines, on the bridge address and a free port,
+    /// until the returned server is dropped (image archives, which the mirror would copy).
+    pub async fn serve_dir(&self, dir: &Path) -> Result<mirror::Server, LocalError> {
+        mirror::serve(dir, std::net::SocketAddr::new(self.host_address, 0)).await
+    }
+
     /// Removes one machine completely: processes, mount, network, cgroups, files.
     pub async fn remove(&self, name: &str) {
         let dirs = Dirs::new(&self.machines_dir(), name);
@@ -535,7 +541,7 @@ impl LocalProvider {
         }
         cg.kill_all();
         machine::unmount_root(&dirs).await;
-        cg.remove();
+        cg.remove().await;
         if !machine::is_mounted(&dirs.root()) {
             let _ = tokio::fs::remove_dir_all(&dirs.base).await;
         }
