@@ -138,19 +138,36 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "containernetworking-plugins",
 ];
 
+/// True when etcd comes from Debian's package: the `debian` source without `artifacts.dir` or
+/// `artifacts.mirror_url`. With one of them, etcd (at `versions.etcd`) and the Kubernetes
+/// binaries come from there, and Debian gives containerd, runc and the CNI plugins.
+pub fn etcd_from_debian(inv: &Inventory) -> bool {
+    inv.artifacts.source == ArtifactSource::Debian && laid_out_base(inv).is_none()
+}
+
+/// Release artifacts the `debian` source takes from `artifacts.dir` / `mirror_url` when one is
+/// set: etcd and the Kubernetes binaries.
+const DEBIAN_WITH_DIR: &[&str] = &["etcd", "kubeadm", "kubelet", "kubectl", "crictl"];
+
 /// The Kubernetes binaries, which Debian does not package (its kubernetes-client is 1.20, and it
 /// has no kubeadm, kubelet or crictl).
 pub const KUBE_BINARIES: &[&str] = &["kubeadm", "kubelet", "kubectl", "crictl"];
 
+/// The Kubernetes binaries a node cannot do without. crictl is a debugging aid (kubeadm talks to
+/// the CRI itself): installed when the artifact source has it, else left out with a note.
+pub const KUBE_REQUIRED: &[&str] = &["kubeadm", "kubelet", "kubectl"];
+
 /// Everything the inventory's cluster installs, with URLs for its artifact source. With `debian`,
-/// the Kubernetes binaries come from `artifacts.dir` or `artifacts.mirror_url` when one is set,
-/// else from upstream.
+/// etcd and the Kubernetes binaries come from `artifacts.dir` or `artifacts.mirror_url` when one
+/// is set (else etcd is Debian's and the Kubernetes binaries come from upstream).
 pub fn list(inv: &Inventory) -> Vec<Artifact> {
     let a = &inv.artifacts;
     match a.source {
         ArtifactSource::Debian => {
+            let base = laid_out_base(inv);
             let mut out: Vec<Artifact> = DEBIAN_PACKAGES
                 .iter()
+                .filter(|p| base.is_none() || **p != "etcd-server")
                 .map(|p| Artifact {
                     name: (*p).into(),
                     version: "Debian's".into(),
@@ -160,11 +177,13 @@ pub fn list(inv: &Inventory) -> Vec<Artifact> {
                     checksums: None,
                 })
                 .collect();
-            let base = laid_out_base(inv);
             out.extend(
                 upstream(inv)
                     .into_iter()
-                    .filter(|x| KUBE_BINARIES.contains(&x.name.as_str()))
+                    .filter(|x| match &base {
+                        Some(_) => DEBIAN_WITH_DIR.contains(&x.name.as_str()),
+                        None => KUBE_BINARIES.contains(&x.name.as_str()),
+                    })
                     .map(|x| match &base {
                         Some(b) => relocate(b, x),
                         None => x,

@@ -303,6 +303,7 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
                 | Op::Run { .. }
                 | Op::InstallPackages { .. }
                 | Op::InstallArtifact { .. }
+                | Op::LoadImage { .. }
                 | Op::InstallOwn { .. }
         ) {
             batch.push(a);
@@ -364,6 +365,7 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
             | Op::Run { .. }
             | Op::InstallPackages { .. }
             | Op::InstallArtifact { .. }
+            | Op::LoadImage { .. }
             | Op::InstallOwn { .. } => {}
         }
         i += same.len();

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -127,7 +127,7 @@ impl ExecError {
 }
 
 /// What a probe learned about a host.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct HostFacts {
     /// Machine name.
     pub host: String,
@@ -137,6 +137,13 @@ pub struct HostFacts {
     pub kernel: String,
     /// `systemctl is-system-running`.
     pub systemd: String,
+    /// The cgroup version processes see: 2 (unified) or 1 (legacy or hybrid).
+    #[serde(default)]
+    pub cgroup_version: u8,
+    /// True when the host's processes may hold CAP_SYS_RESOURCE (false in machines whose own
+    /// host lacks it): without it, nothing may lower an OOM score.
+    #[serde(default)]
+    pub cap_sys_resource: bool,
 }
 
 /// SSH endpoints of `machines` (address, or the name when the address is not known yet).
@@ -202,6 +209,7 @@ pub struct Executor<'a> {
     interrupt: Interrupt,
     pool: OnceCell<Arc<Pool>>,
     mirror: tokio::sync::Mutex<Option<(Vec<String>, local::mirror::Server)>>,
+    images: tokio::sync::Mutex<Option<(PathBuf, local::mirror::Server)>>,
     templates: Option<PathBuf>,
     kube: OnceCell<crate::kube::Kube>,
 }
@@ -216,6 +224,7 @@ impl<'a> Executor<'a> {
             interrupt,
             pool: OnceCell::new(),
             mirror: tokio::sync::Mutex::new(None),
+            images: tokio::sync::Mutex::new(None),
             templates: None,
             kube: OnceCell::new(),
         }
@@ -391,7 +400,9 @@ impl<'a> Executor<'a> {
             .collect();
         let eps = endpoints(self.inv, &machines);
         let pool = self.pool().await?;
-        let script = ". /etc/os-release; echo \"$PRETTY_NAME\"; uname -r; systemctl is-system-running || true";
+        let script = ". /etc/os-release; echo \"$PRETTY_NAME\"; uname -r; \
+             echo \"$(systemctl is-system-running)\"; stat -fc %T /sys/fs/cgroup; \
+             grep '^CapBnd:' /proc/self/status | cut -f2";
         let results = pool
             .each(&eps, |s| async move { s.exec(script).await })
             .await;
@@ -402,11 +413,15 @@ impl<'a> Executor<'a> {
                 Ok(out) => {
                     let text = out.stdout_text();
                     let mut lines = text.lines();
+                    let mut next = || lines.next().unwrap_or_default().trim().to_string();
                     facts.push(HostFacts {
                         host: r.host,
-                        os: lines.next().unwrap_or_default().to_string(),
-                        kernel: lines.next().unwrap_or_default().to_string(),
-                        systemd: lines.next().unwrap_or_default().to_string(),
+                        os: next(),
+                        kernel: next(),
+                        systemd: next(),
+                        cgroup_version: if next() == "cgroup2fs" { 2 } else { 1 },
+                        cap_sys_resource: u64::from_str_radix(&next(), 16)
+                            .is_ok_and(|mask| mask & (1 << 24) != 0),
                     });
                 }
                 Err(e) => failures.push((r.host, e)),
@@ -415,8 +430,17 @@ impl<'a> Executor<'a> {
         if !failures.is_empty() {
             return Err(ExecError::Hosts(failures));
         }
-        let json = serde_json::to_vec_pretty(&facts).unwrap_or_default();
-        self.state.write_secret("facts.json", &json)?;
+        // Hosts probed earlier and not now keep what was learned of them.
+        let mut all: Vec<HostFacts> = self
+            .state
+            .read(crate::phases::FACTS_FILE)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        all.retain(|f| !facts.iter().any(|n| n.host == f.host));
+        all.extend(facts.iter().cloned());
+        all.sort_by(|a, b| a.host.cmp(&b.host));
+        let json = serde_json::to_vec_pretty(&all).unwrap_or_default();
+        self.state.write_secret(crate::phases::FACTS_FILE, &json)?;
         Ok(facts)
     }
 
@@ -653,6 +677,21 @@ impl<'a> Executor<'a> {
         Ok(guard.as_ref().map(|(_, s)| s.apt_source()))
     }
 
+    /// The base URL (ending in `/`) from which local machines download the image archives of
+    /// `dir`, served on the bridge address from first use; None for other providers, whose hosts
+    /// are sent each archive over SSH.
+    async fn image_source(&self, dir: &Path) -> Result<Option<String>, ExecError> {
+        if self.inv.inventory.provider != ProviderKind::Local {
+            return Ok(None);
+        }
+        let mut guard = self.images.lock().await;
+        if guard.as_ref().is_none_or(|(d, _)| d != dir) {
+            let server = self.local()?.serve_dir(dir).await?;
+            *guard = Some((dir.to_path_buf(), server));
+        }
+        Ok(guard.as_ref().map(|(_, s)| format!("http://{}/", s.addr)))
+    }
+
     /// Runs uploads, commands and package installs on their hosts: each host's actions in order,
     /// hosts in parallel (bounded). Skips what is already done; returns how many actions changed
     /// something.
@@ -723,9 +762,18 @@ impl<'a> Executor<'a> {
                 own.push((program, located));
             }
         }
+        let image_dir = actions.iter().find_map(|a| match &a.op {
+            Op::LoadImage { path, .. } => Path::new(path).parent().map(Path::to_path_buf),
+            _ => None,
+        });
+        let images = match &image_dir {
+            Some(d) => self.image_source(d).await?,
+            None => None,
+        };
         let (tarballs, own) = (&tarballs, &own);
         let by_host = &by_host;
         let source = &source;
+        let images = &images;
         let results = pool
             .each(&eps, |s| async move {
                 let name = s.endpoint().name.clone();
@@ -734,7 +782,13 @@ impl<'a> Executor<'a> {
                     .find(|(h, _)| *h == name)
                     .map(|(_, l)| l.clone())
                     .unwrap_or_default();
-                Ok(host_run(&s, &list, source.as_deref(), tarballs, own).await)
+                let from = Sources {
+                    apt: source.as_deref(),
+                    images: images.as_deref(),
+                    tarballs,
+                    own,
+                };
+                Ok(host_run(&s, &list, &from).await)
             })
             .await;
         let mut changed = 0;
@@ -810,9 +864,23 @@ fn installed_check(packages: &[String]) -> String {
         .join(" && ")
 }
 
+/// A failed command, with the last lines of what it wrote: its standard error, and its standard
+/// output too (kubeadm reports the phase it was in on standard output).
 fn failed(host: &str, command: &str, out: &ssh::Output) -> ExecError {
-    let stderr = out.stderr_text();
-    let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
+    let last = |text: String| -> Vec<String> {
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(strip_ansi)
+            .collect();
+        lines[lines.len().saturating_sub(6)..].to_vec()
+    };
+    let mut parts = last(out.stderr_text());
+    let said = last(out.stdout_text());
+    if !said.is_empty() {
+        parts.push("output:".into());
+        parts.extend(said);
+    }
     ExecError::Command {
         host: host.into(),
         command: command.into(),
@@ -821,8 +889,79 @@ fn failed(host: &str, command: &str, out: &ssh::Output) -> ExecError {
             (None, Some(s)) => format!("signal {s}"),
             _ => "no status".into(),
         },
-        stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+        stderr: parts.join(" | "),
     }
+}
+
+/// `line` without terminal colour sequences (kubeadm colours its preflight output).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters final-letter
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Where a host's installs come from.
+struct Sources<'a> {
+    /// The package mirror's apt source line (local machines).
+    apt: Option<&'a str>,
+    /// Base URL of the image archives (local machines); else they are sent over SSH.
+    images: Option<&'a str>,
+    /// Release artifacts, downloaded and verified once.
+    tarballs: &'a [Fetched],
+    /// This build's programs.
+    own: &'a [(Program, OwnExecutable)],
+}
+
+/// Loads one image archive into containerd on `s`'s host: fetched from `base` (the host machine's
+/// image server) or sent over SSH, then imported and removed.
+async fn load_image(
+    s: &Session,
+    base: Option<&str>,
+    path: &str,
+    file: &str,
+) -> Result<(), ExecError> {
+    let host = s.endpoint().name.clone();
+    let ssh = |e: SshError| ExecError::Hosts(vec![(host.clone(), e)]);
+    // containerd's own disk, not /tmp: archives are hundreds of megabytes.
+    let tmp = format!("/var/lib/containerd/.forgectl-import-{file}");
+    let q = shell_quote(&tmp);
+    let fetch = match base {
+        Some(b) => format!(
+            "curl -fsS --max-time 300 -o {q} {} && ",
+            shell_quote(&format!("{b}{file}"))
+        ),
+        None => {
+            let data = tokio::fs::read(path).await.map_err(|e| {
+                ExecError::Unsupported(format!("cannot read the image archive {path}: {e}"))
+            })?;
+            s.upload(&tmp, &data, 0o600, "root:root")
+                .await
+                .map_err(ssh)?;
+            String::new()
+        }
+    };
+    let script = format!("{fetch}ctr -n k8s.io images import {q}; rc=$?; rm -f {q}; exit $rc");
+    let out = s.exec(&s.as_root(&script)).await.map_err(ssh)?;
+    if !out.success() {
+        return Err(failed(
+            &host,
+            &format!("ctr -n k8s.io images import {file}"),
+            &out,
+        ));
+    }
+    Ok(())
 }
 
 /// One host's actions in order. SSH errors end the host's work (reported by the caller); a
@@ -830,10 +969,9 @@ fn failed(host: &str, command: &str, out: &ssh::Output) -> ExecError {
 async fn host_run(
     s: &Session,
     actions: &[&Action],
-    source: Option<&str>,
-    tarballs: &[Fetched],
-    own: &[(Program, OwnExecutable)],
+    from: &Sources<'_>,
 ) -> Result<usize, ExecError> {
+    let (source, tarballs, own) = (from.apt, from.tarballs, from.own);
     let host = s.endpoint().name.clone();
     let ssh = |e: SshError| ExecError::Hosts(vec![(host.clone(), e)]);
     // What every file to upload looks like now, in one round trip (checksum, mode, owner).
@@ -969,6 +1107,28 @@ async fn host_run(
                 }
                 changed += 1;
             }
+            Op::LoadImage {
+                path,
+                file,
+                present,
+                ..
+            } => {
+                if s.exec(&s.as_root(present)).await.map_err(ssh)?.success() {
+                    continue;
+                }
+                load_image(s, from.images, path, file).await?;
+                if !s.exec(&s.as_root(present)).await.map_err(ssh)?.success() {
+                    return Err(ExecError::Command {
+                        host: host.clone(),
+                        command: format!("ctr -n k8s.io images import {file}"),
+                        code: "check failed after import".into(),
+                        stderr: format!(
+                            "{file} was imported, but containerd does not list its content under every name it carries"
+                        ),
+                    });
+                }
+                changed += 1;
+            }
             Op::InstallOwn { program, path } => {
                 let Some((_, own)) = own.iter().find(|(p, _)| p == program) else {
                     continue;
@@ -1022,4 +1182,33 @@ async fn host_run(
         }
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ExecError, failed};
+    use crate::ssh::Output;
+
+    /// kubeadm says which phase it was in on standard output and why it failed on standard
+    /// error: a failed command shows the end of both, without terminal colours.
+    #[test]
+    fn a_failure_shows_both_streams_without_colours() {
+        let out = Output {
+            exit_code: Some(1),
+            signal: None,
+            stdout: b"[certs] Using existing ca\n[wait-control-plane] Waiting for the kubelet\n\x1b[0;32menabled\x1b[0m\n".to_vec(),
+            stderr: b"error: error execution phase wait-control-plane: timed out\n".to_vec(),
+            duration: std::time::Duration::ZERO,
+        };
+        let ExecError::Command { stderr, code, .. } = failed("control-1", "kubeadm init", &out)
+        else {
+            panic!("not a command error");
+        };
+        assert_eq!(code, "1");
+        assert_eq!(
+            stderr,
+            "error: error execution phase wait-control-plane: timed out | output: | \
+             [certs] Using existing ca | [wait-control-plane] Waiting for the kubelet | enabled"
+        );
+    }
 }

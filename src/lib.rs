@@ -10,6 +10,7 @@ pub mod commands;
 pub mod engine;
 pub mod etcd;
 pub mod executor;
+pub mod images;
 pub mod interrupt;
 pub mod inventory;
 pub mod jobs;

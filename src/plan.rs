@@ -70,6 +70,22 @@ pub enum Op {
         /// Shell check that succeeds when the right version is installed.
         installed: String,
     },
+    /// Load a container image archive into containerd (namespace k8s.io) on the host, unless
+    /// `present` (a shell check: the same content under every reference) already succeeds.
+    LoadImage {
+        /// The archive on this machine.
+        path: String,
+        /// Its file name.
+        file: String,
+        /// The references it carries.
+        refs: Vec<String>,
+        /// Its content digest.
+        digest: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Shell check that succeeds when the node has it.
+        present: String,
+    },
     /// Copy one of this build's programs (forgectl itself, or toolctl beside it) to `path` on
     /// the host (0755 root), unless the file there is the same build (same sha256).
     InstallOwn {
@@ -487,6 +503,18 @@ impl Plan {
                     } => format!(
                         "install {} from {artifact} {version} into {dest} (checksum verified)",
                         binaries.join(", ")
+                    ),
+                    Op::LoadImage {
+                        file,
+                        refs,
+                        digest,
+                        size,
+                        ..
+                    } => format!(
+                        "load image {} from {file} ({:.1} MB, {}) into containerd (unless present)",
+                        refs.join(", "),
+                        *size as f64 / 1e6,
+                        &digest[..digest.len().min(19)]
                     ),
                     Op::InstallOwn { program, path } => format!(
                         "install this build's {} as {path} (unless the same build is there)",

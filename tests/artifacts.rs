@@ -69,15 +69,15 @@ fn lists_follow_the_source() {
     );
     assert_eq!(
         list[0].url,
-        "https://github.com/etcd-io/etcd/releases/download/v3.5.24/etcd-v3.5.24-linux-amd64.tar.gz"
+        "https://github.com/etcd-io/etcd/releases/download/v3.6.13/etcd-v3.6.13-linux-amd64.tar.gz"
     );
     assert_eq!(
         list[0].checksums.as_deref(),
-        Some("https://github.com/etcd-io/etcd/releases/download/v3.5.24/SHA256SUMS")
+        Some("https://github.com/etcd-io/etcd/releases/download/v3.6.13/SHA256SUMS")
     );
     assert_eq!(
         list[5].url,
-        "https://dl.k8s.io/release/v1.35.0/bin/linux/amd64/kubeadm"
+        "https://dl.k8s.io/release/v1.36.2/bin/linux/amd64/kubeadm"
     );
     let deb = inventory::load_str(
         "a.yaml",
@@ -114,7 +114,7 @@ fn lists_follow_the_source() {
         .unwrap();
     assert_eq!(
         kubeadm.url,
-        format!("file://{}/kubeadm/1.35.0/kubeadm", dir.path().display())
+        format!("file://{}/kubeadm/1.36.2/kubeadm", dir.path().display())
     );
 }
 
@@ -132,14 +132,14 @@ async fn unavailable_artifacts_are_named_with_the_reason() {
     assert_eq!(missing.len(), list.len(), "{missing:?}");
     assert!(missing[0].cause.contains("does not exist"), "{missing:?}");
     lay_out(dir.path(), &list);
-    std::fs::remove_file(dir.path().join("kubelet/1.35.0/kubelet")).unwrap();
+    std::fs::remove_file(dir.path().join("kubelet/1.36.2/kubelet")).unwrap();
     let missing = artifacts::unavailable(&list).await;
     assert_eq!(
         missing.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
         ["kubelet"]
     );
     let text = artifacts::explain_unavailable(&missing.iter().collect::<Vec<_>>());
-    assert!(text.contains("kubelet 1.35.0"), "{text}");
+    assert!(text.contains("kubelet 1.36.2"), "{text}");
     assert!(text.contains("forgectl artifacts fetch --to DIR"), "{text}");
     // An HTTP source that does not answer (a closed port on loopback).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -203,10 +203,10 @@ async fn fetch_verifies_every_checksum_from_a_mirror() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("8 artifact(s) downloaded and verified"));
     assert_eq!(
-        std::fs::read(out.join("etcd/3.5.24/etcd-v3.5.24-linux-amd64.tar.gz")).unwrap(),
-        b"pretend etcd 3.5.24"
+        std::fs::read(out.join("etcd/3.6.13/etcd-v3.6.13-linux-amd64.tar.gz")).unwrap(),
+        b"pretend etcd 3.6.13"
     );
-    assert!(out.join("etcd/3.5.24/SHA256SUMS").exists());
+    assert!(out.join("etcd/3.6.13/SHA256SUMS").exists());
 
     // A file that does not match its published checksum is refused and not kept.
     std::fs::write(mirror.join("runc/1.3.3/runc.amd64"), b"tampered").unwrap();

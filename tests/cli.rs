@@ -144,14 +144,14 @@ fn plan_prints_every_phase_and_marks_the_unbuilt_ones() {
         .arg("plan")
         .assert()
         .success()
-        .stdout(predicate::str::contains("Plan for cluster forge-local — playbook cluster, 16 phases"))
+        .stdout(predicate::str::contains("Plan for cluster forge-local — playbook cluster, 17 phases"))
         .stdout(predicate::str::contains("1. provision       Create the machines that do not exist yet — 7 action(s)"))
         .stdout(predicate::str::contains("etcd-1  create machine etcd-1 (10.77.0.10)"))
         .stdout(predicate::str::contains("worker-2  probe  OS, kernel and systemd state over SSH"))
         .stdout(predicate::str::contains("host-prep       Swap off"))
         .stdout(predicate::str::contains("platform        Admission webhooks and the accounts controller on the control planes"))
         .stdout(predicate::str::contains("etcd-2  upload /etc/etcd/etcd.env (0640 root:etcd"))
-        .stdout(predicate::str::contains("16. platform"))
+        .stdout(predicate::str::contains("17. platform"))
         .stdout(predicate::str::contains("storage-cinder  Cinder CSI driver and StorageClass — nothing to do: storage.cinder.enabled is false"));
 }
 
@@ -190,7 +190,7 @@ fn plan_json_is_machine_readable_and_never_contains_file_contents() {
                 && etcd["missing"]
                     .as_str()
                     .unwrap()
-                    .contains("artifacts that cannot be fetched: etcd 3.5.24")),
+                    .contains("artifacts that cannot be fetched: etcd 3.6.13")),
         "{etcd}"
     );
     assert_eq!(phases[4]["phase"], "host-prep");
@@ -709,6 +709,48 @@ fn nfs_on_local_machines_needs_the_kernel_to_serve_it() {
                 .unwrap()
                 .contains("kernel (which local machines share) has no"),
             "{readiness}"
+        );
+    }
+}
+
+/// kubelet ≥ 1.35 refuses cgroup v1 unless told: where the facts phase found cgroup v1 on a node,
+/// the cluster's KubeletConfiguration says `failCgroupV1: false` and that node's kubeadm skips
+/// SystemVerification; on cgroup v2 neither appears.
+#[test]
+fn cgroup_v1_nodes_are_told_to_kubelet_and_kubeadm() {
+    let facts = |v1: &str, version: u8| {
+        serde_json::json!([{"host": v1, "os": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.1.0",
+            "systemd": "running", "cgroup_version": version, "cap_sys_resource": true}])
+        .to_string()
+    };
+    for (version, expect) in [(1u8, true), (2, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = dir.path().join("state").join("forge-static");
+        std::fs::create_dir_all(&cluster).unwrap();
+        std::fs::write(cluster.join("facts.json"), facts("control-1", version)).unwrap();
+        let out = dir.path().join("out");
+        forgectl()
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["render", "-f"])
+            .arg(example("static"))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let init = std::fs::read_to_string(
+            out.join("control-1/etc/kubernetes/forgectl/kubeadm-init.yaml"),
+        )
+        .unwrap();
+        assert_eq!(init.contains("failCgroupV1: false"), expect, "{init}");
+        assert_eq!(init.contains("- SystemVerification"), expect, "{init}");
+        let join = std::fs::read_to_string(
+            out.join("control-2/etc/kubernetes/forgectl/kubeadm-join.yaml"),
+        )
+        .unwrap();
+        assert!(
+            !join.contains("SystemVerification"),
+            "control-2 is not on cgroup v1: {join}"
         );
     }
 }

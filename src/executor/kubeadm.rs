@@ -10,8 +10,12 @@ use crate::phases::kubeadm_init::{CONFIG_DIR, wait_api_ready};
 use crate::plan::{Action, JOIN_CONFIG, Op, TOKEN_PLACEHOLDER};
 use crate::ssh::{Session, SshError};
 
-/// A node that has this file has joined (kubeadm writes it at the end of init / join).
-const JOINED: &str = "test -f /etc/kubernetes/kubelet.conf";
+/// Written once `kubeadm join` has finished every phase (kubelet.conf appears half-way through a
+/// control plane's join, and a stale one must not pass for a join).
+pub const JOIN_DONE: &str = "/var/lib/forgectl/kubeadm-join.done";
+/// A node that has joined: the mark, or the first control plane (made by `kubeadm init`).
+const JOINED: &str =
+    "test -f /var/lib/forgectl/kubeadm-join.done || test -f /var/lib/forgectl/kubeadm-init.done";
 /// How long one `kubeadm join` may take.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -182,7 +186,8 @@ async fn join_one(
     .await
     .map_err(ssh)?;
     let command = format!(
-        "install -d -m 0700 {CONFIG_DIR}; kubeadm join --config {JOIN_CONFIG}; rc=$?; rm -f {JOIN_CONFIG}; exit $rc"
+        "install -d -m 0700 {CONFIG_DIR}; kubeadm join --config {JOIN_CONFIG}; rc=$?; rm -f {JOIN_CONFIG}; \
+         test $rc = 0 && mkdir -p /var/lib/forgectl && touch {JOIN_DONE}; exit $rc"
     );
     let out = s
         .exec_with(&s.as_root(&command), None, JOIN_TIMEOUT)

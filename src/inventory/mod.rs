@@ -235,7 +235,7 @@ pub fn load_source(source: Source) -> Result<Loaded, LoadError> {
     if diags.iter().any(Diagnostic::is_error) {
         return fail(source, diags);
     }
-    let inventory: Inventory = match serde_json::from_value(value) {
+    let mut inventory: Inventory = match serde_json::from_value(value) {
         Ok(i) => i,
         Err(e) => {
             let d = Diagnostic::error(
@@ -258,6 +258,15 @@ pub fn load_source(source: Source) -> Result<Loaded, LoadError> {
         return fail(source, diags);
     }
     diags.sort_by_key(|d| d.pos);
+    // Directories forgectl reads are relative to the inventory file, wherever it runs from.
+    for dir in [
+        &mut inventory.artifacts.dir,
+        &mut inventory.artifacts.images,
+    ] {
+        if let Some(d) = dir.as_mut() {
+            *d = validate::resolve_path(d, &source.base_dir);
+        }
+    }
     Ok(Loaded {
         inventory,
         machines,

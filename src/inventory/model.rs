@@ -54,6 +54,9 @@ pub struct Inventory {
     /// Calico, the pod network.
     #[serde(default)]
     pub calico: Calico,
+    /// The pod network plugin.
+    #[serde(default)]
+    pub cni: Cni,
     /// The nginx-ingress controller and its front.
     #[serde(default)]
     pub ingress: Ingress,
@@ -310,10 +313,10 @@ impl Default for Versions {
 }
 
 fn default_kubernetes() -> Version {
-    Version::new(1, 35, 0)
+    Version::new(1, 36, 2)
 }
 fn default_etcd() -> Version {
-    Version::new(3, 5, 24)
+    Version::new(3, 6, 13)
 }
 fn default_containerd() -> Version {
     Version::new(2, 1, 4)
@@ -458,16 +461,25 @@ pub enum HostKeyPolicy {
 #[serde(deny_unknown_fields)]
 pub struct Artifacts {
     /// `upstream` (release URLs), `mirror` (a base URL with the same layout), `local` (a directory
-    /// forgectl serves to the machines) or `debian` (Debian's packages; for local machines served by
-    /// forgectl's package mirror — etcd is then Debian's 3.4, fine for exercising etcd, too old for kubeadm).
+    /// forgectl serves to the machines) or `debian` (Debian's containerd, runc and CNI plugins, for
+    /// local machines through forgectl's package mirror; etcd and the Kubernetes binaries from
+    /// `dir` or `mirror_url` when one is set, else etcd is Debian's 3.4 — fine for exercising etcd,
+    /// too old for kubeadm — and the Kubernetes binaries come from upstream).
     #[serde(default)]
     pub source: ArtifactSource,
     /// Base URL of the mirror (for `source: mirror`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_url: Option<String>,
-    /// Directory with the artifacts (for `source: local`).
+    /// Directory with the artifacts, laid out as `forgectl artifacts fetch --to DIR` writes it
+    /// (for `source: local`, and `debian`; relative to the inventory file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
+    /// Directory of container image archives (docker-archive or OCI `.tar`, as `docker save`,
+    /// `ctr images export` or `forgectl artifacts fetch --images` write them), loaded into
+    /// containerd on every node by the runtime phase, for sites whose nodes cannot pull
+    /// (air-gapped). An image already present (same digest) is not loaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<PathBuf>,
 }
 
 /// Where artifacts come from.
@@ -486,29 +498,32 @@ pub enum ArtifactSource {
 }
 
 /// The container runtime (containerd) on control planes and workers.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
-    /// The pause image of pod sandboxes (containerd and kubelet must agree on it).
-    #[serde(default = "default_sandbox_image")]
-    pub sandbox_image: String,
+    /// The pause image of pod sandboxes (containerd and kubelet must agree on it). Default: the
+    /// one the cluster's kubeadm version uses (`registry.k8s.io/pause:3.10.2` for 1.36).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_image: Option<String>,
     /// Registry mirrors: a registry host (`docker.io`, `registry.k8s.io`, …) → mirror URLs, tried
     /// in order before the registry itself. Written as containerd `hosts.toml` files.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub registry_mirrors: BTreeMap<String, Vec<String>>,
 }
 
-impl Default for Runtime {
-    fn default() -> Self {
-        Self {
-            sandbox_image: default_sandbox_image(),
-            registry_mirrors: BTreeMap::new(),
+impl Runtime {
+    /// The pause image: `sandbox_image`, else the one kubeadm of Kubernetes `kubernetes` lists.
+    pub fn pause_image(&self, kubernetes: &Version) -> String {
+        if let Some(i) = &self.sandbox_image {
+            return i.clone();
         }
+        let tag = match kubernetes.0.minor {
+            0..=34 => "3.10",
+            35 => "3.10.1",
+            _ => "3.10.2",
+        };
+        format!("registry.k8s.io/pause:{tag}")
     }
-}
-
-fn default_sandbox_image() -> String {
-    "registry.k8s.io/pause:3.10".into()
 }
 
 /// How kubeadm sets up the control plane.
@@ -624,6 +639,30 @@ fn default_etcd_client_port() -> u16 {
 }
 fn default_etcd_peer_port() -> u16 {
     2380
+}
+
+/// The pod network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cni {
+    /// `calico` (the default: network policy, BGP or overlay; its images must be pullable or in
+    /// `artifacts.images`) or `bridge` (the standard CNI bridge and host-local plugins from the
+    /// nodes' CNI plugins, each node's podCIDR on a local bridge, routes between nodes set by
+    /// forgectl: no images, no network policy; for CI and small air-gapped sites whose nodes
+    /// share one network).
+    #[serde(default)]
+    pub plugin: CniPlugin,
+}
+
+/// A pod network plugin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CniPlugin {
+    /// Calico (`calico:` settings).
+    #[default]
+    Calico,
+    /// The CNI bridge plugin with routes between nodes.
+    Bridge,
 }
 
 /// Calico, the pod network (Kubernetes datastore, netfilter dataplane).

@@ -481,7 +481,7 @@ impl Checker<'_> {
             }
         }
         let (a, b, c) = MIN_ETCD_FOR_KUBEADM;
-        if inv.artifacts.source == ArtifactSource::Debian {
+        if crate::artifacts::etcd_from_debian(inv) {
             self.warning(
                 &p(&["artifacts", "source"]),
                 "artifacts.source is `debian`: software comes from Debian's packages in their versions (etcd 3.4 in bookworm), not `versions`",
@@ -807,6 +807,22 @@ impl Checker<'_> {
                 _ => {}
             },
             _ => {}
+        }
+        if let Some(d) = &a.images {
+            let full = resolve_path(d, base);
+            match crate::images::scan(&full) {
+                Ok(found) if found.is_empty() => self.error(
+                    &p(&["artifacts", "images"]),
+                    format!("artifacts.images {} holds no image archive (*.tar)", full.display()),
+                    "put the images' archives there (`forgectl artifacts fetch --images --to DIR`), or remove artifacts.images",
+                ),
+                Ok(_) => {}
+                Err(e) => self.error(
+                    &p(&["artifacts", "images"]),
+                    format!("artifacts.images: {e}"),
+                    "give a directory of docker-archive or OCI image archives (*.tar)",
+                ),
+            }
         }
         if let Some(url) = &a.mirror_url
             && !(url.starts_with("http://") || url.starts_with("https://"))

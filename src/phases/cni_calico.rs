@@ -66,6 +66,11 @@ impl Phase for CniCalico {
         Readiness::Ready
     }
 
+    fn skip_reason(&self, ctx: &PlanContext<'_>) -> Option<String> {
+        (ctx.inv.inventory.cni.plugin != crate::inventory::model::CniPlugin::Calico)
+            .then(|| "cni.plugin is bridge".to_string())
+    }
+
     fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
         if hosts.is_empty() {
             return Ok(Vec::new());

@@ -3,7 +3,6 @@
 use serde::Serialize;
 
 use super::{Phase, PhaseError, PlanContext, Target};
-use crate::inventory::model::ArtifactSource;
 use crate::inventory::{Machine, Role};
 use crate::plan::{Action, Op, Readiness};
 
@@ -95,6 +94,9 @@ struct Member<'a> {
     pki_dir: &'a str,
     env_file: &'a str,
     etcd_binary: &'a str,
+    /// The binary tells systemd when it serves (Debian's builds do; etcd 3.6 release builds
+    /// do not, and systemd would kill them after the start timeout).
+    notify: bool,
 }
 
 /// A machine's address, or its name when the provider has not given it one yet.
@@ -114,7 +116,7 @@ impl Phase for Etcd {
     }
 
     fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
-        if ctx.inv.inventory.artifacts.source == ArtifactSource::Debian {
+        if crate::artifacts::etcd_from_debian(&ctx.inv.inventory) {
             Readiness::Ready
         } else {
             ctx.artifacts_readiness(&["etcd"])
@@ -130,7 +132,7 @@ impl Phase for Etcd {
             .map(|m| format!("{}=https://{}:{}", m.name, address_or_name(m), e.peer_port))
             .collect::<Vec<_>>()
             .join(",");
-        let debian = inv.artifacts.source == ArtifactSource::Debian;
+        let debian = crate::artifacts::etcd_from_debian(inv);
         let binary = if debian {
             DEBIAN_BINARY
         } else {
@@ -159,6 +161,7 @@ impl Phase for Etcd {
                 pki_dir: PKI_DIR,
                 env_file: ENV_FILE.path,
                 etcd_binary: binary,
+                notify: debian,
             };
             if debian {
                 actions.push(Action::local(

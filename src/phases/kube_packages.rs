@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{Phase, PhaseError, PlanContext, Target};
-use crate::artifacts::{CRICTL_VERSION, KUBE_BINARIES};
+use crate::artifacts::{CRICTL_VERSION, KUBE_REQUIRED};
 use crate::inventory::Machine;
 use crate::plan::{Action, Op, Readiness};
 
@@ -44,7 +44,7 @@ impl Phase for KubePackages {
     }
 
     fn readiness(&self, ctx: &PlanContext<'_>) -> Readiness {
-        ctx.artifacts_readiness(KUBE_BINARIES)
+        ctx.artifacts_readiness(KUBE_REQUIRED)
     }
 
     fn plan(&self, ctx: &PlanContext<'_>, hosts: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
@@ -84,10 +84,14 @@ impl Phase for KubePackages {
                 ),
             ),
         ];
+        let crictl_missing = ctx.present.unavailable.iter().any(|u| u.name == "crictl");
         let mut actions = Vec::new();
         for m in hosts {
             let h = &m.name;
             for (name, version, installed) in &checks {
+                if *name == "crictl" && crictl_missing {
+                    continue;
+                }
                 actions.push(Action::local(
                     Some(h),
                     Op::InstallArtifact {

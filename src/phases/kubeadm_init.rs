@@ -5,7 +5,6 @@ use serde::Serialize;
 
 use super::etcd::address_or_name;
 use super::{Phase, PhaseError, PlanContext, Target};
-use crate::inventory::model::ArtifactSource;
 use crate::inventory::types::Version;
 use crate::inventory::{Inventory, Loaded, Machine, Role};
 use crate::plan::{Action, Op, Readiness};
@@ -27,6 +26,24 @@ pub const INIT_CONFIG: Target = Target {
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 /// Where the admin kubeconfig lands in the cluster's state dir.
 pub const STATE_ADMIN_CONF: &str = "admin.conf";
+/// Written on the first control plane once `kubeadm init` has finished every phase (its own
+/// files exist long before: they do not say it finished).
+pub const INIT_DONE: &str = "/var/lib/forgectl/kubeadm-init.done";
+/// The description of the join token `kubeadm init` makes (it always makes one), by which forgectl
+/// finds and deletes it.
+pub const INIT_TOKEN_DESCRIPTION: &str = "forgectl: kubeadm init (deleted once init finished)";
+
+/// `kubeadm init`, then the mark that it finished. An init that stopped half-way (its admin
+/// kubeconfig exists, the mark does not) runs again over the files it made, without the preflight
+/// checks (they passed the first time, and would refuse those files).
+pub fn init_command() -> String {
+    format!(
+        "if test -f {ADMIN_CONF}; then again=--skip-phases=preflight; fi; \
+         kubeadm init --config {} --skip-token-print $again && mkdir -p /var/lib/forgectl && touch {INIT_DONE}",
+        INIT_CONFIG.path
+    )
+}
+
 /// The oldest etcd kubeadm accepts for an external etcd.
 pub const MIN_ETCD: (u64, u64, u64) = (3, 5, 24);
 
@@ -169,7 +186,7 @@ fn etcd_too_old(inv: &Inventory) -> Option<String> {
         .ignore_preflight_errors
         .iter()
         .any(|e| e == "ExternalEtcdVersion" || e == "all");
-    let debian = inv.artifacts.source == ArtifactSource::Debian;
+    let debian = crate::artifacts::etcd_from_debian(inv);
     let (a, b, c) = MIN_ETCD;
     let old = debian || inv.versions.etcd < Version::new(a, b, c);
     (old && !ignored).then(|| {
@@ -201,10 +218,47 @@ pub(crate) struct InitVars<'a> {
     pub etcd_endpoints: Vec<String>,
     pub cert_sans: Vec<String>,
     pub admission_plugins: String,
-    pub ignore_preflight_errors: &'a [String],
+    pub ignore_preflight_errors: Vec<String>,
     pub node_labels: String,
     pub controller_manager_qps: u32,
     pub controller_manager_burst: u32,
+    /// Some node runs cgroup v1: kubelet ≥ 1.35 must be told to start anyway.
+    pub cgroup_v1: bool,
+    /// kube-proxy's `conntrack.maxPerCore` when forgectl sets it (0: leave the host's limit).
+    pub conntrack_max_per_core: Option<u32>,
+    pub init_token_description: &'static str,
+}
+
+/// True when the facts phase found cgroup v1 on some control plane or worker: the
+/// KubeletConfiguration (shared by every node) then sets `failCgroupV1: false`.
+pub fn cluster_on_cgroup_v1(ctx: &PlanContext<'_>) -> bool {
+    ctx.inv
+        .machines
+        .iter()
+        .filter(|m| m.has(Role::ControlPlane) || m.has(Role::Worker))
+        .any(|m| host_on_cgroup_v1(ctx, &m.name))
+}
+
+/// True when the facts phase found cgroup v1 on `host`.
+pub fn host_on_cgroup_v1(ctx: &PlanContext<'_>, host: &str) -> bool {
+    ctx.facts(host).is_some_and(|f| f.cgroup_version == 1)
+}
+
+/// kubeadm's preflight errors to ignore on `host`: the inventory's, and SystemVerification where
+/// the host runs cgroup v1 (kubeadm ≥ 1.35 refuses it there; forgectl warns instead).
+pub fn ignored_preflight(ctx: &PlanContext<'_>, host: &str) -> Vec<String> {
+    let mut out = ctx.inv.inventory.kubeadm.ignore_preflight_errors.clone();
+    if host_on_cgroup_v1(ctx, host) && !out.iter().any(|e| e == "SystemVerification" || e == "all")
+    {
+        out.push("SystemVerification".into());
+    }
+    out
+}
+
+/// kube-proxy's `conntrack.maxPerCore`: 0 (keep the host's limit) on local machines, which share
+/// the host's conntrack table and may not change it; kube-proxy's own default elsewhere.
+pub fn conntrack_max_per_core(inv: &Inventory) -> Option<u32> {
+    (inv.provider == crate::inventory::model::ProviderKind::Local).then_some(0)
 }
 
 /// Requests per second each kube-controller-manager controller's client may make (its
@@ -270,10 +324,13 @@ impl Phase for KubeadmInit {
                 .collect(),
             cert_sans: cert_sans(ctx.inv),
             admission_plugins: inv.kubeadm.admission_plugins.join(","),
-            ignore_preflight_errors: &inv.kubeadm.ignore_preflight_errors,
+            ignore_preflight_errors: ignored_preflight(ctx, h),
             node_labels: node_labels(inv, first),
             controller_manager_qps: CONTROLLER_MANAGER_API_QPS,
             controller_manager_burst: CONTROLLER_MANAGER_API_BURST,
+            cgroup_v1: cluster_on_cgroup_v1(ctx),
+            conntrack_max_per_core: conntrack_max_per_core(inv),
+            init_token_description: INIT_TOKEN_DESCRIPTION,
         };
         let mut actions = pki_uploads(ctx, h);
         actions.push(ctx.rendered(
@@ -285,14 +342,20 @@ impl Phase for KubeadmInit {
         )?);
         actions.push(Action::run(
             h,
+            &init_command(),
+            Some(&format!("test -f {INIT_DONE}")),
+            "kubeadm init (once: skipped when it finished before; an init stopped half-way is run again over what it made)",
+        ));
+        actions.push(Action::run(
+            h,
             &format!(
-                "kubeadm init --config {} --skip-token-print",
-                INIT_CONFIG.path
+                "kubeadm token list --kubeconfig {ADMIN_CONF} | grep -F '{INIT_TOKEN_DESCRIPTION}' | cut -d' ' -f1 \
+                 | xargs -r -n1 kubeadm token delete --kubeconfig {ADMIN_CONF}"
             ),
             Some(&format!(
-                "test -f {ADMIN_CONF} && test -f /etc/kubernetes/manifests/kube-apiserver.yaml"
+                "! kubeadm token list --kubeconfig {ADMIN_CONF} | grep -qF '{INIT_TOKEN_DESCRIPTION}'"
             )),
-            "kubeadm init (once: skipped when the control plane exists)",
+            "delete the join token kubeadm init makes by default (forgectl makes one per join run)",
         ));
         actions.push(Action::run(
             h,

@@ -22,7 +22,7 @@ struct JoinVars<'a> {
     token: &'a str,
     ca_cert_hash: String,
     control_plane: bool,
-    ignore_preflight_errors: &'a [String],
+    ignore_preflight_errors: Vec<String>,
     node_labels: String,
 }
 
@@ -80,7 +80,7 @@ impl Phase for KubeadmJoin {
                 token: TOKEN_PLACEHOLDER,
                 ca_cert_hash: hash.clone(),
                 control_plane,
-                ignore_preflight_errors: &inv.kubeadm.ignore_preflight_errors,
+                ignore_preflight_errors: super::kubeadm_init::ignored_preflight(ctx, &m.name),
                 node_labels: super::kubeadm_init::node_labels(&ctx.inv.inventory, m),
             };
             let config = ctx.templates.render("kube/kubeadm-join.yaml.tera", &vars)?;

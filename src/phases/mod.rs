@@ -5,6 +5,7 @@
 //! never silently skips them.
 
 mod cluster_ready;
+mod cni_bridge;
 mod cni_calico;
 mod deprovision;
 mod etcd;
@@ -29,6 +30,9 @@ use std::collections::BTreeSet;
 use crate::inventory::{Loaded, Machine};
 use crate::plan::{Action, Readiness};
 use crate::render::{RenderError, Templates};
+
+/// Where the facts phase keeps what it learned, in the cluster's state dir.
+pub const FACTS_FILE: &str = "facts.json";
 
 /// What a phase gets to plan with.
 pub struct PlanContext<'a> {
@@ -101,6 +105,13 @@ impl PlanContext<'_> {
         ))
     }
 
+    /// What the facts phase learned about `host` (None before it ran).
+    pub fn facts(&self, host: &str) -> Option<crate::executor::HostFacts> {
+        let text = self.state_file(FACTS_FILE)?;
+        let all: Vec<crate::executor::HostFacts> = serde_json::from_str(&text).ok()?;
+        all.into_iter().find(|f| f.host == host)
+    }
+
     /// The text of `rel` in the cluster's state dir (certificates the pki phase made), if it is
     /// there yet. Before the pki phase ran (a plan of a new cluster) it is not: the engine plans
     /// each phase again right before running it.
@@ -166,6 +177,7 @@ static BUILT: &[&dyn Phase] = &[
     &kube_packages::KubePackages,
     &kubeadm_init::KubeadmInit,
     &kubeadm_join::KubeadmJoin,
+    &cni_bridge::CniBridge,
     &cni_calico::CniCalico,
     &ingress::Ingress,
     &storage_nfs::StorageNfs,

@@ -65,10 +65,13 @@ const RELEASE: Layout = Layout {
 struct Vars<'a> {
     cluster: &'a str,
     name: &'a str,
-    sandbox_image: &'a str,
+    sandbox_image: String,
     runc: &'a str,
     cni_bin_dir: &'a str,
     containerd: &'a str,
+    /// The node cannot lower OOM scores (no CAP_SYS_RESOURCE, as in a local machine on a host
+    /// without it): containerd keeps containers' scores at or above its own.
+    restrict_oom_score_adj: bool,
 }
 
 #[derive(Serialize)]
@@ -114,16 +117,22 @@ impl Phase for Runtime {
         let deb = debian(ctx);
         let layout = if deb { &DEBIAN } else { &RELEASE };
         let c = inv.versions.containerd.to_string();
+        let images = match &inv.artifacts.images {
+            // Made absolute against the inventory file when it was loaded.
+            Some(d) => crate::images::scan(d).map_err(|e| PhaseError::Inventory(e.to_string()))?,
+            None => Vec::new(),
+        };
         let mut actions = Vec::new();
         for m in hosts {
             let h = &m.name;
             let vars = Vars {
                 cluster: &inv.name,
                 name: h,
-                sandbox_image: &inv.runtime.sandbox_image,
+                sandbox_image: inv.runtime.pause_image(&inv.versions.kubernetes),
                 runc: layout.runc,
                 cni_bin_dir: layout.cni_bin_dir,
                 containerd: layout.containerd,
+                restrict_oom_score_adj: ctx.facts(h).is_some_and(|f| !f.cap_sys_resource),
             };
             if deb {
                 actions.push(Action::local(
@@ -239,6 +248,25 @@ impl Phase for Runtime {
                 "systemctl is-active --quiet containerd.service && ctr version >/dev/null 2>&1",
                 "(re)start containerd after a change and wait until it answers",
             ));
+            for a in &images {
+                if !m.has(crate::inventory::Role::ControlPlane)
+                    && crate::images::control_plane_only(a)
+                {
+                    continue;
+                }
+                actions.push(Action::local(
+                    Some(h),
+                    Op::LoadImage {
+                        path: a.path.display().to_string(),
+                        file: a.file.clone(),
+                        refs: a.refs.clone(),
+                        digest: a.digest.clone(),
+                        size: a.size,
+                        present: crate::images::present_check(a),
+                    },
+                    "an image the node cannot pull (artifacts.images)",
+                ));
+            }
         }
         Ok(actions)
     }

@@ -1,0 +1,665 @@
+//! A real Kubernetes cluster from `forgectl up` on local machines, every part real: the embedded
+//! default's shape (three etcd members, haproxy in front of the API) with two control planes and
+//! two workers; etcd, kubeadm, kubelet, kubectl and kube-proxy from `$FORGECTL_TEST_KUBE_ASSETS`
+//! (or `../shared/kube`) laid out as release artifacts; containerd and runc from Debian; images
+//! loaded from `artifacts.images` (no registry); `cni.plugin: bridge`. The only stand-in is
+//! CoreDNS's image (tests/support/standins, named as such). On the way: a `kubeadm init` killed
+//! half-way is finished by the next run, a failing join stops the run and the next one resumes
+//! it, no join token is left behind, the platform phase on the real API, a converged re-run
+//! changes nothing, and `down` leaves the host as it was. Needs root, like `.ci/run`.
+
+mod support;
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const CLUSTER: &str = "fgtest-real";
+const CONTROL_PLANES: [&str; 2] = ["control-1", "control-2"];
+const NODES: [&str; 4] = ["control-1", "control-2", "worker-1", "worker-2"];
+
+fn inventory(artifacts: &Path, images: &Path, kube: &str, etcd: &str) -> String {
+    format!(
+        "name: {CLUSTER}\nprovider: local\nlocal:\n  bridge: fgtest-real0\n\
+         network:\n  machine_cidr: 10.77.72.0/24\n  pod_cidr: 10.77.160.0/19\n  service_cidr: 10.77.144.0/20\n\
+         versions:\n  kubernetes: {kube}\n  etcd: {etcd}\n\
+         artifacts:\n  source: debian\n  dir: {}\n  images: {}\n\
+         cni:\n  plugin: bridge\n\
+         ingress:\n  enabled: false\n\
+         runtime:\n  registry_mirrors:\n    docker.io: [https://mirror.fgtest.invalid]\n\
+         accounts:\n  file: accounts.yaml\nplatform:\n  images:\n    python3.11: registry.fgtest.invalid/toolforge/python311:latest\n\
+         groups:\n  - name: etcd\n    roles: [etcd]\n    count: 3\n  - name: control\n    roles: [control-plane]\n    count: 2\n\
+         \x20 - name: worker\n    roles: [worker]\n    count: 2\n  - name: lb\n    roles: [lb, bastion]\n    count: 1\n",
+        artifacts.display(),
+        images.display()
+    )
+}
+
+struct Bed {
+    inv: PathBuf,
+    state: PathBuf,
+    kubectl: PathBuf,
+}
+
+impl Bed {
+    fn forgectl(&self) -> Command {
+        let mut c = Command::cargo_bin("forgectl").unwrap();
+        c.env("NO_COLOR", "1")
+            .env_remove("FORGECTL_INVENTORY")
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("-f")
+            .arg(&self.inv);
+        c
+    }
+
+    fn up(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = self
+            .forgectl()
+            .arg("up")
+            .arg("--yes")
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    }
+
+    /// Output of `cmd` on `host`, each line without forgectl's `host | ` prefix.
+    fn on(&self, host: &str, cmd: &str) -> String {
+        let out = self
+            .forgectl()
+            .args(["exec", "--hosts", host, "--", cmd])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{host}: {cmd}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{host} | ")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn admin_conf(&self) -> PathBuf {
+        self.state.join(CLUSTER).join("admin.conf")
+    }
+
+    /// kubectl on this machine with the admin kubeconfig forgectl fetched (through haproxy).
+    fn k(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(self.admin_conf())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn k_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.k(&all)).unwrap()
+    }
+
+    fn k_apply(&self, yaml: &str) {
+        let mut child = std::process::Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(self.admin_conf())
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl apply: {}", text(&out));
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let _ = self.forgectl().args(["down", "--yes"]).output();
+    }
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> Result<(), String>) {
+    let t = Instant::now();
+    loop {
+        match ok() {
+            Ok(()) => return,
+            Err(last) if t.elapsed() > limit => panic!("{what}: not after {limit:?}: {last}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// A `kubeadm init` that dies after writing the admin kubeconfig and the API server's manifest
+/// (what an init failing in wait-control-plane leaves): the files exist, the cluster does not.
+fn kill_init_half_way(bed: &Bed) {
+    let mut run = std::process::Command::new(assert_cmd::cargo::cargo_bin("forgectl"))
+        .env("NO_COLOR", "1")
+        .env_remove("FORGECTL_INVENTORY")
+        .arg("--state-dir")
+        .arg(&bed.state)
+        .arg("-f")
+        .arg(&bed.inv)
+        .args(["up", "--yes", "--until", "kubeadm-init"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "kubeadm init wrote its files",
+        Duration::from_secs(240),
+        || {
+            let got = bed.on(
+            "control-1",
+            "test -f /etc/kubernetes/admin.conf && test -f /etc/kubernetes/manifests/kube-apiserver.yaml \
+             && pkill -9 -x kubeadm && echo killed || true",
+        );
+            (got == "killed").then_some(()).ok_or(got)
+        },
+    );
+    let status = run.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the run whose kubeadm was killed fails"
+    );
+    assert_eq!(
+        bed.on(
+            "control-1",
+            "test -e /var/lib/forgectl/kubeadm-init.done && echo done || echo not-done"
+        ),
+        "not-done"
+    );
+}
+
+/// Pods on two workers reach each other by pod IP, through a Service's ClusterIP and by the
+/// Service's DNS name (kube-proxy, the bridge network's routes, the cluster DNS).
+fn pod_network(bed: &Bed, image: &str) {
+    bed.k_apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: fgtest-server, namespace: default, labels: {{app: fgtest-server}}}}\n\
+         spec: {{nodeName: worker-1, containers: [{{name: s, image: \"{image}\", command: [/coredns]}}]}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: fgtest-client, namespace: default}}\n\
+         spec: {{nodeName: worker-2, containers: [{{name: c, image: \"{image}\", command: [sleep, \"3600\"]}}]}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: fgtest-server, namespace: default}}\n\
+         spec: {{selector: {{app: fgtest-server}}, ports: [{{port: 80, targetPort: 8080}}]}}\n"
+    ));
+    bed.k(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/fgtest-server",
+        "pod/fgtest-client",
+        "--timeout=120s",
+    ]);
+    let server = bed.k_json(&["get", "pod", "fgtest-server"]);
+    let pod_ip = server["status"]["podIP"].as_str().unwrap().to_string();
+    let svc = bed.k_json(&["get", "service", "fgtest-server"]);
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let fetch = |url: &str| {
+        bed.k(&[
+            "exec",
+            "fgtest-client",
+            "--",
+            "python3",
+            "-c",
+            &format!(
+                "import urllib.request; print(urllib.request.urlopen('{url}', timeout=5).read().decode())"
+            ),
+        ])
+        .trim()
+        .to_string()
+    };
+    assert_eq!(
+        fetch(&format!("http://{pod_ip}:8080/health")),
+        "OK",
+        "pod to pod across nodes"
+    );
+    assert_eq!(
+        fetch(&format!("http://{cluster_ip}/health")),
+        "OK",
+        "pod to ClusterIP"
+    );
+    assert_eq!(
+        fetch("http://fgtest-server.default.svc.cluster.local/health"),
+        "OK",
+        "pod to a Service by its DNS name"
+    );
+    // The node's own routes reach a pod on another node too.
+    assert_eq!(
+        bed.on(
+            "control-1",
+            &format!("curl -s --max-time 5 http://{pod_ip}:8080/health")
+        ),
+        "OK"
+    );
+    bed.k(&[
+        "delete",
+        "pod/fgtest-server",
+        "pod/fgtest-client",
+        "service/fgtest-server",
+        "--wait=false",
+    ]);
+}
+
+/// The platform phase on the real API: forgectl's services on both control planes, the webhook
+/// registration, the accounts controller provisioning the tools, toolctl on the bastion.
+fn platform_checks(bed: &Bed) {
+    for cp in CONTROL_PLANES {
+        assert_eq!(
+            bed.on(
+                cp,
+                "systemctl is-active forgectl-admission forgectl-accounts"
+            ),
+            "active\nactive",
+            "{cp}"
+        );
+    }
+    let hooks = bed.k_json(&["get", "validatingwebhookconfigurations"]);
+    let ca = std::fs::read(bed.state.join(CLUSTER).join("pki/ca.crt")).unwrap();
+    use base64::Engine;
+    let hook = &hooks["items"][0]["webhooks"][0];
+    assert_eq!(
+        hook["clientConfig"]["caBundle"],
+        base64::engine::general_purpose::STANDARD.encode(&ca)
+    );
+    assert_eq!(
+        hook["clientConfig"]["url"],
+        "https://127.0.0.1:8443/validate/images"
+    );
+    let mut leader = String::new();
+    wait_until(
+        "the accounts controller provisions both tools",
+        Duration::from_secs(90),
+        || {
+            let ns = bed.k(&["get", "namespaces", "-o", "name"]);
+            let lease = bed.k(&[
+                "get",
+                "leases",
+                "-A",
+                "--field-selector=metadata.name=forgectl-accounts",
+                "-o",
+                "jsonpath={.items[*].spec.holderIdentity}",
+            ]);
+            leader = CONTROL_PLANES
+                .into_iter()
+                .find(|cp| lease.starts_with(cp))
+                .unwrap_or_default()
+                .to_string();
+            (ns.contains("namespace/tool-alpha")
+                && ns.contains("namespace/tool-beta")
+                && !leader.is_empty())
+            .then_some(())
+            .ok_or(format!("{ns} lease {lease:?}"))
+        },
+    );
+    wait_until("beta's kubeconfig", Duration::from_secs(60), || {
+        let got = bed.on(
+            &leader,
+            "test -s /srv/homes/beta/.kube/config && echo yes || true",
+        );
+        (got == "yes").then_some(()).ok_or(got)
+    });
+    assert_eq!(
+        bed.on(
+            &leader,
+            "stat -c '%a %u:%g' /srv/homes/alpha/.kube/config /srv/homes/alpha/.kube/client.key"
+        ),
+        "600 52001:52001\n600 52001:52001"
+    );
+    // A tool owner on the bastion, as the tool, with the tool's kubeconfig, through haproxy.
+    let home = bed.on(
+        &leader,
+        "tar -C /srv/homes/alpha --numeric-owner -cz .kube | base64 -w0",
+    );
+    bed.on(
+        "lb-1",
+        &format!(
+            "mkdir -p /srv/homes/alpha && chown 52001:52001 /srv/homes/alpha && \
+             echo {home} | base64 -d | tar -C /srv/homes/alpha --numeric-owner -xz"
+        ),
+    );
+    let as_tool = |cmd: &str| {
+        bed.on(
+            "lb-1",
+            &format!(
+                "cd /srv/homes/alpha && setpriv --reuid 52001 --regid 52001 --clear-groups \
+                 env HOME=/srv/homes/alpha {cmd} 2>&1"
+            ),
+        )
+    };
+    assert_eq!(as_tool("webservice status"), "no web service running");
+    assert_eq!(as_tool("toolctl jobs list -o json"), "[]");
+}
+
+/// haproxy keeps the API answering while one control plane's API server is gone, and sends to it
+/// again once it is back.
+fn api_survives_a_control_plane(bed: &Bed) {
+    let local_ready = "curl -sk --max-time 2 https://127.0.0.1:6443/readyz || true";
+    bed.on(
+        "control-1",
+        "mv /etc/kubernetes/manifests/kube-apiserver.yaml /root/kube-apiserver.yaml",
+    );
+    wait_until(
+        "control-1's API server stopped",
+        Duration::from_secs(60),
+        || {
+            let got = bed.on("control-1", local_ready);
+            (got != "ok").then_some(()).ok_or(got)
+        },
+    );
+    wait_until("the API through haproxy", Duration::from_secs(30), || {
+        let out = std::process::Command::new(&bed.kubectl)
+            .arg("--kubeconfig")
+            .arg(bed.admin_conf())
+            .args(["get", "--raw=/readyz"])
+            .output()
+            .unwrap();
+        out.status.success().then_some(()).ok_or(text(&out))
+    });
+    bed.on(
+        "control-1",
+        "mv /root/kube-apiserver.yaml /etc/kubernetes/manifests/kube-apiserver.yaml",
+    );
+    wait_until(
+        "control-1's API server back",
+        Duration::from_secs(120),
+        || {
+            let got = bed.on("control-1", local_ready);
+            (got == "ok").then_some(()).ok_or(got)
+        },
+    );
+}
+
+/// A node whose kubelet stops becomes NotReady: `status` says so (exit 1) and the gate names it.
+fn not_ready_holds_the_gate(bed: &Bed) {
+    let ready = |want: &str| {
+        wait_until(
+            &format!("worker-2 Ready={want}"),
+            Duration::from_secs(120),
+            || {
+                let got = bed.k(&[
+                    "get",
+                    "node",
+                    "worker-2",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ]);
+                (got == want).then_some(()).ok_or(got)
+            },
+        )
+    };
+    bed.on("worker-2", "systemctl stop kubelet");
+    ready("Unknown");
+    let out = bed
+        .forgectl()
+        .env("FORGECTL_WAIT_TIMEOUT_S", "3")
+        .args(["up", "--yes", "--only", "cluster-ready"])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("not Ready: worker-2"), "{}", text(&out));
+    let out = bed.forgectl().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("worker-2   NotReady"), "{}", text(&out));
+    bed.on("worker-2", "systemctl start kubelet");
+    ready("True");
+}
+
+#[test]
+fn real_cluster_from_forgectl_up() {
+    support::require_root();
+    let work = tempfile::tempdir().unwrap();
+    let kube_bin = support::kube::assets();
+    let artifacts = work.path().join("artifacts");
+    let images = work.path().join("images");
+    let (kube, etcd) = support::kube_artifacts::lay_out(&artifacts, &kube_bin);
+    support::node_images::lay_out(&images, &kube_bin);
+    let standin = support::node_images::kubeadm_images(&kube_bin)
+        .into_iter()
+        .find(|r| r.contains("/coredns"))
+        .unwrap();
+    let inv = work.path().join("cluster.yaml");
+    std::fs::write(&inv, inventory(&artifacts, &images, &kube, &etcd)).unwrap();
+    std::fs::write(
+        work.path().join("accounts.yaml"),
+        "tools:\n\
+         - {name: alpha, uid: 52001, gid: 52001, home: /srv/homes/alpha, maintainers: [alice]}\n\
+         - {name: beta, uid: 52002, gid: 52002, home: /srv/homes/beta, maintainers: [alice]}\n",
+    )
+    .unwrap();
+    let state = work.path().join("state");
+    let before = support::host_snapshot(CLUSTER, &state);
+    let bed = Bed {
+        inv,
+        state,
+        kubectl: kube_bin.join("kubectl"),
+    };
+
+    let started = Instant::now();
+    let (code, out) = bed.up(&["--until", "kube-packages"]);
+    assert_eq!(code, Some(0), "{out}");
+    eprintln!(
+        "machines, etcd, lb, runtime (images loaded), kube packages: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for cp in CONTROL_PLANES {
+        // The tools' homes (NFS on a real site).
+        bed.on(
+            cp,
+            "install -d -o 52001 -g 52001 /srv/homes/alpha && install -d -o 52002 -g 52002 /srv/homes/beta",
+        );
+    }
+    // The images: loaded once, by digest; control-plane images only on control planes.
+    let listed = bed.on(
+        "worker-1",
+        "ctr -n k8s.io images ls -q | grep -v '^sha256:'",
+    );
+    assert!(
+        listed.contains(&format!("registry.k8s.io/kube-proxy:v{kube}")),
+        "{listed}"
+    );
+    assert!(!listed.contains("kube-apiserver"), "{listed}");
+    assert!(
+        bed.on("control-1", "ctr -n k8s.io images ls -q")
+            .contains(&format!("registry.k8s.io/kube-apiserver:v{kube}"))
+    );
+
+    // kubeadm init killed half-way: its files exist, the cluster does not.
+    kill_init_half_way(&bed);
+    // control-2 cannot join: a file kubeadm join refuses to overwrite.
+    bed.on(
+        "control-2",
+        "mkdir -p /etc/kubernetes && echo stale > /etc/kubernetes/kubelet.conf",
+    );
+    let (code, out) = bed.up(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("up: phase `kubeadm-join` failed: control-2")
+            && out.contains("/etc/kubernetes/kubelet.conf already exists"),
+        "{out}"
+    );
+    // The init was finished (not taken as done because its files existed) …
+    assert_eq!(
+        bed.on(
+            "control-1",
+            "test -e /var/lib/forgectl/kubeadm-init.done && echo done"
+        ),
+        "done"
+    );
+    bed.k(&["-n", "kube-system", "get", "configmap", "kubeadm-config"]);
+    bed.k(&["-n", "kube-public", "get", "configmap", "cluster-info"]);
+    // … no join token is left (neither kubeadm's default one nor the one made for the joins) …
+    assert_eq!(
+        bed.on(
+            "control-1",
+            "kubeadm token list --kubeconfig /etc/kubernetes/admin.conf 2>&1"
+        ),
+        ""
+    );
+    // … and the workers were not joined before the control planes.
+    assert_eq!(
+        bed.on(
+            "worker-1",
+            "test -e /etc/kubernetes/kubelet.conf && echo joined || echo no"
+        ),
+        "no"
+    );
+    // Fixed, the next run goes on where it stopped.
+    bed.on("control-2", "rm /etc/kubernetes/kubelet.conf");
+    let resumed = Instant::now();
+    let (code, out) = bed.up(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("up: done — 17 phase(s), "), "{out}");
+    eprintln!(
+        "joins, bridge network, cluster-ready gate, platform: {:.1} s",
+        resumed.elapsed().as_secs_f64()
+    );
+
+    // Every node Ready at the version asked for; the system pods run.
+    let nodes = bed.k_json(&["get", "nodes"]);
+    let mut names = Vec::new();
+    for n in nodes["items"].as_array().unwrap() {
+        names.push(n["metadata"]["name"].as_str().unwrap().to_string());
+        assert_eq!(
+            n["status"]["nodeInfo"]["kubeletVersion"],
+            format!("v{kube}")
+        );
+        assert!(
+            n["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+            "{n:#}"
+        );
+        assert!(n["spec"]["podCIDR"].as_str().is_some(), "{n:#}");
+    }
+    names.sort();
+    assert_eq!(names, NODES);
+    let pods = bed.k_json(&["-n", "kube-system", "get", "pods"]);
+    let mut running: Vec<String> = Vec::new();
+    for p in pods["items"].as_array().unwrap() {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        assert_eq!(p["status"]["phase"], "Running", "{name}");
+        running.push(name.to_string());
+    }
+    for cp in CONTROL_PLANES {
+        for part in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
+            assert!(
+                running.iter().any(|r| r == &format!("{part}-{cp}")),
+                "{part} on {cp}: {running:?}"
+            );
+        }
+    }
+    assert_eq!(
+        running
+            .iter()
+            .filter(|r| r.starts_with("kube-proxy-"))
+            .count(),
+        4,
+        "{running:?}"
+    );
+    // The apiserver's client certificate from kubeadm and forgectl's CA: the cluster is forgectl's.
+    let ca = std::fs::read_to_string(bed.state.join(CLUSTER).join("pki/ca.crt")).unwrap();
+    for cp in CONTROL_PLANES {
+        assert_eq!(bed.on(cp, "cat /etc/kubernetes/pki/ca.crt"), ca.trim_end());
+    }
+    pod_network(&bed, &standin);
+    platform_checks(&bed);
+    let out = bed.forgectl().arg("status").output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("etcd: 3 of 3 member(s) healthy"), "{t}");
+    assert!(t.contains("worker-2   Ready"), "{t}");
+
+    api_survives_a_control_plane(&bed);
+    not_ready_holds_the_gate(&bed);
+
+    // A converged cluster: a second run changes nothing.
+    let again = Instant::now();
+    let (code, out) = bed.up(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("up: done — 17 phase(s), 0 change(s)."),
+        "{out}"
+    );
+    eprintln!("converged re-run: {:.1} s", again.elapsed().as_secs_f64());
+
+    // A state dir that lost the Kubernetes CAs: `up` refuses to make new ones while the control
+    // planes have them; `certs recover` reads them (and the service-account keys) back.
+    let pki = bed.state.join(CLUSTER).join("pki");
+    let kept: Vec<(PathBuf, Vec<u8>)> = [
+        "ca.crt",
+        "ca.key",
+        "front-proxy-ca.crt",
+        "front-proxy-ca.key",
+        "sa.key",
+        "sa.pub",
+    ]
+    .iter()
+    .map(|f| (pki.join(f), std::fs::read(pki.join(f)).unwrap()))
+    .collect();
+    for (p, _) in &kept {
+        std::fs::remove_file(p).unwrap();
+    }
+    let (code, out) = bed.up(&["--only", "pki"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the control planes already have a CA; run `forgectl certs recover`"),
+        "{out}"
+    );
+    bed.forgectl()
+        .args(["certs", "recover", "--yes"])
+        .assert()
+        .success();
+    for (p, data) in &kept {
+        assert_eq!(&std::fs::read(p).unwrap(), data, "{}", p.display());
+    }
+
+    // Registry mirrors are reconciled: a registry dropped from the inventory loses its file, and
+    // containerd's restart keeps the node's pods running.
+    assert!(
+        bed.on(
+            "worker-1",
+            "cat /etc/containerd/certs.d/docker.io/hosts.toml"
+        )
+        .contains("[host.\"https://mirror.fgtest.invalid\"]")
+    );
+    let edited = std::fs::read_to_string(&bed.inv).unwrap().replace(
+        "runtime:\n  registry_mirrors:\n    docker.io: [https://mirror.fgtest.invalid]\n",
+        "",
+    );
+    std::fs::write(&bed.inv, edited).unwrap();
+    let (code, out) = bed.up(&["--only", "runtime"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        bed.on("worker-1", "ls /etc/containerd/certs.d | wc -l"),
+        "0"
+    );
+
+    // `down` leaves the host as it was: no namespace, link, mount, cgroup (in any hierarchy) or
+    // process of the cluster.
+    let out = bed.forgectl().args(["down", "--yes"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(support::host_snapshot(CLUSTER, &bed.state), before);
+}
