@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod admission;
 pub mod artifacts;
+pub mod cluster_images;
 pub mod commands;
 pub mod engine;
 pub mod etcd;

@@ -480,6 +480,28 @@ fn real_cluster_from_forgectl_up() {
             .contains(&format!("registry.k8s.io/kube-apiserver:v{kube}"))
     );
 
+    // `artifacts list` names the images kubeadm deploys exactly as the real kubeadm does (they are
+    // all in the directory, under the names kubeadm lists).
+    let out = bed
+        .forgectl()
+        .args(["artifacts", "list", "-o", "json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kubeadm_images: Vec<&serde_json::Value> = listed["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            let by = i["used_by"].as_str().unwrap();
+            by.starts_with("kubeadm") || by.starts_with("containerd")
+        })
+        .collect();
+    assert_eq!(kubeadm_images.len(), 6, "{listed:#}");
+    for i in kubeadm_images {
+        assert!(i["archive"].is_string(), "{i} is not in artifacts.images");
+    }
+
     // kubeadm init killed half-way: its files exist, the cluster does not.
     kill_init_half_way(&bed);
     // control-2 cannot join: a file kubeadm join refuses to overwrite.

@@ -112,3 +112,88 @@ fn refused_without_root_and_clean_after_ctrl_c() {
         "machine directories left: {left:?}"
     );
 }
+
+/// A second local cluster never shares a network with the first: `init` picks a machine network
+/// no interface of the host uses, and `up` refuses one that overlaps a network in use, naming the
+/// interface, before it makes anything. (A bridge of its own stands for the other cluster.)
+#[test]
+fn a_second_cluster_gets_a_network_of_its_own() {
+    support::require_root();
+    struct Link;
+    impl Drop for Link {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["link", "del", "fgtest-net0"])
+                .status();
+        }
+    }
+    let ip = |args: &[&str]| {
+        assert!(
+            Command::new("ip").args(args).status().unwrap().success(),
+            "ip {args:?}"
+        );
+    };
+    let _ = Command::new("ip")
+        .args(["link", "del", "fgtest-net0"])
+        .status();
+    ip(&["link", "add", "fgtest-net0", "type", "bridge"]);
+    let _link = Link;
+    ip(&["addr", "add", "10.77.0.1/24", "dev", "fgtest-net0"]);
+    ip(&["addr", "add", "10.77.1.1/24", "dev", "fgtest-net0"]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("second");
+    let out = Command::cargo_bin("forgectl")
+        .unwrap()
+        .args(["init", "--provider", "local"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(dir.join("cluster.yaml")).unwrap();
+    let cidr = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("machine_cidr: "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        cidr.starts_with("10.77.") && cidr.ends_with(".0/24"),
+        "{cidr}"
+    );
+    assert!(
+        !["10.77.0.0/24", "10.77.1.0/24"].contains(&cidr.as_str()),
+        "{cidr}"
+    );
+    // An inventory on a network in use is refused before any machine exists.
+    let inv = work.path().join("taken.yaml");
+    std::fs::write(
+        &inv,
+        INVENTORY
+            .replace("fgtest-int", "fgtest-taken")
+            .replace("10.77.51.0/24", "10.77.1.0/24"),
+    )
+    .unwrap();
+    let state = work.path().join("state");
+    let out = Command::cargo_bin("forgectl")
+        .unwrap()
+        .env("NO_COLOR", "1")
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["up", "--yes", "-f"])
+        .arg(&inv)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("network.machine_cidr 10.77.1.0/24 overlaps 10.77.1.0/24 on fgtest-net0"),
+        "{text}"
+    );
+    assert!(!Path::new("/sys/class/net/fgtest-taken0").exists());
+}

@@ -6,14 +6,39 @@ use super::{CommandError, ExitCode, load_inventory};
 use crate::artifacts;
 use crate::output::{Format, Options};
 
-/// Prints every artifact with its version, URL and checksum source.
+/// An image the cluster needs, and whether `artifacts.images` has it.
+#[derive(serde::Serialize)]
+struct ImageRow {
+    #[serde(flatten)]
+    image: crate::cluster_images::NeededImage,
+    /// The archive of `artifacts.images` that holds it (None: not there, or no directory set).
+    archive: Option<String>,
+}
+
+/// Prints every artifact with its version, URL and checksum source, then every image the cluster
+/// runs with its exact reference (and the archive of `artifacts.images` that holds it).
 pub fn artifacts_list(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
     let inv = load_inventory(file, opts)?;
     let list = artifacts::list(&inv.inventory);
+    let archives = match &inv.inventory.artifacts.images {
+        Some(d) => crate::images::scan(d).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let images: Vec<ImageRow> = crate::cluster_images::needed(&inv.inventory)
+        .into_iter()
+        .map(|image| ImageRow {
+            archive: archives
+                .iter()
+                .find(|a| a.refs.contains(&image.reference))
+                .map(|a| a.file.clone()),
+            image,
+        })
+        .collect();
     match opts.format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
+            serde_json::to_string_pretty(&serde_json::json!({"artifacts": list, "images": images}))
+                .unwrap_or_default()
         ),
         Format::Text => {
             let nw = list.iter().map(|a| a.name.len()).max().unwrap_or(4).max(4);
@@ -36,6 +61,43 @@ pub fn artifacts_list(file: Option<&Path>, opts: &Options) -> Result<ExitCode, C
                 inv.inventory.artifacts.source,
                 list.len()
             );
+            println!();
+            let rw = images
+                .iter()
+                .map(|i| i.image.reference.len())
+                .max()
+                .unwrap_or(5)
+                .max(5);
+            println!(
+                "{:rw$}  {:14}  {:32}  IN artifacts.images",
+                "IMAGE", "NODES", "USED BY"
+            );
+            for i in &images {
+                println!(
+                    "{:rw$}  {:14}  {:32}  {}",
+                    i.image.reference,
+                    i.image.nodes,
+                    i.image.used_by,
+                    match (&inv.inventory.artifacts.images, &i.archive) {
+                        (None, _) => "-",
+                        (Some(_), Some(a)) => a.as_str(),
+                        (Some(_), None) => "MISSING",
+                    }
+                );
+            }
+            let missing = images.iter().filter(|i| i.archive.is_none()).count();
+            match &inv.inventory.artifacts.images {
+                Some(d) if missing > 0 => println!(
+                    "{missing} of {} image(s) are not in {}: nodes that cannot pull will not run them",
+                    images.len(),
+                    d.display()
+                ),
+                Some(d) => println!("every image is in {}", d.display()),
+                None => println!(
+                    "{} image(s), pulled by the nodes; for nodes that cannot pull, put their archives in a directory and set artifacts.images",
+                    images.len()
+                ),
+            }
         }
     }
     Ok(ExitCode::Ok)

@@ -39,6 +39,15 @@ pub fn init(provider: ProviderKind, dir: &Path, force: bool) -> Result<ExitCode,
             .join("\n")
             + "\n";
     }
+    // A local cluster gets a machine network no interface of this host uses (another local
+    // cluster's bridge among them), and the bridge address and the lb's with it.
+    if provider == ProviderKind::Local
+        && let Some(net) = crate::providers::local::net::free_machine_network()
+        && net.to_string() != "10.77.0.0/24"
+    {
+        let prefix = net.to_string().trim_end_matches(".0/24").to_string();
+        text = text.replace("10.77.0.", &format!("{prefix}."));
+    }
     // Never write an inventory that would not validate.
     inventory::load_str(&target.display().to_string(), &text, dir)?;
     let err = |e: std::io::Error| CommandError::Write {

@@ -518,8 +518,8 @@ impl Runtime {
             return i.clone();
         }
         let tag = match kubernetes.0.minor {
-            0..=34 => "3.10",
-            35 => "3.10.1",
+            0..=33 => "3.10",
+            34 | 35 => "3.10.1",
             _ => "3.10.2",
         };
         format!("registry.k8s.io/pause:{tag}")

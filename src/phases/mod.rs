@@ -22,7 +22,7 @@ mod pki;
 pub mod platform;
 mod provision;
 mod runtime;
-mod storage_cinder;
+pub mod storage_cinder;
 mod storage_nfs;
 
 use std::collections::BTreeSet;

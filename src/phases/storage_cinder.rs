@@ -27,6 +27,19 @@ const SIDECARS: &[(&str, &str)] = &[
     ("registrar", "csi-node-driver-registrar:v2.14.0"),
 ];
 
+/// The driver's images by role (`plugin` and the CSI sidecars).
+pub fn images(
+    c: &crate::inventory::model::Cinder,
+) -> std::collections::BTreeMap<&'static str, String> {
+    let registry = c.sidecar_registry.trim_end_matches('/');
+    let mut images: std::collections::BTreeMap<&'static str, String> = SIDECARS
+        .iter()
+        .map(|(k, image)| (*k, format!("{registry}/{image}")))
+        .collect();
+    images.insert("plugin", c.plugin_image.clone());
+    images
+}
+
 #[derive(Serialize)]
 struct Vars<'a> {
     cluster: &'a str,
@@ -61,12 +74,7 @@ impl Phase for StorageCinder {
     fn plan(&self, ctx: &PlanContext<'_>, _: &[&Machine]) -> Result<Vec<Action>, PhaseError> {
         let inv = &ctx.inv.inventory;
         let c = &inv.storage.cinder;
-        let registry = c.sidecar_registry.trim_end_matches('/');
-        let mut images: std::collections::BTreeMap<&'static str, String> = SIDECARS
-            .iter()
-            .map(|(k, image)| (*k, format!("{registry}/{image}")))
-            .collect();
-        images.insert("plugin", c.plugin_image.clone());
+        let images = images(c);
         let vars = Vars {
             cluster: &inv.name,
             namespace: NAMESPACE,

@@ -5,7 +5,7 @@ mod cgroup;
 mod host;
 mod machine;
 pub mod mirror;
-mod net;
+pub mod net;
 pub mod rootfs;
 
 use serde::Serialize;
@@ -94,6 +94,21 @@ pub enum LocalError {
         netns: String,
         /// This state dir.
         state: String,
+    },
+    /// The machines' network is used on this host already (another local cluster's bridge, or a
+    /// network of the host's own).
+    #[error(
+        "network.machine_cidr {network} overlaps {other} on {iface}, which this host uses already \
+         (another local cluster's bridge, or one of the host's networks): give this cluster a network \
+         of its own (`forgectl init` picks a free 10.77.N.0/24)"
+    )]
+    NetworkInUse {
+        /// This cluster's machine network.
+        network: String,
+        /// The interface in the way.
+        iface: String,
+        /// Its network.
+        other: String,
     },
     /// Interrupted (Ctrl-C) while creating machines; what was created was removed again.
     #[error("interrupted; the machines created by this run were removed")]
@@ -257,6 +272,13 @@ impl LocalProvider {
         interrupt: &Interrupt,
     ) -> Result<Vec<Status>, LocalError> {
         host::prerequisites().await?;
+        if let Some((iface, other)) = net::overlaps(self.network, &self.bridge).into_iter().next() {
+            return Err(LocalError::NetworkInUse {
+                network: self.network.to_string(),
+                iface,
+                other: other.to_string(),
+            });
+        }
         host::ensure_inotify(machines.len().max(self.existing().len()))?;
         let rootfs = tokio::select! {
             r = rootfs::ensure(&self.recipe, self.quiet) => r?,

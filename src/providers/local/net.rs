@@ -46,6 +46,49 @@ async fn link_exists(name: &str) -> bool {
     run("ip", &["link", "show", "dev", name], T).await.is_ok()
 }
 
+/// Every IPv4 network configured on this host's interfaces: (interface, network).
+pub fn host_networks() -> Vec<(String, IpNet)> {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let iface = w.nth(1)?.trim_end_matches(':').to_string();
+            let cidr = w.skip_while(|x| *x != "inet").nth(1)?;
+            let net: IpNet = cidr.parse().ok()?;
+            Some((iface, net.trunc()))
+        })
+        .collect()
+}
+
+/// The host's networks that overlap `machines`, other than on `bridge` (the cluster's own).
+pub fn overlaps(machines: IpNet, bridge: &str) -> Vec<(String, IpNet)> {
+    host_networks()
+        .into_iter()
+        .filter(|(iface, net)| {
+            iface != bridge
+                && (net.contains(&machines.network()) || machines.contains(&net.network()))
+        })
+        .collect()
+}
+
+/// The first `10.77.N.0/24` no interface of this host uses (a new local cluster's network).
+pub fn free_machine_network() -> Option<IpNet> {
+    let used = host_networks();
+    (0..=255u8).find_map(|n| {
+        let net: IpNet = format!("10.77.{n}.0/24").parse().ok()?;
+        (!used
+            .iter()
+            .any(|(_, u)| u.contains(&net.network()) || net.contains(&u.network())))
+        .then_some(net)
+    })
+}
+
 /// Creates the bridge with the host address if missing, and brings it up. Returns true when
 /// this call created it.
 pub async fn ensure_bridge(bridge: &str, host: IpAddr, net: IpNet) -> Result<bool, LocalError> {
