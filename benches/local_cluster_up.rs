@@ -15,11 +15,12 @@ use std::time::Instant;
 fn main() {
     support::require_root();
     let work = tempfile::tempdir().unwrap();
-    let bin = support::kube::assets();
-    let artifacts = work.path().join("artifacts");
-    let images = work.path().join("images");
-    let (kube, etcd) = support::kube_artifacts::lay_out(&artifacts, &bin);
-    support::node_images::lay_out(&images, &bin);
+    let support::kube_artifacts::Inputs {
+        artifacts,
+        images,
+        kube,
+        etcd,
+    } = support::kube_artifacts::inputs(work.path(), &support::kube::assets());
     let default = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventories/local/cluster.yaml"),
     )

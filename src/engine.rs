@@ -194,14 +194,16 @@ pub enum Outcome {
         /// Why it cannot run.
         reason: String,
     },
-    /// The user stopped the run (Ctrl-C, SIGTERM) before this phase.
+    /// The user stopped the run (Ctrl-C, SIGTERM) before or during this phase.
     Interrupted {
         /// Phases that completed.
         ran: Vec<String>,
         /// Actions that changed something.
         changed: usize,
-        /// The phase that did not start.
+        /// The phase that did not start, or was stopped.
         at: String,
+        /// True when it was stopped while running (a wait, a command in flight).
+        during: bool,
     },
     /// A phase failed.
     Failed {
@@ -266,10 +268,33 @@ pub async fn run(
                 ran,
                 changed,
                 at: p.phase.clone(),
+                during: false,
             };
         }
         tracing::info!(phase = %p.phase, actions = p.actions.len(), "phase starts");
-        match run_phase(p, exec).await {
+        // Ctrl-C stops a phase at once (a wait, a command in flight: what ran is kept, the next
+        // run resumes), except while machines are made or deleted: the provider undoes those
+        // itself and must be let finish.
+        let machines = p
+            .actions
+            .iter()
+            .any(|a| matches!(a.op, Op::CreateMachine { .. } | Op::DeleteMachine { .. }));
+        let result = if machines {
+            run_phase(p, exec).await
+        } else {
+            tokio::select! {
+                r = run_phase(p, exec) => r,
+                _ = exec.interrupt_wait() => {
+                    return Outcome::Interrupted {
+                        ran,
+                        changed,
+                        at: p.phase.clone(),
+                        during: true,
+                    };
+                }
+            }
+        };
+        match result {
             Ok(n) => changed += n,
             Err(error) => {
                 return Outcome::Failed {

@@ -245,6 +245,11 @@ impl<'a> Executor<'a> {
         self.interrupt.is_set()
     }
 
+    /// Resolves when Ctrl-C or SIGTERM arrives.
+    pub async fn interrupt_wait(&self) {
+        self.interrupt.wait().await
+    }
+
     fn local(&self) -> Result<LocalProvider, ExecError> {
         match self.inv.inventory.provider {
             ProviderKind::Local => Ok(LocalProvider::new(self.inv, self.state.path(), self.quiet)),

@@ -407,6 +407,38 @@ fn not_ready_holds_the_gate(bed: &Bed) {
     };
     bed.on("worker-2", "systemctl stop kubelet");
     ready("Unknown");
+    // Ctrl-C and SIGTERM stop a run at once while the gate waits (it would wait 10 minutes).
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("forgectl"))
+            .env("NO_COLOR", "1")
+            .arg("--state-dir")
+            .arg(&bed.state)
+            .arg("-f")
+            .arg(&bed.inv)
+            .args(["up", "--yes", "--only", "cluster-ready"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        let sent = Instant::now();
+        // SAFETY: kill(2) on the child we started.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let took = sent.elapsed();
+        eprintln!(
+            "{name} during the gate's wait: ended {:.2} s later",
+            took.as_secs_f64()
+        );
+        assert!(took < Duration::from_secs(5), "{name}: {took:?}");
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out));
+        assert!(
+            text(&out).contains("up: interrupted during phase `cluster-ready`; stopped at once")
+                && text(&out).contains("Run again to go on"),
+            "{name}: {}",
+            text(&out)
+        );
+    }
     let out = bed
         .forgectl()
         .env("FORGECTL_WAIT_TIMEOUT_S", "3")
@@ -426,10 +458,12 @@ fn real_cluster_from_forgectl_up() {
     support::require_root();
     let work = tempfile::tempdir().unwrap();
     let kube_bin = support::kube::assets();
-    let artifacts = work.path().join("artifacts");
-    let images = work.path().join("images");
-    let (kube, etcd) = support::kube_artifacts::lay_out(&artifacts, &kube_bin);
-    support::node_images::lay_out(&images, &kube_bin);
+    let support::kube_artifacts::Inputs {
+        artifacts,
+        images,
+        kube,
+        etcd,
+    } = support::kube_artifacts::inputs(work.path(), &kube_bin);
     let standin = support::node_images::kubeadm_images(&kube_bin)
         .into_iter()
         .find(|r| r.contains("/coredns"))

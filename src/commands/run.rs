@@ -249,9 +249,14 @@ async fn execute(
             "command": command, "playbook": plan.playbook, "result": "stopped",
             "ran": ran, "changed": changed, "stopped_at": at, "reason": reason,
         }),
-        Outcome::Interrupted { ran, changed, at } => json!({
+        Outcome::Interrupted {
+            ran,
+            changed,
+            at,
+            during,
+        } => json!({
             "command": command, "playbook": plan.playbook, "result": "interrupted",
-            "ran": ran, "changed": changed, "stopped_at": at,
+            "ran": ran, "changed": changed, "stopped_at": at, "during_phase": during,
         }),
         Outcome::Failed {
             ran,
@@ -321,10 +326,12 @@ fn merge(phases: usize, changed: usize, before: Vec<String>, second: Outcome) ->
             ran,
             changed: c,
             at,
+            during,
         } => Outcome::Interrupted {
             ran: join(ran),
             changed: changed + c,
             at,
+            during,
         },
         Outcome::Failed {
             ran,
@@ -364,10 +371,29 @@ fn report(outcome: &Outcome, command: &str) {
                 done(ran, *changed)
             );
         }
-        Outcome::Interrupted { ran, changed, at } => {
+        Outcome::Interrupted {
+            ran,
+            changed,
+            at,
+            during: false,
+        } => {
             eprintln!("{command}: interrupted; stopped before phase `{at}`.");
             println!(
-                "{}; `{at}` and the phases after it were not attempted.",
+                "{}; `{at}` and the phases after it were not attempted. Run again to go on.",
+                done(ran, *changed)
+            );
+        }
+        Outcome::Interrupted {
+            ran,
+            changed,
+            at,
+            during: true,
+        } => {
+            eprintln!(
+                "{command}: interrupted during phase `{at}`; stopped at once (a command already sent to a host may still finish there)."
+            );
+            println!(
+                "{}; `{at}` did not finish and the phases after it were not attempted. Run again to go on: finished steps are skipped.",
                 done(ran, *changed)
             );
         }

@@ -110,3 +110,30 @@ fn debian_etcdctl(work: &Path) -> PathBuf {
     assert!(ok.success());
     root.join("usr/bin/etcdctl")
 }
+
+/// What a real test cluster is built from, under `work`: the artifact directory, the image
+/// directory (tests/support/node_images.rs), the Kubernetes and etcd versions.
+pub struct Inputs {
+    /// `artifacts.dir`.
+    pub artifacts: PathBuf,
+    /// `artifacts.images`.
+    pub images: PathBuf,
+    /// Kubernetes version.
+    pub kube: String,
+    /// etcd version.
+    pub etcd: String,
+}
+
+/// Lays out the binaries and the images of `kube_bin` under `work`.
+pub fn inputs(work: &Path, kube_bin: &Path) -> Inputs {
+    let artifacts = work.join("artifacts");
+    let images = work.join("images");
+    let (kube, etcd) = lay_out(&artifacts, kube_bin);
+    super::node_images::lay_out(&images, kube_bin);
+    Inputs {
+        artifacts,
+        images,
+        kube,
+        etcd,
+    }
+}

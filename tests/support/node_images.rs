@@ -73,6 +73,19 @@ fn tools_layer() -> PathBuf {
     layer
 }
 
+/// GNU tar writing the same bytes for the same files: root-owned, sorted, mtime 0.
+fn reproducible_tar() -> Command {
+    let mut c = Command::new("tar");
+    c.args([
+        "--numeric-owner",
+        "--owner=0",
+        "--group=0",
+        "--sort=name",
+        "--mtime=@0",
+    ]);
+    c
+}
+
 /// A layer holding `files` (path in the image, content, mode).
 fn files_layer(out: &Path, files: &[(&str, &[u8], u32)]) {
     let dir = tempfile::tempdir().unwrap();
@@ -83,15 +96,8 @@ fn files_layer(out: &Path, files: &[(&str, &[u8], u32)]) {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
     }
-    run(Command::new("tar")
-        .args([
-            "--numeric-owner",
-            "--owner=0",
-            "--group=0",
-            "--sort=name",
-            "--mtime=@0",
-            "-C",
-        ])
+    run(reproducible_tar()
+        .arg("-C")
         .arg(dir.path())
         .arg("-cf")
         .arg(out)
@@ -127,16 +133,8 @@ fn docker_archive(out: &Path, reference: &str, layers: &[PathBuf], entrypoint: &
         "RepoTags": [reference], "Layers": names}]);
     std::fs::write(work.path().join("manifest.json"), manifest.to_string()).unwrap();
     let tmp = out.with_extension("partial");
-    run(Command::new("tar")
-        .args([
-            "--numeric-owner",
-            "--owner=0",
-            "--group=0",
-            "--sort=name",
-            "--mtime=@0",
-            "--hard-dereference",
-            "-C",
-        ])
+    run(reproducible_tar()
+        .args(["--hard-dereference", "-C"])
         .arg(work.path())
         .arg("-cf")
         .arg(&tmp)
