@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod cluster_images;
 pub mod commands;
 pub mod engine;
+pub mod error_chain;
 pub mod etcd;
 pub mod executor;
 pub mod images;

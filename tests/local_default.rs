@@ -155,6 +155,16 @@ async fn quick_start_up_and_down_on_the_embedded_default() {
         .stdout(predicate::str::contains(
             "at risk (tolerates 0 more failure(s))",
         ));
+    // Why a member does not answer is said for people, never as the client library's debug output.
+    let out = forgectl(a.path())
+        .args(["etcd", "status"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !said.contains("source:") && !said.contains("Error(") && said.contains("etcd-2"),
+        "{said}"
+    );
     // Writable with two of three (allowing for a new leader election if etcd-2 led).
     let t = std::time::Instant::now();
     while let Err(e) = c.put("/forgectl-test/key", "while degraded", None).await {
@@ -169,6 +179,28 @@ async fn quick_start_up_and_down_on_the_embedded_default() {
         .assert()
         .success();
     wait_healthy(a.path(), "etcd-2 did not rejoin").await;
+    // A stopped etcd service: connection refused, said as such, with where to look.
+    forgectl(a.path())
+        .args(["exec", "--hosts", "etcd-3", "--", "systemctl stop etcd"])
+        .assert()
+        .success();
+    let out = forgectl(a.path())
+        .args(["etcd", "status"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("connection refused at 10.77.0.12:2379 — is etcd running on etcd-3?")
+            && !said.contains("source:")
+            && !said.contains("Error("),
+        "{said}"
+    );
+    forgectl(a.path())
+        .args(["exec", "--hosts", "etcd-3", "--", "systemctl start etcd"])
+        .assert()
+        .success();
+    wait_healthy(a.path(), "etcd-3 did not come back").await;
     let mut c3 = forgectl::etcd::connect("https://10.77.0.11:2379", &tls, Duration::from_secs(5))
         .await
         .unwrap();

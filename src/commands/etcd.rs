@@ -408,7 +408,12 @@ pub async fn etcd_membership(
             println!("• {what}");
         }
     };
-    let fail = |what: &str, e: etcd_client::Error| CommandError::Usage(format!("{what}: {e}"));
+    let fail = |what: &str, e: etcd_client::Error| {
+        CommandError::Usage(format!(
+            "{what}: {}",
+            etcd::for_people(&e, &anchor.name, &anchor.endpoint)
+        ))
+    };
     let client = etcd::connect(&anchor.endpoint, &tls, Duration::from_secs(10))
         .await
         .map_err(|e| fail("connecting to a healthy member", e))?;

@@ -102,11 +102,58 @@ pub async fn health(members: &[(String, String)], tls: &Tls, limit: Duration) ->
                 latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
                 error: (st.leader() == 0).then(|| "no leader".to_string()),
             },
-            Ok(Err(e)) => unhealthy(name, endpoint, e.to_string()),
-            Err(_) => unhealthy(name, endpoint, format!("no answer within {limit:?}")),
+            Ok(Err(e)) => unhealthy(name, endpoint, for_people(&e, name, endpoint)),
+            Err(_) => unhealthy(
+                name,
+                endpoint,
+                format!(
+                    "no answer from {} within {limit:?} — is {name} up? (`forgectl machines list`)",
+                    host_port(endpoint)
+                ),
+            ),
         }
     });
     futures::future::join_all(checks).await
+}
+
+/// `https://10.77.0.12:2379` → `10.77.0.12:2379`.
+fn host_port(endpoint: &str) -> &str {
+    endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest)
+        .trim_end_matches('/')
+}
+
+/// Why a member could not be asked, for people: the cause at the bottom of the client's error
+/// chain (connection refused, timed out, a TLS failure …), where, and what to look at next —
+/// never the client library's debug output.
+pub fn for_people(e: &etcd_client::Error, name: &str, endpoint: &str) -> String {
+    let at = host_port(endpoint);
+    // etcd-client does not chain its gRPC status as a source: start from the status's own cause.
+    let (innermost, io) = match e {
+        etcd_client::Error::GRpcStatus(status) => match std::error::Error::source(status) {
+            Some(cause) => crate::error_chain::bottom(cause),
+            None => (status.message().to_string(), None),
+        },
+        e => crate::error_chain::bottom(e),
+    };
+    let check = format!("`forgectl exec --hosts {name} -- systemctl status etcd`");
+    use std::io::ErrorKind::*;
+    match io {
+        Some(ConnectionRefused) => format!(
+            "connection refused at {at} — is etcd running on {name}? ({check}, `forgectl machines list`)"
+        ),
+        Some(TimedOut) => format!(
+            "no connection to {at} in time — is {name} up and reachable? (`forgectl machines list`)"
+        ),
+        Some(HostUnreachable | NetworkUnreachable) => {
+            format!("{at} cannot be reached — is {name} up? (`forgectl machines list`)")
+        }
+        _ if innermost.to_lowercase().contains("certificate") => format!(
+            "TLS with {at} failed: {innermost} — do the member's certificate and forgectl's etcd CA match? (`forgectl certs check`)"
+        ),
+        _ => format!("{at}: {innermost} ({check})"),
+    }
 }
 
 fn unhealthy(name: &str, endpoint: &str, error: String) -> MemberHealth {

@@ -139,7 +139,7 @@ impl Kube {
             ::kube::Error::Api(s) if s.code == 404 => not_served(),
             e => KubeError::Api {
                 what: format!("discover {api_version} {kind}"),
-                cause: e.to_string(),
+                cause: super::error_text(&e),
             },
         })?;
         cache.insert(key, found.clone());

@@ -21,9 +21,19 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// An API error for people: the server's message with its reason and code
 /// (`namespaces "x" not found (NotFound, 404)`), or the client's error.
 pub fn error_text(e: &::kube::Error) -> String {
+    use std::io::ErrorKind::*;
     match e {
         ::kube::Error::Api(s) => format!("{} ({}, {})", s.message, s.reason, s.code),
-        e => e.to_string(),
+        e => match crate::error_chain::bottom(e) {
+            (_, Some(ConnectionRefused)) => {
+                "the API server refused the connection — is it up? (`forgectl status`)".into()
+            }
+            (_, Some(TimedOut)) => {
+                "the API server did not answer in time — is it up and reachable? (`forgectl status`)"
+                    .into()
+            }
+            (cause, _) => format!("the API request failed: {cause}"),
+        },
     }
 }
 

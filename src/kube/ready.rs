@@ -105,7 +105,7 @@ impl Kube {
         };
         api.list(&ListParams::default())
             .await
-            .map_err(|e| err("list", e.to_string()))?
+            .map_err(|e| err("list", super::error_text(&e)))?
             .items
             .into_iter()
             .map(|o| serde_json::to_value(o).map_err(|e| err("read", e.to_string())))

@@ -63,7 +63,7 @@ impl Kube {
         loop {
             let obj = api.get_opt(name).await.map_err(|e| KubeError::Api {
                 what: format!("read {what}"),
-                cause: e.to_string(),
+                cause: super::error_text(&e),
             })?;
             let state = match &obj {
                 Some(o) => serde_json::to_value(o)
