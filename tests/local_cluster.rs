@@ -53,6 +53,18 @@ impl Bed {
         c
     }
 
+    /// forgectl as a process of its own (to run in the background, or to signal).
+    fn process(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("forgectl"));
+        c.env("NO_COLOR", "1")
+            .env_remove("FORGECTL_INVENTORY")
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("-f")
+            .arg(&self.inv);
+        c
+    }
+
     fn up(&self, args: &[&str]) -> (Option<i32>, String) {
         let out = self
             .forgectl()
@@ -151,13 +163,8 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> Result<(), St
 /// A `kubeadm init` that dies after writing the admin kubeconfig and the API server's manifest
 /// (what an init failing in wait-control-plane leaves): the files exist, the cluster does not.
 fn kill_init_half_way(bed: &Bed) {
-    let mut run = std::process::Command::new(assert_cmd::cargo::cargo_bin("forgectl"))
-        .env("NO_COLOR", "1")
-        .env_remove("FORGECTL_INVENTORY")
-        .arg("--state-dir")
-        .arg(&bed.state)
-        .arg("-f")
-        .arg(&bed.inv)
+    let mut run = bed
+        .process()
         .args(["up", "--yes", "--until", "kubeadm-init"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -409,12 +416,8 @@ fn not_ready_holds_the_gate(bed: &Bed) {
     ready("Unknown");
     // Ctrl-C and SIGTERM stop a run at once while the gate waits (it would wait 10 minutes).
     for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("forgectl"))
-            .env("NO_COLOR", "1")
-            .arg("--state-dir")
-            .arg(&bed.state)
-            .arg("-f")
-            .arg(&bed.inv)
+        let child = bed
+            .process()
             .args(["up", "--yes", "--only", "cluster-ready"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
