@@ -126,7 +126,7 @@ pub async fn etcd_snapshot_save(
             "no etcd member is healthy; nothing to snapshot".into(),
         ));
     };
-    let size = etcd::snapshot_save(&source.endpoint, &tls, out)
+    let size = etcd::snapshot_save(&source.name, &source.endpoint, &tls, out)
         .await
         .map_err(|e| CommandError::Usage(format!("snapshot from {} failed: {e}", source.name)))?;
     let data = std::fs::read(out).map_err(|e| CommandError::Write {

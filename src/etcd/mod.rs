@@ -207,16 +207,18 @@ pub async fn wait_healthy(
 /// Streams a snapshot of the keyspace from `endpoint` into `file` (0600, written to a temporary
 /// file and renamed, so a failed save never leaves a truncated snapshot). Returns its size.
 pub async fn snapshot_save(
+    name: &str,
     endpoint: &str,
     tls: &Tls,
     file: &std::path::Path,
 ) -> Result<u64, String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let said = |e: etcd_client::Error| for_people(&e, name, endpoint);
     let mut client = connect(endpoint, tls, Duration::from_secs(10))
         .await
-        .map_err(|e| e.to_string())?;
-    let mut stream = client.snapshot().await.map_err(|e| e.to_string())?;
+        .map_err(said)?;
+    let mut stream = client.snapshot().await.map_err(said)?;
     let tmp = file.with_extension("partial");
     let mut out = std::fs::OpenOptions::new()
         .write(true)
@@ -227,7 +229,7 @@ pub async fn snapshot_save(
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
     let mut size = 0u64;
     let result = async {
-        while let Some(chunk) = stream.message().await.map_err(|e| e.to_string())? {
+        while let Some(chunk) = stream.message().await.map_err(said)? {
             out.write_all(chunk.blob()).map_err(|e| e.to_string())?;
             size += chunk.blob().len() as u64;
         }
