@@ -94,8 +94,8 @@ struct Member<'a> {
     pki_dir: &'a str,
     env_file: &'a str,
     etcd_binary: &'a str,
-    /// The binary tells systemd when it serves (Debian's builds do; etcd 3.6 release builds
-    /// do not, and systemd would kill them after the start timeout).
+    /// The binary tells systemd when it serves (Debian's builds and releases before 3.6 do;
+    /// 3.6 does not, and systemd would kill it after the start timeout).
     notify: bool,
 }
 
@@ -161,7 +161,10 @@ impl Phase for Etcd {
                 pki_dir: PKI_DIR,
                 env_file: ENV_FILE.path,
                 etcd_binary: binary,
-                notify: debian,
+                // Debian's builds and etcd before 3.6 tell systemd when they serve; 3.6 does not
+                // (systemd would kill it after the start timeout).
+                notify: debian
+                    || inv.versions.etcd < crate::inventory::types::Version::new(3, 6, 0),
             };
             if debian {
                 actions.push(Action::local(
