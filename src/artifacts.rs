@@ -145,10 +145,6 @@ pub fn etcd_from_debian(inv: &Inventory) -> bool {
     inv.artifacts.source == ArtifactSource::Debian && laid_out_base(inv).is_none()
 }
 
-/// Release artifacts the `debian` source takes from `artifacts.dir` / `mirror_url` when one is
-/// set: etcd and the Kubernetes binaries.
-const DEBIAN_WITH_DIR: &[&str] = &["etcd", "kubeadm", "kubelet", "kubectl", "crictl"];
-
 /// The Kubernetes binaries, which Debian does not package (its kubernetes-client is 1.20, and it
 /// has no kubeadm, kubelet or crictl).
 pub const KUBE_BINARIES: &[&str] = &["kubeadm", "kubelet", "kubectl", "crictl"];
@@ -180,9 +176,10 @@ pub fn list(inv: &Inventory) -> Vec<Artifact> {
             out.extend(
                 upstream(inv)
                     .into_iter()
-                    .filter(|x| match &base {
-                        Some(_) => DEBIAN_WITH_DIR.contains(&x.name.as_str()),
-                        None => KUBE_BINARIES.contains(&x.name.as_str()),
+                    // With a dir or mirror, etcd comes from there too.
+                    .filter(|x| {
+                        KUBE_BINARIES.contains(&x.name.as_str())
+                            || (base.is_some() && x.name == "etcd")
                     })
                     .map(|x| match &base {
                         Some(b) => relocate(b, x),
@@ -291,17 +288,8 @@ async fn reachable(client: &reqwest::Client, url: &str) -> Result<(), String> {
     match client.head(url).send().await {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("{url}: HTTP {}", r.status())),
-        Err(e) => Err(format!("{url}: {}", root_cause(&e))),
+        Err(e) => Err(format!("{url}: {}", crate::error_chain::bottom(&e).0)),
     }
-}
-
-/// The innermost cause of an error (for a failed request: DNS, refused, timed out …).
-fn root_cause(e: &dyn std::error::Error) -> String {
-    let mut cur = e;
-    while let Some(c) = cur.source() {
-        cur = c;
-    }
-    cur.to_string()
 }
 
 /// What to tell people when artifacts cannot be fetched: which, why, and how to provide them.

@@ -95,16 +95,24 @@ impl Bed {
         self.state.join(CLUSTER).join("admin.conf")
     }
 
-    /// kubectl on this machine with the admin kubeconfig forgectl fetched (through haproxy).
-    fn k(&self, args: &[&str]) -> String {
+    /// kubectl on this machine with the admin kubeconfig forgectl fetched (through haproxy):
+    /// its output, or what it said when it failed.
+    fn k_try(&self, args: &[&str]) -> Result<String, String> {
         let out = std::process::Command::new(&self.kubectl)
             .arg("--kubeconfig")
             .arg(self.admin_conf())
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            false => Err(format!("kubectl {args:?}: {}", text(&out))),
+        }
+    }
+
+    /// As `k_try`, failing the test when kubectl fails.
+    fn k(&self, args: &[&str]) -> String {
+        self.k_try(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn k_json(&self, args: &[&str]) -> serde_json::Value {
@@ -371,14 +379,9 @@ fn api_survives_a_control_plane(bed: &Bed) {
             (got != "ok").then_some(()).ok_or(got)
         },
     );
+    // Every request answered, not one lucky one: haproxy has taken control-1 out.
     wait_until("the API through haproxy", Duration::from_secs(30), || {
-        let out = std::process::Command::new(&bed.kubectl)
-            .arg("--kubeconfig")
-            .arg(bed.admin_conf())
-            .args(["get", "--raw=/readyz"])
-            .output()
-            .unwrap();
-        out.status.success().then_some(()).ok_or(text(&out))
+        (0..10).try_for_each(|_| bed.k_try(&["get", "--raw=/readyz"]).map(drop))
     });
     bed.on(
         "control-1",
