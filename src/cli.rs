@@ -185,7 +185,7 @@ pub enum Command {
     },
     /// What the cluster installs: list it, or download it for an offline site.
     #[command(
-        after_help = "Examples:\n  forgectl artifacts list -f cluster.yaml\n  forgectl artifacts fetch -f cluster.yaml --to /srv/forgectl-artifacts\n\nEvery download is checked against the checksum file the project publishes with the release."
+        after_help = "Examples:\n  forgectl artifacts list -f cluster.yaml\n  forgectl artifacts fetch -f cluster.yaml --to /srv/forgectl-artifacts\n  forgectl artifacts fetch -f cluster.yaml --images --to /srv/forgectl-images\n\nEvery download is checked against the checksum file the project publishes with the release; every image manifest and layer against its digest."
     )]
     Artifacts {
         #[command(subcommand)]
@@ -417,10 +417,20 @@ pub enum SnapshotVerb {
 pub enum ArtifactsVerb {
     /// Every artifact with version, URL and where its checksum is published.
     List,
-    /// Download and verify every artifact into DIR/NAME/VERSION/ (for `source: local` or a mirror).
+    /// Download and verify every artifact into DIR/NAME/VERSION/ (for `source: local` or a
+    /// mirror); with --images, pull every image the cluster runs into DIR instead (for
+    /// `artifacts.images`).
     Fetch {
         /// Target directory.
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
+        /// Pull the images (`artifacts list` names them) from the registry mirrors of
+        /// `runtime.registry_mirrors`, then their registries, as OCI archives into DIR; images
+        /// already there are kept.
+        #[arg(long)]
+        images: bool,
+        /// The image platform's architecture, as Go names it (linux/ARCH).
+        #[arg(long, value_name = "ARCH", requires = "images", default_value = forgectl::image_fetch::host_arch())]
+        arch: String,
     },
 }

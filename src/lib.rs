@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error_chain;
 pub mod etcd;
 pub mod executor;
+pub mod image_fetch;
 pub mod images;
 pub mod interrupt;
 pub mod inventory;

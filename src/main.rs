@@ -152,8 +152,11 @@ async fn dispatch(
             verb: cli::ArtifactsVerb::List,
         } => commands::artifacts_list(file.as_deref(), opts),
         C::Artifacts {
-            verb: cli::ArtifactsVerb::Fetch { to },
-        } => commands::artifacts_fetch(file.as_deref(), &to, opts).await,
+            verb: cli::ArtifactsVerb::Fetch { to, images, arch },
+        } => match images {
+            true => commands::artifacts_fetch_images(file.as_deref(), &to, &arch, opts).await,
+            false => commands::artifacts_fetch(file.as_deref(), &to, opts).await,
+        },
         C::Certs {
             verb: cli::CertsVerb::Check,
         } => commands::certs_check(file.as_deref(), opts).await,

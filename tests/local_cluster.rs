@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 const CLUSTER: &str = "fgtest-real";
 const CONTROL_PLANES: [&str; 2] = ["control-1", "control-2"];
 const NODES: [&str; 4] = ["control-1", "control-2", "worker-1", "worker-2"];
+/// The tools' image (platform.images).
+const TOOL_IMAGE: &str = "registry.fgtest.invalid/toolforge/python311:latest";
 
 fn inventory(artifacts: &Path, images: &Path, kube: &str, etcd: &str) -> String {
     format!(
@@ -27,7 +29,7 @@ fn inventory(artifacts: &Path, images: &Path, kube: &str, etcd: &str) -> String 
          cni:\n  plugin: bridge\n\
          ingress:\n  enabled: false\n\
          runtime:\n  registry_mirrors:\n    docker.io: [https://mirror.fgtest.invalid]\n\
-         accounts:\n  file: accounts.yaml\nplatform:\n  images:\n    python3.11: registry.fgtest.invalid/toolforge/python311:latest\n\
+         accounts:\n  file: accounts.yaml\nplatform:\n  images:\n    python3.11: {TOOL_IMAGE}\n\
          groups:\n  - name: etcd\n    roles: [etcd]\n    count: 3\n  - name: control\n    roles: [control-plane]\n    count: 2\n\
          \x20 - name: worker\n    roles: [worker]\n    count: 2\n  - name: lb\n    roles: [lb, bastion]\n    count: 1\n",
         artifacts.display(),
@@ -459,6 +461,51 @@ fn not_ready_holds_the_gate(bed: &Bed) {
     ready("True");
 }
 
+/// Moves the pause archive out of `images`, pushes it to a registry started here, and fetches
+/// the cluster's images into `images` through that registry as a mirror of registry.k8s.io (the
+/// tools' image too, pushed beside it: nothing is looked for outside this machine).
+fn pause_through_a_registry(work: &Path, inv: &Path, images: &Path) {
+    let reg = support::registry::Registry::start(work);
+    let host = reg.host();
+    let seed = work.join("seed-pause.tar");
+    std::fs::rename(images.join("pause.tar"), &seed).unwrap();
+    let pause = forgectl::images::read(&seed).unwrap().refs[0].clone();
+    reg.push(&seed, pause.strip_prefix("registry.k8s.io/").unwrap());
+    let tools = work.join("seed-tools.tar");
+    support::registry::tiny_image(&tools, TOOL_IMAGE, "amd64", "a tool's image");
+    reg.push(
+        &tools,
+        TOOL_IMAGE.strip_prefix("registry.fgtest.invalid/").unwrap(),
+    );
+    let side = work.join("fetch.yaml");
+    std::fs::write(
+        &side,
+        std::fs::read_to_string(inv).unwrap().replacen(
+            "  registry_mirrors:\n",
+            &format!(
+                "  registry_mirrors:\n    registry.k8s.io: [\"http://{host}\"]\n    registry.fgtest.invalid: [\"http://{host}\"]\n"
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forgectl"))
+        .args(["artifacts", "fetch", "--images", "-f"])
+        .arg(&side)
+        .arg("--to")
+        .arg(images)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(&format!("pulled   {pause}"))
+            && said.contains(&format!("from http://{host}")),
+        "{said}"
+    );
+}
+
 #[test]
 fn real_cluster_from_forgectl_up() {
     support::require_root();
@@ -476,6 +523,9 @@ fn real_cluster_from_forgectl_up() {
         .unwrap();
     let inv = work.path().join("cluster.yaml");
     std::fs::write(&inv, inventory(&artifacts, &images, &kube, &etcd)).unwrap();
+    // The pause image (every pod's sandbox) reaches artifacts.images through a real registry and
+    // `artifacts fetch --images`, so containerd on every node imports what fetch writes.
+    pause_through_a_registry(work.path(), &inv, &images);
     std::fs::write(
         work.path().join("accounts.yaml"),
         "tools:\n\

@@ -29,7 +29,10 @@ pub fn artifacts_list(file: Option<&Path>, opts: &Options) -> Result<ExitCode, C
         .map(|image| ImageRow {
             archive: archives
                 .iter()
-                .find(|a| a.refs.contains(&image.reference))
+                .find(|a| {
+                    let q = crate::image_fetch::qualified(&image.reference);
+                    a.refs.iter().any(|r| crate::image_fetch::qualified(r) == q)
+                })
                 .map(|a| a.file.clone()),
             image,
         })
@@ -123,5 +126,71 @@ pub async fn artifacts_fetch(
         to.display(),
         to.display()
     );
+    Ok(ExitCode::Ok)
+}
+
+/// Pulls every image the cluster runs into `to` (for `artifacts.images`), each checked against
+/// its digest; exit 1 when one could not be had, naming where it was looked for.
+pub async fn artifacts_fetch_images(
+    file: Option<&Path>,
+    to: &Path,
+    arch: &str,
+    opts: &Options,
+) -> Result<ExitCode, CommandError> {
+    use crate::image_fetch::{Fetched, fetch};
+    let inv = load_inventory(file, opts)?;
+    let results = fetch(&inv.inventory, to, arch)
+        .await
+        .map_err(|e| CommandError::Usage(format!("fetching images failed: {e}")))?;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    match opts.format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = results
+                .iter()
+                .map(|r| match r {
+                    Ok(f) => serde_json::to_value(f).unwrap_or_default(),
+                    Err(e) => serde_json::json!({"result": "failed", "error": e.to_string()}),
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
+        }
+        Format::Text => {
+            for r in &results {
+                match r {
+                    Ok(Fetched::Pulled {
+                        reference,
+                        file,
+                        digest,
+                        bytes,
+                        from,
+                    }) => println!(
+                        "pulled   {reference}  {file}  {:.1} MB  {digest}  from {from}",
+                        *bytes as f64 / 1e6
+                    ),
+                    Ok(Fetched::Present { reference, file }) => {
+                        println!("present  {reference}  {file}")
+                    }
+                    Err(e) => println!("FAILED   {e}"),
+                }
+            }
+            let ok = results.len() - failed;
+            println!(
+                "{ok} of {} image(s) in {} (linux/{arch}); use it with `artifacts: {{ images: {} }}`",
+                results.len(),
+                to.display(),
+                to.display()
+            );
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} image(s) could not be pulled (above: where each was looked for and why)\n  next: make them reachable (a mirror under runtime.registry_mirrors), or put their archives in {} by hand (`artifacts list` names them), then run this again: images already there are kept",
+            to.display()
+        );
+        return Ok(ExitCode::Failed);
+    }
     Ok(ExitCode::Ok)
 }

@@ -16,7 +16,7 @@ mod status;
 
 pub use accounts::{AccountsOptions, AccountsRunOptions, accounts_run, accounts_sync};
 pub use admission::{AdmissionOptions, admission_serve};
-pub use artifacts::{artifacts_fetch, artifacts_list};
+pub use artifacts::{artifacts_fetch, artifacts_fetch_images, artifacts_list};
 pub use certs::{certs_check, certs_recover, certs_renew};
 pub use error::{CommandError, ExitCode};
 pub use etcd::{

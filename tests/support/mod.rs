@@ -11,6 +11,7 @@ pub mod kube_artifacts;
 pub mod node_images;
 pub mod node_standin;
 pub mod openstack;
+pub mod registry;
 pub mod slapd;
 pub mod tool_policy;
 pub mod x509;
