@@ -592,3 +592,84 @@ fn a_quota_the_container_defaults_cannot_fill_is_a_warning() {
     let d = find(&text, "tool big can run only 13 of its `pods: 40`");
     assert_at(&d, Severity::Warning, 21, "accounts.overrides.big");
 }
+
+#[test]
+fn limits_come_before_any_machine_is_made() {
+    // A billion machines would be built (and the allocation abort) before this check.
+    let text = BASE.replacen("count: 2", "count: 1000000000", 1);
+    let d = find(&text, "out of range (0..=1000)");
+    assert_eq!(d.field, "groups[2].count", "{d:#?}");
+    // Many groups of the most each may have: refused before expansion, at `groups`.
+    let mut many = String::from("name: big\nprovider: local\ngroups:\n");
+    for i in 0..6 {
+        many.push_str(&format!(
+            "  - name: g{i}\n    roles: [worker]\n    count: 1000\n"
+        ));
+    }
+    let d = find(&many, "more than forgectl manages in one inventory (5000)");
+    assert_eq!(d.pos.line, 3, "{d:#?}");
+}
+
+#[test]
+fn ports_ids_names_and_families_are_checked() {
+    let add = |edit: &str| format!("{BASE}{edit}");
+    for (text, needle, line_of) in [
+        (
+            add("ssh:\n  port: 0\n"),
+            "0 is out of range (1..=65535)",
+            "port: 0",
+        ),
+        (
+            add("api:\n  port: 0\n"),
+            "0 is out of range (1..=65535)",
+            "port: 0",
+        ),
+        (
+            add("api:\n  vrrp_router_id: 0\n"),
+            "0 is out of range (1..=255)",
+            "vrrp_router_id",
+        ),
+        (
+            add("etcd:\n  client_port: 2380\n"),
+            "etcd.client_port 2380 is etcd.peer_port too",
+            "client_port",
+        ),
+        (
+            add("ssh:\n  user: \"\"\n"),
+            "ssh.user \"\" is not a login name",
+            "user:",
+        ),
+        (
+            add("api:\n  endpoint: https://api.example.org:6443\n"),
+            "is not a host name or address",
+            "endpoint",
+        ),
+        (
+            BASE.replace(
+                "  service_cidr: 10.96.0.0/12\n",
+                "  service_cidr: 10.96.0.0/12\n  dns_domain: cluster.local.\n",
+            ),
+            "network.dns_domain \"cluster.local.\" is not a DNS name",
+            "dns_domain",
+        ),
+        (
+            BASE.replace("pod_cidr: 10.244.0.0/16", "pod_cidr: 10.244.0.0/24")
+                + "calico:\n  block_size: 22\n",
+            "calico.block_size 22 does not fit network.pod_cidr 10.244.0.0/24",
+            "block_size",
+        ),
+        (
+            BASE.replace("service_cidr: 10.96.0.0/12", "service_cidr: fd00:77::/108"),
+            "is IPv6 but network.pod_cidr",
+            "service_cidr",
+        ),
+    ] {
+        let d = find(&text, needle);
+        assert_eq!(d.severity, Severity::Error, "{d:#?}");
+        let expected = text
+            .lines()
+            .position(|l| l.contains(line_of))
+            .map(|i| i + 1);
+        assert_eq!(Some(d.pos.line), expected, "{text}: {d:#?}");
+    }
+}

@@ -19,6 +19,9 @@ pub use diagnostics::{Diagnostic, Pos, Severity};
 pub use machines::Machine;
 pub use model::{Inventory, OpenStackProvider, ProviderKind, Role, ServerGroupPolicy};
 
+/// The most machines one inventory may make (its groups' counts and hosts together).
+pub const MAX_MACHINES: u64 = 5000;
+
 /// The inventory used when no `-f` is given: a small cluster of local throwaway machines.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../inventories/local/cluster.yaml");
 /// The name shown for the embedded default in messages.
@@ -247,6 +250,22 @@ pub fn load_source(source: Source) -> Result<Loaded, LoadError> {
             return fail(source, diags);
         }
     };
+    // Limits before work: the machines are counted before any is made.
+    let total: u64 = inventory
+        .groups
+        .iter()
+        .map(|g| u64::from(g.count.unwrap_or(0)) + g.hosts.len() as u64)
+        .sum();
+    if total > MAX_MACHINES {
+        let pos = root.key_pos("groups").unwrap_or(root.pos);
+        let d = Diagnostic::error(
+            pos,
+            format!("the groups make {total} machines, more than forgectl manages in one inventory ({MAX_MACHINES})"),
+        )
+        .with_hint("split the site into several clusters, each with an inventory of its own");
+        diags.push(d);
+        return fail(source, diags);
+    }
     let machines = machines::expand(&inventory);
     diags.extend(validate::validate(
         &inventory,

@@ -376,6 +376,7 @@ pub struct Ssh {
     pub user: String,
     /// SSH port.
     #[serde(default = "default_port")]
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// Private key file. Default: for `local`, a key forgectl makes in the state dir; otherwise ssh-agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -439,6 +440,7 @@ pub struct Bastion {
     pub user: Option<String>,
     /// SSH port of the jump host.
     #[serde(default = "default_port")]
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// Private key for the jump host. Default: `ssh.key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -565,6 +567,7 @@ pub struct Api {
     pub endpoint: Option<String>,
     /// API port on the load balancer.
     #[serde(default = "default_api_port")]
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// Extra names and addresses in the API server certificate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -579,6 +582,7 @@ pub struct Api {
     pub vip_interface: String,
     /// VRRP router id (1–255), unique among the VRRP routers of the machine network.
     #[serde(default = "default_vrrp_router_id")]
+    #[schemars(range(min = 1))]
     pub vrrp_router_id: u8,
 }
 
@@ -615,9 +619,11 @@ pub struct Etcd {
     pub data_dir: String,
     /// Client port.
     #[serde(default = "default_etcd_client_port")]
+    #[schemars(range(min = 1))]
     pub client_port: u16,
     /// Peer port.
     #[serde(default = "default_etcd_peer_port")]
+    #[schemars(range(min = 1))]
     pub peer_port: u16,
 }
 
@@ -684,8 +690,10 @@ pub struct Calico {
     /// Which netfilter interface Felix programs: `auto` (what the node uses), `nft` or `legacy`.
     #[serde(default)]
     pub iptables_backend: IptablesBackend,
-    /// Prefix length of the address blocks each node takes from the pod network.
+    /// Prefix length of the address blocks each node takes from the pod network: 20–32 for IPv4
+    /// (and not shorter than the pod network's own prefix), 116–128 for IPv6.
     #[serde(default = "default_block_size")]
+    #[schemars(range(min = 20, max = 128))]
     pub block_size: u8,
     /// Registry (and path) of Calico's images `node`, `cni` and `kube-controllers`, tagged with
     /// `versions.calico`.
@@ -975,8 +983,9 @@ pub struct Group {
     pub name: String,
     /// What the group's machines do.
     pub roles: Vec<Role>,
-    /// Number of machines to create (use this or `hosts`).
+    /// Number of machines to create (use this or `hosts`), at most 1000 per group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1000))]
     pub count: Option<u32>,
     /// Explicit machines (use this or `count`); required for `static`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -32,6 +32,7 @@ pub struct Platform {
     pub accounts_controller: bool,
     /// Where the accounts controller serves /metrics and /healthz on each control plane.
     #[serde(default = "default_metrics_port")]
+    #[schemars(range(min = 1))]
     pub metrics_port: u16,
     /// Full resync interval of the accounts controller, in seconds.
     #[serde(default = "default_resync")]
@@ -79,6 +80,7 @@ impl Platform {
 pub struct Webhook {
     /// Port on 127.0.0.1 of every control plane.
     #[serde(default = "default_webhook_port")]
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// What the API server does when the webhook cannot answer: `Fail` (refuse the tool's
     /// request; the default: only tool namespaces are subject to the webhooks, so the cluster's

@@ -83,7 +83,26 @@ fn type_label(root: &Value, s: &Value) -> String {
         ),
         Some("object") if r.get("properties").is_some() => "mapping".into(),
         Some("object") => "map of string to string".into(),
-        Some("integer") => "integer".into(),
+        Some("integer") => {
+            // schemars gives every unsigned field `minimum: 0`: only a chosen bound is shown.
+            let min = r
+                .get("minimum")
+                .and_then(Value::as_i64)
+                .filter(|m| *m != 0 || r.get("maximum").is_some());
+            let max = r.get("maximum").and_then(Value::as_i64).or(
+                match r.get("format").and_then(Value::as_str) {
+                    Some("uint16") if min.is_some() => Some(i64::from(u16::MAX)),
+                    Some("uint8") if min.is_some() => Some(i64::from(u8::MAX)),
+                    _ => None,
+                },
+            );
+            match (min, max) {
+                (Some(a), Some(b)) => format!("integer {a}–{b}"),
+                (None, Some(b)) => format!("integer ≤ {b}"),
+                (Some(a), None) => format!("integer ≥ {a}"),
+                (None, None) => "integer".into(),
+            }
+        }
         Some("string") => match r.get("format").and_then(Value::as_str) {
             Some("ip") => "IP address".into(),
             _ => "string".into(),

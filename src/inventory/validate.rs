@@ -68,6 +68,17 @@ pub fn is_dns_label(s: &str, max: usize) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// A DNS-1123 label as Kubernetes checks it: at most 63 lowercase letters, digits and `-`,
+/// starting and ending with a letter or digit.
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// Expands `~/` and makes relative paths relative to `base`.
 pub fn resolve_path(path: &Path, base: &Path) -> PathBuf {
     if let Ok(rest) = path.strip_prefix("~")
@@ -328,6 +339,48 @@ impl Checker<'_> {
                         "machine, pod and service networks must be disjoint; pick ranges that do not share addresses",
                     );
                 }
+            }
+        }
+        if n.pod_cidr.0.addr().is_ipv4() != n.service_cidr.0.addr().is_ipv4() {
+            let family = |v4: bool| if v4 { "IPv4" } else { "IPv6" };
+            self.error(
+                &p(&["network", "service_cidr"]),
+                format!(
+                    "network.service_cidr {} is {} but network.pod_cidr {} is {}",
+                    n.service_cidr,
+                    family(n.service_cidr.0.addr().is_ipv4()),
+                    n.pod_cidr,
+                    family(n.pod_cidr.0.addr().is_ipv4())
+                ),
+                "use one address family for pods and services (dual stack is not supported)",
+            );
+        }
+        let domain = n.dns_domain.as_str();
+        if domain.len() > 253 || domain.is_empty() || !domain.split('.').all(is_dns1123_label) {
+            self.error(
+                &p(&["network", "dns_domain"]),
+                format!("network.dns_domain {domain:?} is not a DNS name"),
+                "lowercase labels of letters, digits and `-` joined by dots, without a trailing dot (like cluster.local)",
+            );
+        }
+        if inv.cni.plugin == crate::inventory::model::CniPlugin::Calico {
+            let b = inv.calico.block_size;
+            let (lo, hi) = match n.pod_cidr.0.addr().is_ipv4() {
+                true => (20, 32),
+                false => (116, 128),
+            };
+            if b < lo.max(n.pod_cidr.0.prefix_len()) || b > hi {
+                self.error(
+                    &p(&["calico", "block_size"]),
+                    format!(
+                        "calico.block_size {b} does not fit network.pod_cidr {}",
+                        n.pod_cidr
+                    ),
+                    format!(
+                        "Calico takes blocks of /{lo} to /{hi} from the pod network, and no larger than it: use {} to {hi} (26 is usual)",
+                        lo.max(n.pod_cidr.0.prefix_len())
+                    ),
+                );
             }
         }
         if n.service_cidr.0.prefix_len() > 28 && n.service_cidr.0.addr().is_ipv4() {
@@ -837,6 +890,37 @@ impl Checker<'_> {
 
     fn ssh(&mut self, inv: &Inventory) {
         let s = &inv.ssh;
+        if s.user.trim().is_empty() || s.user.chars().any(|c| c.is_whitespace() || c == '@') {
+            self.error(
+                &p(&["ssh", "user"]),
+                format!("ssh.user {:?} is not a login name", s.user),
+                "give the login user (root, debian, …), or remove it for the default",
+            );
+        }
+        if inv.etcd.client_port == inv.etcd.peer_port {
+            // Point at the one that was written (the other is the default).
+            let (here, other) = match self.written(&p(&["etcd", "peer_port"])) {
+                true => ("peer_port", "client_port"),
+                false => ("client_port", "peer_port"),
+            };
+            self.error(
+                &p(&["etcd", here]),
+                format!(
+                    "etcd.{here} {} is etcd.{other} too: etcd cannot listen for both on one port",
+                    inv.etcd.peer_port
+                ),
+                "use two ports (the defaults are 2379 for clients and 2380 for peers)",
+            );
+        }
+        if let Some(e) = &inv.api.endpoint
+            && (e.contains("://") || e.contains('/') || e.trim().is_empty())
+        {
+            self.error(
+                &p(&["api", "endpoint"]),
+                format!("api.endpoint {e:?} is not a host name or address"),
+                "give the host alone (api.example.org or 192.0.2.10), and its port as api.port",
+            );
+        }
         for (key, value) in [
             ("concurrency", s.concurrency),
             ("connect_timeout", s.connect_timeout),
