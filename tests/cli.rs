@@ -754,3 +754,45 @@ fn cgroup_v1_nodes_are_told_to_kubelet_and_kubeadm() {
         );
     }
 }
+
+/// `render` is for review: every example renders with no cloud credentials at all, and the
+/// toolforge-like ingress nodes carry their group's labels.
+#[test]
+fn render_works_offline_for_every_example() {
+    for name in ["local", "openstack", "static", "toolforge-like", "vagrant"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut cmd = forgectl();
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OS_")) {
+            cmd.env_remove(k);
+        }
+        let assert = cmd
+            .env("HOME", dir.path())
+            .env("OS_CLIENT_CONFIG_FILE", dir.path().join("no-clouds.yaml"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["render", "-f"])
+            .arg(example(name))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let said = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        if name == "openstack" || name == "toolforge-like" {
+            assert!(
+                said.contains("warning: rendering without the cloud"),
+                "{name}: {said}"
+            );
+        }
+        if name == "toolforge-like" {
+            let join = std::fs::read_to_string(
+                out.join("ingress-1/etc/kubernetes/forgectl/kubeadm-join.yaml"),
+            )
+            .unwrap();
+            assert!(
+                join.contains("node.forgectl.io/ingress=true,node.forgectl.io/nfs=true,toolforge.org/role=ingress"),
+                "{join}"
+            );
+        }
+    }
+}

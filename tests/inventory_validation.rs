@@ -673,3 +673,49 @@ fn ports_ids_names_and_families_are_checked() {
         assert_eq!(Some(d.pos.line), expected, "{text}: {d:#?}");
     }
 }
+
+#[test]
+fn node_labels_follow_kubernetes_rules() {
+    let with = |labels: &str| {
+        BASE.replacen(
+            "    roles: [worker, ingress]\n",
+            &format!("    roles: [worker, ingress]\n    labels:\n{labels}"),
+            1,
+        )
+    };
+    assert!(
+        load(&with(
+            "      toolforge.org/role: ingress\n      tier: web\n"
+        ))
+        .is_ok()
+    );
+    for (labels, needle) in [
+        (
+            "      \"bad key!\": x\n",
+            "node label key \"bad key!\" is not a Kubernetes label key",
+        ),
+        (
+            "      Example.org/x: y\n",
+            "its prefix \"Example.org\" is not a DNS subdomain",
+        ),
+        (
+            "      tier: \"-web\"\n",
+            "must start and end with a letter or digit",
+        ),
+        ("      tier: \"a,b=c\"\n", "only letters, digits"),
+        (
+            "      node-role.kubernetes.io/worker: \"\"\n",
+            "kubelet may not set kubernetes.io / k8s.io labels",
+        ),
+        (
+            "      node.forgectl.io/ingress: \"false\"\n",
+            "forgectl sets node.forgectl.io labels itself",
+        ),
+    ] {
+        let text = with(labels);
+        let d = find(&text, needle);
+        assert_eq!(d.severity, Severity::Error, "{d:#?}");
+        let line = text.lines().position(|l| l == labels.trim_end()).unwrap() + 1;
+        assert_eq!(d.pos.line, line, "{labels}: {d:#?}");
+    }
+}

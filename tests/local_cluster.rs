@@ -31,7 +31,7 @@ fn inventory(artifacts: &Path, images: &Path, kube: &str, etcd: &str) -> String 
          runtime:\n  registry_mirrors:\n    docker.io: [https://mirror.fgtest.invalid]\n\
          accounts:\n  file: accounts.yaml\nplatform:\n  images:\n    python3.11: {TOOL_IMAGE}\n\
          groups:\n  - name: etcd\n    roles: [etcd]\n    count: 3\n  - name: control\n    roles: [control-plane]\n    count: 2\n\
-         \x20 - name: worker\n    roles: [worker]\n    count: 2\n  - name: lb\n    roles: [lb, bastion]\n    count: 1\n",
+         \x20 - name: worker\n    roles: [worker]\n    count: 2\n    labels:\n      fgtest.example/tier: web\n  - name: lb\n    roles: [lb, bastion]\n    count: 1\n",
         artifacts.display(),
         images.display()
     )
@@ -661,6 +661,13 @@ fn real_cluster_from_forgectl_up() {
             "{n:#}"
         );
         assert!(n["spec"]["podCIDR"].as_str().is_some(), "{n:#}");
+        // The group's labels, given by kubelet at registration.
+        let name = n["metadata"]["name"].as_str().unwrap();
+        assert_eq!(
+            n["metadata"]["labels"]["fgtest.example/tier"].as_str(),
+            name.starts_with("worker-").then_some("web"),
+            "{name}"
+        );
     }
     names.sort();
     assert_eq!(names, NODES);

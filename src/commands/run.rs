@@ -35,7 +35,10 @@ pub struct RunOptions {
 
 /// What exists already: for local machines, read from the state dir (no root needed to look);
 /// for OpenStack, asked of the cloud (everything tagged with the cluster's name).
-async fn presence(inv: &Loaded, opts: &Options) -> Result<Presence, CommandError> {
+/// What exists already, as the provider says. With `offline`, a cloud that cannot be reached
+/// (no credentials, say) is taken as holding nothing yet, with a warning: rendering files for
+/// review needs no cloud.
+async fn presence(inv: &Loaded, opts: &Options, offline: bool) -> Result<Presence, CommandError> {
     let mut p = Presence::default();
     let dir = state::base_dir(opts.state_dir.as_deref())
         .ok()
@@ -58,9 +61,18 @@ async fn presence(inv: &Loaded, opts: &Options) -> Result<Presence, CommandError
         }
         ProviderKind::Openstack => {
             use crate::providers::openstack::{self, OpenStack};
-            let cloud = OpenStack::connect(inv)
-                .await
-                .map_err(|e| CommandError::Exec(e.into()))?;
+            let cloud = match OpenStack::connect(inv).await {
+                Ok(c) => c,
+                Err(e) if offline => {
+                    eprintln!(
+                        "warning: rendering without the cloud ({}): planned as for a cluster whose machines do not exist yet",
+                        crate::error_chain::bottom(&e).0
+                    );
+                    p.state_dir = dir;
+                    return Ok(p);
+                }
+                Err(e) => return Err(CommandError::Exec(e.into())),
+            };
             let found = cloud
                 .find()
                 .await
@@ -90,11 +102,15 @@ struct Planned {
     plan: Plan,
 }
 
-async fn make_plan(run: &RunOptions, opts: &Options) -> Result<Planned, CommandError> {
+async fn make_plan(
+    run: &RunOptions,
+    opts: &Options,
+    offline: bool,
+) -> Result<Planned, CommandError> {
     let inv = load_inventory(run.file.as_deref(), opts)?;
     let pb = playbook::load(&run.playbook)?;
     let templates = Templates::load(opts.templates.as_deref())?;
-    let mut present = presence(&inv, opts).await?;
+    let mut present = presence(&inv, opts, offline).await?;
     // Only when a phase this run plans installs release artifacts (a URL may take seconds).
     if engine::selected_phases(&pb, &run.selection)
         .iter()
@@ -122,7 +138,7 @@ fn print_plan(plan: &Plan, opts: &Options) {
 
 /// Prints the plan: ordered phases and, per phase and host, the actions.
 pub async fn plan(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
-    let plan = make_plan(run, opts).await?.plan;
+    let plan = make_plan(run, opts, false).await?.plan;
     print_plan(&plan, opts);
     Ok(ExitCode::Ok)
 }
@@ -155,7 +171,7 @@ async fn execute(
         templates,
         mut present,
         plan,
-    } = make_plan(run, opts).await?;
+    } = make_plan(run, opts, false).await?;
     print_plan(&plan, opts);
     if run.dry_run {
         if opts.format == Format::Text {
@@ -434,7 +450,7 @@ pub async fn render(
     out: &Path,
     opts: &Options,
 ) -> Result<ExitCode, CommandError> {
-    let plan = make_plan(run, opts).await?.plan;
+    let plan = make_plan(run, opts, true).await?.plan;
     let mut written = Vec::new();
     let mut secrets = 0;
     for phase in &plan.phases {

@@ -149,7 +149,7 @@ impl Role {
 }
 
 /// Settings of the `local` provider.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocalProvider {
     /// Name of the host bridge (at most 15 characters). Default: `fg-` + the cluster name, cut to fit.
@@ -165,6 +165,17 @@ pub struct LocalProvider {
 
 fn default_suite() -> String {
     "bookworm".into()
+}
+
+/// A missing `local:` block is the documented defaults, exactly as an empty one.
+impl Default for LocalProvider {
+    fn default() -> Self {
+        Self {
+            bridge: None,
+            suite: default_suite(),
+            extra_packages: Vec::new(),
+        }
+    }
 }
 
 /// Settings of the `openstack` provider. Credentials come from clouds.yaml + `cloud` (or
@@ -990,7 +1001,10 @@ pub struct Group {
     /// Explicit machines (use this or `count`); required for `static`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<Host>,
-    /// Node labels for Kubernetes nodes of this group.
+    /// Node labels for Kubernetes nodes of this group, given by kubelet when the node registers
+    /// (at join): Kubernetes label keys and values, outside the kubernetes.io / k8s.io prefixes
+    /// that kubelet may not set (NodeRestriction). A label changed later is not applied to nodes
+    /// already joined (`kubectl label node`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// OpenStack settings for this group.
@@ -1061,5 +1075,49 @@ impl ServerGroupPolicy {
             Self::SoftAntiAffinity => Some("soft-anti-affinity"),
             Self::None => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod defaults_from_one_place {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    /// A block left out (`T::default()`) and a block written empty (`{}` through serde's
+    /// defaults) are the same settings.
+    fn same<T: Default + Serialize + DeserializeOwned>(name: &str) {
+        let empty: T = serde_json::from_value(serde_json::json!({}))
+            .unwrap_or_else(|e| panic!("{name}: an empty block does not load: {e}"));
+        assert_eq!(
+            serde_json::to_value(T::default()).unwrap(),
+            serde_json::to_value(empty).unwrap(),
+            "{name}: Default and serde's defaults differ"
+        );
+    }
+
+    #[test]
+    fn every_optional_block() {
+        same::<LocalProvider>("local");
+        same::<VagrantProvider>("vagrant");
+        same::<Versions>("versions");
+        same::<Network>("network");
+        same::<Ssh>("ssh");
+        same::<Artifacts>("artifacts");
+        same::<Runtime>("runtime");
+        same::<Kubeadm>("kubeadm");
+        same::<Api>("api");
+        same::<Etcd>("etcd");
+        same::<Cni>("cni");
+        same::<Calico>("calico");
+        same::<Ingress>("ingress");
+        same::<TlsFront>("ingress.tls_front");
+        same::<Storage>("storage");
+        same::<Nfs>("storage.nfs");
+        same::<Cinder>("storage.cinder");
+        same::<super::super::platform::Platform>("platform");
+        same::<super::super::platform::Webhook>("platform.webhook");
+        same::<super::super::accounts::Accounts>("accounts");
+        same::<super::super::accounts::HomeVolume>("accounts.home_volume");
+        same::<super::super::accounts::ContainerLimits>("accounts.limits");
     }
 }

@@ -79,6 +79,74 @@ pub fn is_dns1123_label(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Why `key` is not a Kubernetes label key (`[PREFIX/]NAME`), or None when it is one.
+pub fn label_key_problem(key: &str) -> Option<String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix
+        && (p.len() > 253 || !p.split('.').all(is_dns1123_label))
+    {
+        return Some(format!(
+            "its prefix {p:?} is not a DNS subdomain (lowercase labels joined by dots)"
+        ));
+    }
+    if name.is_empty() {
+        return Some("its name is empty".to_string());
+    }
+    label_value_problem(name)
+}
+
+/// Why `value` is not a Kubernetes label value, or None when it is one (empty is allowed).
+pub fn label_value_problem(value: &str) -> Option<String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if value.len() > 63 {
+        Some(format!("{} characters, more than 63", value.len()))
+    } else if !value.chars().all(ok_char) {
+        Some("only letters, digits, `-`, `_` and `.` are allowed".to_string())
+    } else if value.starts_with(|c: char| !c.is_ascii_alphanumeric())
+        || value.ends_with(|c: char| !c.is_ascii_alphanumeric())
+    {
+        Some("it must start and end with a letter or digit".to_string())
+    } else {
+        None
+    }
+}
+
+/// Why kubelet may not give its own node the label `key` (the NodeRestriction admission plugin
+/// refuses kubernetes.io and k8s.io labels other than a few), or None.
+pub fn node_label_refused(key: &str) -> Option<&'static str> {
+    const ALLOWED: &[&str] = &[
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+    ];
+    let prefix = key.rsplit_once('/').map(|(p, _)| p)?;
+    if prefix == "node.forgectl.io" {
+        return Some("forgectl sets node.forgectl.io labels itself, from the machines' roles");
+    }
+    let under = |d: &str| prefix == d || prefix.ends_with(&format!(".{d}"));
+    if (under("kubernetes.io") || under("k8s.io"))
+        && !ALLOWED.contains(&key)
+        && !under("kubelet.kubernetes.io")
+        && !under("node.kubernetes.io")
+    {
+        return Some(
+            "kubelet may not set kubernetes.io / k8s.io labels on its node (NodeRestriction); use a prefix of your own",
+        );
+    }
+    None
+}
+
 /// Expands `~/` and makes relative paths relative to `base`.
 pub fn resolve_path(path: &Path, base: &Path) -> PathBuf {
     if let Ok(rest) = path.strip_prefix("~")
@@ -195,6 +263,24 @@ impl Checker<'_> {
                     format!("group `{}` has no roles", g.name),
                     "give it one or more of: etcd, control-plane, worker, lb, nfs, ingress",
                 );
+            }
+            for (key, value) in &g.labels {
+                let at = group_path(gi, &["labels", key.as_str()]);
+                let problem = label_key_problem(key)
+                    .map(|why| format!("node label key {key:?} is not a Kubernetes label key: {why}"))
+                    .or_else(|| {
+                        label_value_problem(value).map(|why| {
+                            format!("node label {key}={value:?}: the value is not a Kubernetes label value: {why}")
+                        })
+                    })
+                    .or_else(|| node_label_refused(key).map(|why| format!("node label {key:?}: {why}")));
+                if let Some(msg) = problem {
+                    self.error(
+                        &at,
+                        msg,
+                        "keys are [PREFIX/]NAME (NAME and values: at most 63 letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit), like toolforge.org/role: ingress",
+                    );
+                }
             }
             match (g.count, g.hosts.is_empty()) {
                 (Some(_), false) => self.error(

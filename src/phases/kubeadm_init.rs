@@ -269,8 +269,9 @@ pub const CONTROLLER_MANAGER_API_QPS: u32 = 200;
 pub const CONTROLLER_MANAGER_API_BURST: u32 = 400;
 
 /// Labels kubelet gives its node at registration: the machine's forgectl roles that select
-/// workloads (`node.forgectl.io/ingress=true`). (NodeRestriction forbids kubelets to set
-/// node-role.kubernetes.io labels, so forgectl uses its own prefix.)
+/// workloads (`node.forgectl.io/ingress=true`), then its group's `labels` (validated with
+/// Kubernetes' label rules and NodeRestriction's, so none can break the list). (NodeRestriction
+/// forbids kubelets to set node-role.kubernetes.io labels, so forgectl uses its own prefix.)
 pub fn node_labels(inv: &Inventory, m: &Machine) -> String {
     let mut out = Vec::new();
     if m.has(Role::Ingress) {
@@ -278,6 +279,9 @@ pub fn node_labels(inv: &Inventory, m: &Machine) -> String {
     }
     if inv.storage.nfs.enabled && m.has(Role::Worker) {
         out.push(format!("{NFS_LABEL}=true"));
+    }
+    if let Some(g) = inv.groups.iter().find(|g| g.name == m.group) {
+        out.extend(g.labels.iter().map(|(k, v)| format!("{k}={v}")));
     }
     out.join(",")
 }
