@@ -719,3 +719,113 @@ fn node_labels_follow_kubernetes_rules() {
         assert_eq!(d.pos.line, line, "{labels}: {d:#?}");
     }
 }
+
+/// Values that land in other grammars (exports(5), nfs(5), DNS) or that the cloud or a later
+/// phase would refuse: each refused by `validate`, at its line.
+#[test]
+fn values_for_other_grammars_are_refused_at_their_line() {
+    let nfs = |block: &str| {
+        BASE.replacen(
+            "    roles: [worker, ingress]\n",
+            "    roles: [worker, ingress, nfs]\n",
+            1,
+        ) + "storage:\n  nfs:\n    enabled: true\n"
+            + block
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        // The issue's case: one string closed the parenthesis and opened an export to everyone.
+        (
+            nfs("    export_options: \"rw,sync,no_subtree_check) *(rw,no_root_squash\"\n"),
+            "`no_subtree_check) *(rw` is not an exports(5) option",
+            "export_options",
+        ),
+        (
+            nfs("    exports:\n      - {name: home, path: srv/home, mount: /data/home}\n"),
+            "storage.nfs.exports[0].path \"srv/home\": it is not absolute",
+            "path: srv/home",
+        ),
+        (
+            nfs("    exports:\n      - {name: home, path: /srv/home, mount: /data/../etc}\n"),
+            "storage.nfs.exports[0].mount \"/data/../etc\": it has `.` or `..` components",
+            "mount: /data/../etc",
+        ),
+        (
+            nfs("    mount_options: \"hard,x-systemd.requires=a b\"\n"),
+            "is not a mount option",
+            "mount_options",
+        ),
+        (
+            format!("{BASE}ingress:\n  tool_domain: https://toolforge.org\n"),
+            "ingress.tool_domain \"https://toolforge.org\" is not a DNS domain",
+            "tool_domain",
+        ),
+        (
+            format!("{BASE}ingress:\n  tool_domain: \"*.toolforge.org\"\n"),
+            "is not a DNS domain",
+            "tool_domain",
+        ),
+        (
+            format!("{BASE}ingress:\n  tls_front:\n    enabled: true\n"),
+            "ingress.tls_front is enabled but no machine has the role `lb`",
+            "enabled: true",
+        ),
+        (
+            format!(
+                "{BASE}ingress:\n  tls_front:\n    enabled: true\n    cert_file: no-such.pem\n    key_file: no-such.key\n"
+            )
+            .replacen("roles: [control-plane]", "roles: [control-plane, lb]", 1),
+            "cannot read the TLS front certificate ./no-such.pem",
+            "cert_file",
+        ),
+    ];
+    for (text, needle, line_of) in cases {
+        let d = find(&text, needle);
+        assert_eq!(d.severity, Severity::Error, "{text}\n{d:#?}");
+        let expected = text
+            .lines()
+            .position(|l| l.contains(line_of))
+            .map(|i| i + 1);
+        assert_eq!(Some(d.pos.line), expected, "{text}\n{d:#?}");
+    }
+    // no_root_squash alone is allowed, with a warning.
+    let d = find(
+        &nfs("    export_options: rw,sync,no_root_squash\n"),
+        "no_root_squash: root in any tool's pod is root",
+    );
+    assert_eq!(d.severity, Severity::Warning);
+}
+
+#[test]
+fn openstack_settings_the_cloud_would_refuse() {
+    let os = "\
+name: demo
+provider: openstack
+openstack:
+  network: net
+  image: debian-12
+  flavor: m1.small
+  interface: pubic
+groups:
+  - name: etcd
+    roles: [etcd]
+    count: 3
+  - name: control
+    roles: [control-plane]
+    count: 1
+  - name: bastion
+    roles: [bastion]
+    count: 1
+    openstack:
+      floating_ip: true
+";
+    let d = find(
+        os,
+        "openstack.interface \"pubic\" is not an endpoint interface",
+    );
+    assert_eq!(d.pos.line, 7, "{d:#?}");
+    let d = find(
+        os,
+        "group `bastion` asks for floating IPs but openstack.floating_network is not set",
+    );
+    assert_eq!(d.pos.line, 19, "{d:#?}");
+}

@@ -277,10 +277,13 @@ pub fn load_source(source: Source) -> Result<Loaded, LoadError> {
         return fail(source, diags);
     }
     diags.sort_by_key(|d| d.pos);
-    // Directories forgectl reads are relative to the inventory file, wherever it runs from.
+    // Directories and files forgectl reads are relative to the inventory file, wherever it runs
+    // from.
     for dir in [
         &mut inventory.artifacts.dir,
         &mut inventory.artifacts.images,
+        &mut inventory.ingress.tls_front.cert_file,
+        &mut inventory.ingress.tls_front.key_file,
     ] {
         if let Some(d) = dir.as_mut() {
             *d = validate::resolve_path(d, &source.base_dir);

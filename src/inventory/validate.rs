@@ -8,6 +8,9 @@ use super::machines::{FIRST_LOCAL_HOST, Machine, local_host_address};
 use super::model::{ArtifactSource, Inventory, ProviderKind, Role};
 use super::yaml_tree::{Node, NodeKind, PathSeg, path_to_string};
 
+mod values;
+pub use values::plain_absolute_path_problem;
+
 /// Kubernetes minor versions forgectl supports (1.MINOR).
 pub const SUPPORTED_KUBE_MINORS: std::ops::RangeInclusive<u64> = 33..=36;
 /// The oldest etcd kubeadm accepts as an external etcd.
@@ -37,6 +40,9 @@ pub fn validate(
     v.ssh(inv);
     v.accounts(inv);
     v.platform(inv);
+    v.nfs_values(inv);
+    v.ingress_values(inv, machines);
+    v.openstack_values(inv);
     v.out
 }
 
@@ -907,18 +913,31 @@ impl Checker<'_> {
     }
 
     fn files(&mut self, inv: &Inventory, base: &Path) {
-        let mut keys = vec![(p(&["ssh", "key"]), inv.ssh.key.clone())];
+        let mut keys = vec![(p(&["ssh", "key"]), inv.ssh.key.clone(), "SSH key")];
         if let Some(b) = &inv.ssh.bastion {
-            keys.push((p(&["ssh", "bastion", "key"]), b.key.clone()));
+            keys.push((p(&["ssh", "bastion", "key"]), b.key.clone(), "SSH key"));
         }
-        for (path, key) in keys {
+        let front = &inv.ingress.tls_front;
+        if inv.ingress.enabled && front.enabled {
+            keys.push((
+                p(&["ingress", "tls_front", "cert_file"]),
+                front.cert_file.clone(),
+                "TLS front certificate",
+            ));
+            keys.push((
+                p(&["ingress", "tls_front", "key_file"]),
+                front.key_file.clone(),
+                "TLS front key",
+            ));
+        }
+        for (path, key, what) in keys {
             let Some(key) = key else { continue };
             let full = resolve_path(&key, base);
             if let Err(e) = std::fs::File::open(&full) {
                 self.error(
                     &path,
-                    format!("cannot read the SSH key {}: {e}", full.display()),
-                    "give the path of a readable private key (relative paths are relative to the inventory file)",
+                    format!("cannot read the {what} {}: {e}", full.display()),
+                    "give the path of a readable file (relative paths are relative to the inventory file)",
                 );
             }
         }
