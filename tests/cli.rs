@@ -796,3 +796,51 @@ fn render_works_offline_for_every_example() {
         }
     }
 }
+
+/// An inventory's warnings are for `validate` and the commands that change things: read-only
+/// commands keep quiet about them unless asked (`-v`); past 50 findings the rest are counted.
+#[test]
+fn warnings_are_shown_where_they_matter_and_errors_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = write(
+        dir.path(),
+        "name: quiet\nprovider: local\nlocal:\n  bridge: fgquiet0\ningress:\n  enabled: false\ngroups:\n  - name: etcd\n    roles: [etcd]\n    count: 1\n  - name: cp\n    roles: [control-plane]\n    count: 1\n",
+    );
+    let warning = "warning: one etcd member";
+    let run = |args: &[&str]| {
+        let out = forgectl()
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(args)
+            .arg("-f")
+            .arg(&inv)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(&["validate"]).contains(warning));
+    assert!(run(&["plan"]).contains(warning));
+    for cmd in [
+        &["machines", "list"][..],
+        &["artifacts", "list"],
+        &["status"],
+    ] {
+        let said = run(cmd);
+        assert!(!said.contains(warning), "{cmd:?}: {said}");
+        let mut verbose = cmd.to_vec();
+        verbose.push("-v");
+        assert!(run(&verbose).contains(warning), "{cmd:?} -v");
+    }
+    let many: String = (0..200).map(|i| format!("k{i}: 1\n")).collect();
+    let broken = write(dir.path(), &format!("name: x\nprovider: local\n{many}"));
+    let out = forgectl()
+        .args(["validate", "-f"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    // 201 errors (`groups` missing, 200 unknown keys): 50 shown (the first opens stderr), then
+    // the count line and the summary.
+    assert_eq!(said.matches("\nerror: ").count() + 1, 50 + 1, "{said}");
+    assert!(said.contains("… and 151 more error(s)"), "{said}");
+}

@@ -359,6 +359,13 @@ fn tabs_in_indentation() {
     let d = find(&BASE.replace("    count: 2", "\tcount: 2"), "tab character");
     assert_eq!(d.pos.line, 16, "{d:#?}");
     assert!(d.hint.unwrap().contains("spaces"));
+    // A tab in a block the scanner reads as the line before's continuation: still its own line.
+    let text = BASE.replace("    roles: [etcd]", "	roles: [etcd]");
+    let d = find(&text, "tab character");
+    let line = text.lines().position(|l| l.starts_with('\t')).unwrap() + 1;
+    assert_eq!((d.pos.line, d.pos.col), (line, 1), "{d:#?}");
+    let text = "name: demo\nprovider: local\n\tgroups: []\n";
+    assert_eq!(find(text, "tab character").pos.line, 3);
 }
 
 #[test]
@@ -380,6 +387,9 @@ fn empty_and_non_yaml_files() {
     assert_eq!(d.pos.line, 2);
     let d = find("name: x\0\n", "NUL bytes");
     assert_eq!(d.pos.line, 1);
+    // NUL bytes at the start of a line (at the end of the file, say) are on that line.
+    let d = find("name: x\nprovider: local\n\0\0", "NUL bytes");
+    assert_eq!(d.pos.line, 3);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{CommandError, ExitCode, load_inventory};
+use super::{CommandError, ExitCode, load_inventory, load_inventory_quiet};
 use crate::artifacts;
 use crate::output::{Format, Options};
 
@@ -18,7 +18,7 @@ struct ImageRow {
 /// Prints every artifact with its version, URL and checksum source, then every image the cluster
 /// runs with its exact reference (and the archive of `artifacts.images` that holds it).
 pub fn artifacts_list(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
-    let inv = load_inventory(file, opts)?;
+    let inv = load_inventory_quiet(file, opts)?;
     let list = artifacts::list(&inv.inventory);
     let archives = match &inv.inventory.artifacts.images {
         Some(d) => crate::images::scan(d).unwrap_or_default(),

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
 
-use super::{CommandError, ExitCode, load_inventory};
+use super::{CommandError, ExitCode, load_inventory, load_inventory_quiet};
 use crate::executor::{Executor, endpoints};
 use crate::interrupt::Interrupt;
 use crate::inventory::{ProviderKind, Role};
@@ -47,7 +47,7 @@ fn parse_listing(text: &str) -> Vec<(String, String)> {
 
 /// Lists every certificate with its expiry; exit 1 when one expires within 30 days (or has).
 pub async fn certs_check(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
-    let inv = load_inventory(file, opts)?;
+    let inv = load_inventory_quiet(file, opts)?;
     let dir = super::state_dir(&inv, opts)?;
     let mut found: Vec<Found> = Pki::new(&dir)
         .list()

@@ -4,7 +4,7 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{CommandError, ExitCode, load_inventory};
+use super::{CommandError, ExitCode, load_inventory, load_inventory_quiet};
 use crate::etcd;
 use crate::executor::{Executor, endpoints};
 use crate::interrupt::Interrupt;
@@ -38,7 +38,7 @@ pub fn quorum(members: usize, healthy: usize) -> Quorum {
 
 /// Prints each member's health; exit 1 when quorum is lost or one failure away.
 pub async fn etcd_status(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
-    let inv = load_inventory(file, opts)?;
+    let inv = load_inventory_quiet(file, opts)?;
     let dir = super::state_dir(&inv, opts)?;
     let exec = Executor::new(&inv, &dir, true, Interrupt::never());
     let (tls, members) = exec.etcd_access()?;

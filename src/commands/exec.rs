@@ -4,7 +4,7 @@ use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{CommandError, ExitCode, load_inventory};
+use super::{CommandError, ExitCode, load_inventory_quiet};
 use crate::executor::{ExecError, endpoints, ssh_settings};
 use crate::output::{Format, Options};
 use crate::playbook::{self, Step};
@@ -44,7 +44,7 @@ pub async fn exec(
     e: &ExecOptions,
     opts: &Options,
 ) -> Result<ExitCode, CommandError> {
-    let inv = load_inventory(file, opts)?;
+    let inv = load_inventory_quiet(file, opts)?;
     let step = Step {
         phase: "exec".into(),
         hosts: if e.hosts.is_empty() {

@@ -3,14 +3,14 @@
 use serde_json::json;
 use std::path::Path;
 
-use super::{CommandError, ExitCode, load_inventory};
+use super::{CommandError, ExitCode, load_inventory_quiet};
 use crate::inventory::ProviderKind;
 use crate::output::{Format, Options};
 use crate::providers::local::{LocalProvider, Verb};
 use crate::state;
 
 fn provider(file: Option<&Path>, opts: &Options) -> Result<LocalProvider, CommandError> {
-    let inv = load_inventory(file, opts)?;
+    let inv = load_inventory_quiet(file, opts)?;
     if inv.inventory.provider != ProviderKind::Local {
         return Err(CommandError::Usage(format!(
             "`forgectl machines` works on local machines; this inventory uses the {} provider",
@@ -24,7 +24,7 @@ fn provider(file: Option<&Path>, opts: &Options) -> Result<LocalProvider, Comman
 /// Lists the cluster's machines with their state: local machines, or what the cloud has for
 /// an OpenStack inventory (server status, fixed and floating IP, data volume).
 pub async fn machines_list(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
-    let inv = load_inventory(file, opts)?;
+    let inv = load_inventory_quiet(file, opts)?;
     if inv.inventory.provider == ProviderKind::Openstack {
         return openstack_list(&inv, opts).await;
     }

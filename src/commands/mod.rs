@@ -37,6 +37,25 @@ use std::path::Path;
 
 /// Loads the inventory (or the embedded default), printing warnings to stderr.
 pub(crate) fn load_inventory(file: Option<&Path>, opts: &Options) -> Result<Loaded, CommandError> {
+    load_inventory_showing(file, opts, 0)
+}
+
+/// As [`load_inventory`], for commands that only read or inspect (status, lists, checks, exec):
+/// the inventory's warnings are for `validate` and the commands that change things, so they are
+/// shown here only with `-v`.
+pub(crate) fn load_inventory_quiet(
+    file: Option<&Path>,
+    opts: &Options,
+) -> Result<Loaded, CommandError> {
+    load_inventory_showing(file, opts, 1)
+}
+
+/// Loads the inventory; prints its warnings when the verbosity is at least `warn_at`.
+fn load_inventory_showing(
+    file: Option<&Path>,
+    opts: &Options,
+    warn_at: i8,
+) -> Result<Loaded, CommandError> {
     let mut loaded = inventory::load(file)?;
     // Cloud machines get their addresses when they are made: the state dir's record has them.
     if loaded.inventory.provider == inventory::ProviderKind::Openstack
@@ -45,7 +64,7 @@ pub(crate) fn load_inventory(file: Option<&Path>, opts: &Options) -> Result<Load
         let assigned = crate::providers::openstack::assigned(&base.join(&loaded.inventory.name));
         loaded = loaded.with_assigned_addresses(&assigned);
     }
-    if !loaded.warnings.is_empty() && opts.format == Format::Text && opts.verbosity >= 0 {
+    if !loaded.warnings.is_empty() && opts.format == Format::Text && opts.verbosity >= warn_at {
         eprint!(
             "{}",
             diagnostics::render(

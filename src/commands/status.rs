@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
-use super::{CommandError, ExitCode, load_inventory};
+use super::{CommandError, ExitCode, load_inventory_quiet};
 use crate::executor::Executor;
 use crate::interrupt::Interrupt;
 use crate::inventory::Role;
@@ -116,7 +116,7 @@ pub fn workload_line(kind: &str, w: &Value) -> WorkloadLine {
 
 /// Prints the summary; exit 1 when etcd, a node, a workload or a system pod is not well.
 pub async fn status(file: Option<&Path>, opts: &Options) -> Result<ExitCode, CommandError> {
-    let inv = load_inventory(file, opts)?;
+    let inv = load_inventory_quiet(file, opts)?;
     let dir = super::state_dir(&inv, opts)?;
     let exec = Executor::new(&inv, &dir, true, Interrupt::never());
     // etcd

@@ -107,10 +107,25 @@ impl Palette {
     }
 }
 
-/// Renders findings like a compiler does: message, `--> file:line:col (field)`, the line, a caret, help.
+/// The most findings shown one by one; the rest are counted.
+pub const MAX_SHOWN: usize = 50;
+
+/// Renders findings like a compiler does: message, `--> file:line:col (field)`, the line, a caret,
+/// help; past [`MAX_SHOWN`], a count of the rest.
 pub fn render(file: &str, source: &str, diagnostics: &[Diagnostic], p: Palette) -> String {
     let mut out = String::new();
     let lines: Vec<&str> = source.lines().collect();
+    if diagnostics.len() > MAX_SHOWN {
+        let rest = &diagnostics[MAX_SHOWN..];
+        let errors = rest.iter().filter(|d| d.is_error()).count();
+        let mut shown = render(file, source, &diagnostics[..MAX_SHOWN], p);
+        let _ = writeln!(
+            shown,
+            "… and {errors} more error(s) and {} more warning(s) in {file}, not shown: fix these first (many alike often share one cause)\n",
+            rest.len() - errors
+        );
+        return shown;
+    }
     for d in diagnostics {
         let (label, style) = match d.severity {
             Severity::Error => ("error", p.error),

@@ -199,10 +199,9 @@ pub fn load_source(source: Source) -> Result<Loaded, LoadError> {
         })
     };
     if source.text.contains('\0') {
-        let line = source.text[..source.text.find('\0').unwrap_or(0)]
-            .lines()
-            .count()
-            .max(1);
+        // The line the first NUL is on: one more than the newlines before it.
+        let before = &source.text[..source.text.find('\0').unwrap_or(0)];
+        let line = before.matches('\n').count() + 1;
         let d = Diagnostic::error(
             Pos::new(line, 1),
             "this is not a text file: it contains NUL bytes",

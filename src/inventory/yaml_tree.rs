@@ -323,9 +323,21 @@ fn syntax_error(src: &str, e: &serde_saphyr::granit_parser::ScanError) -> Diagno
         .collect();
     let mut d = Diagnostic::error(pos, format!("this is not valid YAML: {e}"));
     if indent.contains('\t') || e.to_string().contains("tab") {
-        let col = indent.find('\t').map(|i| i + 1).unwrap_or(pos.col);
+        // The scanner may stop at the end of the line before; the tab is on the first line from
+        // there whose indentation has one.
+        let tabbed = src
+            .lines()
+            .enumerate()
+            .skip(pos.line.saturating_sub(1))
+            .find_map(|(i, l)| {
+                let lead: String = l.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+                lead.find('\t').map(|c| Pos::new(i + 1, c + 1))
+            });
         d = Diagnostic::error(
-            Pos::new(pos.line, col),
+            tabbed.unwrap_or(Pos::new(
+                pos.line,
+                indent.find('\t').map(|i| i + 1).unwrap_or(pos.col),
+            )),
             "a tab character is used for indentation; YAML allows only spaces there",
         )
         .with_hint("replace the tab with spaces (two per level is the convention in inventories)");
