@@ -1,0 +1,226 @@
+//! Generated coverage of the inventory's documented domains: the test walks the JSON Schema
+//! (`forgectl schema`) and, for every field with a domain — a set of values, a range, an unsigned
+//! integer, a CIDR / IP / version format —, writes a valid inventory with one value outside it and
+//! checks that loading refuses it with an error at that value's line, naming the field. A field
+//! added to the schema later is covered without touching this file.
+
+use forgectl::inventory::{LoadError, Severity, json_schema, load_str};
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// A valid inventory, as JSON (YAML's superset: one key per line once pretty-printed).
+fn base() -> Value {
+    json!({
+        "name": "domains",
+        "provider": "local",
+        "ingress": {"enabled": false},
+        "groups": [
+            {"name": "etcd", "roles": ["etcd"], "count": 3},
+            {"name": "control", "roles": ["control-plane"], "count": 1},
+        ],
+    })
+}
+
+/// The schema at `s` with `$ref`s resolved (siblings kept) and `Option`'s null branch dropped.
+fn resolve<'a>(root: &'a Value, s: &'a Value) -> Value {
+    let mut out = s.clone();
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/$defs/");
+        let target = resolve(root, &root["$defs"][name]);
+        if let (Some(o), Some(t)) = (out.as_object_mut(), target.as_object()) {
+            o.remove("$ref");
+            for (k, v) in t {
+                o.entry(k.clone()).or_insert(v.clone());
+            }
+        }
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(branches) = s.get(key).and_then(Value::as_array) {
+            let non_null: Vec<&Value> = branches.iter().filter(|b| b["type"] != "null").collect();
+            // `Option<T>`: the one non-null branch. (An enum's `oneOf` of consts is kept.)
+            if non_null.len() == 1 && non_null[0].get("const").is_none() {
+                let inner = resolve(root, non_null[0]);
+                if let (Some(o), Some(t)) = (out.as_object_mut(), inner.as_object()) {
+                    o.remove(key);
+                    for (k, v) in t {
+                        o.entry(k.clone()).or_insert(v.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(String),
+    Index,
+}
+
+/// A value outside the field's documented domain, and what it breaks, or None.
+fn outside(s: &Value) -> Option<(Value, &'static str)> {
+    let consts: Vec<&Value> = s
+        .get("oneOf")
+        .and_then(Value::as_array)
+        .map(|b| b.iter().filter_map(|x| x.get("const")).collect())
+        .unwrap_or_default();
+    if s.get("enum").is_some() || !consts.is_empty() {
+        return Some((json!("not-a-listed-value"), "set of values"));
+    }
+    let types: Vec<&str> = match &s["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if types.contains(&"integer") {
+        if let Some(max) = s.get("maximum").and_then(Value::as_i64)
+            && max < i64::from(u16::MAX)
+            && max != i64::from(u8::MAX)
+        {
+            return Some((json!(max + 1), "maximum"));
+        }
+        if let Some(min) = s.get("minimum").and_then(Value::as_i64) {
+            return Some((json!(min - 1), "minimum"));
+        }
+        return None;
+    }
+    match s.get("format").and_then(Value::as_str) {
+        Some("cidr") => Some((json!("10.0.0.0/99"), "CIDR")),
+        Some("ip") => Some((json!("300.1.2.3"), "IP address")),
+        Some("version") => Some((json!("one.two"), "version")),
+        _ => None,
+    }
+}
+
+/// Every field of `s` under `path` with a domain.
+fn fields(root: &Value, s: &Value, path: Vec<Seg>, out: &mut Vec<(Vec<Seg>, Value, &'static str)>) {
+    let s = resolve(root, s);
+    if let Some((v, what)) = outside(&s) {
+        out.push((path.clone(), v, what));
+    }
+    if let Some(props) = s.get("properties").and_then(Value::as_object) {
+        for (k, sub) in props {
+            let mut p = path.clone();
+            p.push(Seg::Key(k.clone()));
+            fields(root, sub, p, out);
+        }
+    }
+    if let Some(items) = s.get("items") {
+        let mut p = path.clone();
+        p.push(Seg::Index);
+        fields(root, items, p, out);
+    }
+    if let Some(extra) = s.get("additionalProperties").filter(|a| a.is_object()) {
+        let mut p = path;
+        p.push(Seg::Key("x1".into()));
+        fields(root, extra, p, out);
+    }
+}
+
+/// `doc` with `value` at `path` (creating mappings and a first list item on the way).
+fn set(doc: &mut Value, path: &[Seg], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *doc = value;
+        return;
+    };
+    let next = match first {
+        Seg::Key(k) => {
+            if !doc.is_object() {
+                *doc = json!({});
+            }
+            let o = doc.as_object_mut().unwrap();
+            o.entry(k.clone()).or_insert(Value::Null)
+        }
+        Seg::Index => {
+            if !doc.is_array() || doc.as_array().unwrap().is_empty() {
+                *doc = json!([Value::Null]);
+            }
+            &mut doc.as_array_mut().unwrap()[0]
+        }
+    };
+    set(next, rest, value);
+}
+
+/// The field as forgectl names it in messages (`groups[0].count`).
+fn field_name(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for s in path {
+        match s {
+            Seg::Key(k) if out.is_empty() => out.push_str(k),
+            Seg::Key(k) => out.push_str(&format!(".{k}")),
+            Seg::Index => out.push_str("[0]"),
+        }
+    }
+    out
+}
+
+#[test]
+fn every_documented_domain_is_enforced_at_its_line() {
+    let schema = json_schema();
+    let mut found = Vec::new();
+    fields(&schema, &schema, Vec::new(), &mut found);
+    assert!(
+        found.len() > 40,
+        "the walk found only {} fields",
+        found.len()
+    );
+    let mut failures = Vec::new();
+    for (path, value, what) in &found {
+        let mut doc = base();
+        // Provider blocks need their provider (and its required settings).
+        if matches!(path.first(), Some(Seg::Key(k)) if k == "openstack")
+            || path
+                .iter()
+                .any(|s| matches!(s, Seg::Key(k) if k == "openstack"))
+        {
+            doc["provider"] = json!("openstack");
+            doc["openstack"] = json!({"network": "n", "image": "i", "flavor": "f"});
+        }
+        if matches!(path.first(), Some(Seg::Key(k)) if k == "vagrant") {
+            doc["provider"] = json!("vagrant");
+        }
+        set(&mut doc, path, value.clone());
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        let last = match path.last() {
+            Some(Seg::Key(k)) => format!("\"{k}\": {value}"),
+            _ => value.to_string(),
+        };
+        let lines: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim_start().starts_with(&last))
+            .map(|(i, _)| i + 1)
+            .collect();
+        assert_eq!(lines.len(), 1, "{last} in\n{text}");
+        let name = field_name(path);
+        let diags = match load_str("domains.yaml", &text, Path::new(".")) {
+            Ok(_) => {
+                failures.push(format!("{name} = {value} ({what}): accepted"));
+                continue;
+            }
+            Err(LoadError::Invalid { diagnostics, .. }) => diagnostics,
+            Err(e) => panic!("{name}: {e}"),
+        };
+        let hit = diags
+            .iter()
+            .any(|d| d.severity == Severity::Error && d.pos.line == lines[0] && d.field == name);
+        if !hit {
+            failures.push(format!(
+                "{name} = {value} ({what}): no error at line {} naming it; got {:?}",
+                lines[0],
+                diags
+                    .iter()
+                    .map(|d| format!("{}:{} {} {}", d.pos.line, d.pos.col, d.field, d.message))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fields:\n{}",
+        failures.len(),
+        found.len(),
+        failures.join("\n")
+    );
+}
