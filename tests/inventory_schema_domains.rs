@@ -1,6 +1,6 @@
 //! Generated coverage of the inventory's documented domains: the test walks the JSON Schema
 //! (`forgectl schema`) and, for every field with a domain — a set of values, a range, an unsigned
-//! integer, a CIDR / IP / version format —, writes a valid inventory with one value outside it and
+//! integer, a CIDR / IP / version format, an absolute or relative path —, writes a valid inventory with one value outside it and
 //! checks that loading refuses it with an error at that value's line, naming the field. A field
 //! added to the schema later is covered without touching this file.
 
@@ -89,6 +89,8 @@ fn outside(s: &Value) -> Option<(Value, &'static str)> {
         Some("cidr") => Some((json!("10.0.0.0/99"), "CIDR")),
         Some("ip") => Some((json!("300.1.2.3"), "IP address")),
         Some("version") => Some((json!("one.two"), "version")),
+        Some("absolute-path") => Some((json!("relative/dir"), "absolute path")),
+        Some("relative-path") => Some((json!("../escape"), "relative path")),
         _ => None,
     }
 }

@@ -751,12 +751,12 @@ fn values_for_other_grammars_are_refused_at_their_line() {
         ),
         (
             nfs("    exports:\n      - {name: home, path: srv/home, mount: /data/home}\n"),
-            "storage.nfs.exports[0].path \"srv/home\": it is not absolute",
+            "`srv/home` is not an absolute path of plain characters: it is not absolute",
             "path: srv/home",
         ),
         (
             nfs("    exports:\n      - {name: home, path: /srv/home, mount: /data/../etc}\n"),
-            "storage.nfs.exports[0].mount \"/data/../etc\": it has `.` or `..` components",
+            "`/data/../etc` is not an absolute path of plain characters: it has `.` or `..` components",
             "mount: /data/../etc",
         ),
         (

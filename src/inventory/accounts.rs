@@ -32,6 +32,7 @@ pub struct Accounts {
     pub pod_security: PodSecurityLevel,
     /// Path of the kubeconfig inside each account's home.
     #[serde(default = "default_kubeconfig_path")]
+    #[schemars(extend("format" = "relative-path"))]
     pub kubeconfig_path: PathBuf,
     /// Lifetime of a client certificate, in days (the signer caps it at its own maximum,
     /// one year by default).
@@ -86,9 +87,11 @@ pub struct HomeVolume {
     /// Where clients mount the homes (`kind: nfs`): a home under it is exported from the same
     /// relative path under `export_root`. Unset: the home's path is the export's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "absolute-path"))]
     pub mount_root: Option<PathBuf>,
     /// The homes' directory on the NFS server (`kind: nfs`, with `mount_root`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "absolute-path"))]
     pub export_root: Option<PathBuf>,
     /// The size the volume and claim declare (NFS and hostPath do not enforce it).
     #[serde(default = "default_home_size")]

@@ -627,6 +627,7 @@ fn default_api_port() -> u16 {
 pub struct Etcd {
     /// Data directory on the etcd machines' local disk.
     #[serde(default = "default_etcd_dir")]
+    #[schemars(extend("format" = "absolute-path"))]
     pub data_dir: String,
     /// Client port.
     #[serde(default = "default_etcd_client_port")]
@@ -893,8 +894,10 @@ pub struct NfsExport {
     /// A short name (a DNS label): names the systemd mount unit's description.
     pub name: String,
     /// The directory on the server.
+    #[schemars(extend("format" = "absolute-path"))]
     pub path: String,
     /// Where workers mount it.
+    #[schemars(extend("format" = "absolute-path"))]
     pub mount: String,
 }
 

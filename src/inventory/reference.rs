@@ -105,6 +105,8 @@ fn type_label(root: &Value, s: &Value) -> String {
         }
         Some("string") => match r.get("format").and_then(Value::as_str) {
             Some("ip") => "IP address".into(),
+            Some("absolute-path") => "absolute path".into(),
+            Some("relative-path") => "relative path".into(),
             _ => "string".into(),
         },
         Some(t) => t.into(),

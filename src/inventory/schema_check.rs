@@ -370,6 +370,13 @@ fn check_format(s: &Value, text: &str) -> Option<String> {
     match s.get("format").and_then(Value::as_str)? {
         "cidr" => text.parse::<Cidr>().err(),
         "version" => text.parse::<Version>().err(),
+        "absolute-path" => crate::inventory::validate::plain_absolute_path_problem(text)
+            .map(|why| format!("`{text}` is not an absolute path of plain characters: {why}")),
+        "relative-path" => {
+            crate::inventory::validate::plain_absolute_path_problem(&format!("/{text}"))
+                .or(text.starts_with('/').then_some("it is absolute"))
+                .map(|why| format!("`{text}` is not a relative path of plain characters: {why}"))
+        }
         "ip" | "ipv4" | "ipv6" => text
             .parse::<IpAddr>()
             .err()

@@ -103,22 +103,6 @@ impl Checker<'_> {
                     "a short lowercase name of letters, digits and `-` (home, project)",
                 );
             }
-            for (field, value, hint) in [
-                (
-                    "path",
-                    &e.path,
-                    "the directory on the NFS server, like /srv/tools/home",
-                ),
-                ("mount", &e.mount, "where workers mount it, like /data/home"),
-            ] {
-                if let Some(why) = plain_absolute_path_problem(value) {
-                    self.error(
-                        &at(field),
-                        format!("storage.nfs.exports[{i}].{field} {value:?}: {why}"),
-                        hint,
-                    );
-                }
-            }
         }
         let opts = p(&["storage", "nfs", "export_options"]);
         let problems: Vec<String> = nfs
