@@ -537,6 +537,22 @@ fn accounts_settings_are_checked() {
         "accounts:\n  source: ldap\n  ldap:\n    url: https://ldap.example.org\n    bind_dn: cn=x\n    tools_base: ou=a\n    groups_base: ou=b\ngroups:\n",
     );
     find(&url, "is not an ldaps:// or ldap:// URL");
+    // The platform phase would refuse it later: the controller needs its password in a file.
+    let d = find(
+        &url,
+        "needs the LDAP bind password in a file, and accounts.ldap.bind_password_file is not set",
+    );
+    assert_eq!(d.field, "accounts.ldap");
+    assert!(
+        load(
+            &url.replace(
+                "    groups_base: ou=b\n",
+                "    groups_base: ou=b\nplatform:\n  accounts_controller: false\n"
+            )
+            .replace("url: https://", "url: ldaps://")
+        )
+        .is_ok()
+    );
     let home = BASE.replace(
         "groups:\n",
         "accounts:\n  home_volume:\n    kind: nfs\n    mount_root: /data/project\ngroups:\n",

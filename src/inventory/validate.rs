@@ -681,6 +681,20 @@ impl Checker<'_> {
     fn accounts(&mut self, inv: &Inventory) {
         use super::accounts::AccountSource;
         let a = &inv.accounts;
+        // The platform phase would refuse it: the controller runs as a service, with no terminal
+        // or environment to take a password from.
+        if a.source == AccountSource::Ldap
+            && crate::phases::platform::runs_controller(inv)
+            && a.ldap
+                .as_ref()
+                .is_some_and(|l| l.bind_password_file.is_none())
+        {
+            self.error(
+                &p(&["accounts", "ldap"]),
+                "the accounts controller on the control planes needs the LDAP bind password in a file, and accounts.ldap.bind_password_file is not set",
+                "set accounts.ldap.bind_password_file (relative to the inventory file), or platform.accounts_controller: false",
+            );
+        }
         if a.source == AccountSource::Ldap && a.ldap.is_none() {
             self.error(
                 &p(&["accounts", "source"]),

@@ -80,7 +80,7 @@ struct Vars<'a> {
 }
 
 /// Whether the platform runs the accounts controller: asked for, with a source to read.
-fn runs_controller(inv: &Inventory) -> bool {
+pub fn runs_controller(inv: &Inventory) -> bool {
     inv.platform.accounts_controller && has_account_source(inv)
 }
 
