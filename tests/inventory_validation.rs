@@ -781,6 +781,11 @@ fn values_for_other_grammars_are_refused_at_their_line() {
             "mount_options",
         ),
         (
+            format!("{BASE}local:\n  suite: \"bookworm --foreign\"\n"),
+            "local.suite \"bookworm --foreign\" is not a suite debootstrap knows",
+            "suite",
+        ),
+        (
             format!("{BASE}ingress:\n  tool_domain: https://toolforge.org\n"),
             "ingress.tool_domain \"https://toolforge.org\" is not a DNS domain",
             "tool_domain",

@@ -43,6 +43,7 @@ pub fn validate(
     v.nfs_values(inv);
     v.ingress_values(inv, machines);
     v.openstack_values(inv);
+    v.local_values(inv);
     v.out
 }
 

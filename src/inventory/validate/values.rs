@@ -7,6 +7,9 @@ use crate::inventory::machines::Machine;
 use crate::inventory::model::{Inventory, ProviderKind, Role};
 use crate::inventory::yaml_tree::PathSeg;
 
+/// Where debootstrap keeps a script per suite it can make.
+const DEBOOTSTRAP_SCRIPTS: &str = "/usr/share/debootstrap/scripts";
+
 /// exports(5) options forgectl passes through as they are.
 const EXPORT_FLAGS: &[&str] = &[
     "rw",
@@ -181,6 +184,27 @@ impl Checker<'_> {
                 &p(&["ingress", "tls_front"]),
                 format!("ingress.tls_front has one of cert_file and key_file but no {missing}"),
                 "give both (PEM), or neither: forgectl then issues a certificate from a CA of its own",
+            );
+        }
+    }
+
+    /// The local machines' Debian suite: one debootstrap on this host knows (when it is
+    /// installed; without it the provider says what to install).
+    pub(super) fn local_values(&mut self, inv: &Inventory) {
+        if inv.provider != ProviderKind::Local {
+            return;
+        }
+        let suite = inv.local.clone().unwrap_or_default().suite;
+        let scripts = std::path::Path::new(DEBOOTSTRAP_SCRIPTS);
+        let plain = !suite.is_empty()
+            && suite
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !plain || (scripts.is_dir() && !scripts.join(&suite).exists()) {
+            self.error(
+                &p(&["local", "suite"]),
+                format!("local.suite {suite:?} is not a suite debootstrap knows on this host"),
+                "a Debian suite such as bookworm (the default; see /usr/share/debootstrap/scripts)",
             );
         }
     }
