@@ -265,15 +265,19 @@ impl<'a> Executor<'a> {
         if let Some(k) = &self.inv.inventory.ssh.key {
             let private = resolve_path(k, &self.inv.source.base_dir);
             let public = PathBuf::from(format!("{}.pub", private.display()));
-            return std::fs::read_to_string(&public).map_err(|e| {
+            let text = std::fs::read_to_string(&public).map_err(|e| {
                 ExecError::Unsupported(format!(
                     "cannot read the public key {} for ssh.key: {e}",
                     public.display()
                 ))
+            })?;
+            return crate::ssh::openssh_public_key(&text).map_err(|e| {
+                ExecError::Unsupported(format!("{} (for ssh.key): {e}", public.display()))
             });
         }
         if let Some(p) = self.state.read(CLUSTER_KEY_PUB)? {
-            return Ok(String::from_utf8_lossy(&p).into_owned());
+            return crate::ssh::openssh_public_key(&String::from_utf8_lossy(&p))
+                .map_err(|e| ExecError::Unsupported(format!("{CLUSTER_KEY_PUB}: {e}")));
         }
         let (private, public) =
             local::new_ed25519(&format!("forgectl@{}", self.inv.inventory.name))?;

@@ -860,3 +860,41 @@ groups:
     );
     assert_eq!(d.pos.line, 19, "{d:#?}");
 }
+
+/// Map keys and list shapes the schema walk of tests/inventory_breakout.rs does not reach.
+#[test]
+fn keys_and_lists_that_land_in_files_are_checked() {
+    for (edit, needle) in [
+        (
+            "runtime:\n  registry_mirrors:\n    \"../../etc\": [\"https://m.example.org\"]\n",
+            "\"../../etc\" is not a registry host",
+        ),
+        (
+            "runtime:\n  registry_mirrors:\n    docker.io: [\"https://m.example.org\\\"\\n[host.x]\"]\n",
+            "is not a plain http(s) URL",
+        ),
+        (
+            "kubeadm:\n  admission_plugins: []\n",
+            "kubeadm.admission_plugins is empty",
+        ),
+        (
+            "kubeadm:\n  admission_plugins: [\"true\"]\n",
+            "kubeadm.admission_plugins: \"true\" is not a name kubeadm takes",
+        ),
+        (
+            "accounts:\n  quota:\n    \"requests.cpu\": \"2 cores\"\n",
+            "accounts.quota.requests.cpu \"2 cores\" is not a quantity",
+        ),
+        (
+            "accounts:\n  namespace_prefix: toolforge-tool-\n",
+            "is longer than 11 characters",
+        ),
+        (
+            "api:\n  endpoint: \"fd00::10\"\n",
+            "api.endpoint \"fd00::10\" is not a host name or address",
+        ),
+    ] {
+        let d = find(&format!("{BASE}{edit}"), needle);
+        assert_eq!(d.severity, Severity::Error, "{edit}: {d:#?}");
+    }
+}

@@ -8,6 +8,7 @@ use super::machines::{FIRST_LOCAL_HOST, Machine, local_host_address};
 use super::model::{ArtifactSource, Inventory, ProviderKind, Role};
 use super::yaml_tree::{Node, NodeKind, PathSeg, path_to_string};
 
+mod strings;
 mod values;
 pub use values::plain_absolute_path_problem;
 
@@ -44,6 +45,9 @@ pub fn validate(
     v.ingress_values(inv, machines);
     v.openstack_values(inv);
     v.local_values(inv);
+    v.string_shapes(inv);
+    v.account_strings(inv);
+    v.cluster_strings(inv);
     v.out
 }
 
@@ -1010,7 +1014,8 @@ impl Checker<'_> {
 
     fn ssh(&mut self, inv: &Inventory) {
         let s = &inv.ssh;
-        if s.user.trim().is_empty() || s.user.chars().any(|c| c.is_whitespace() || c == '@') {
+        // Its shape is checked with the other free strings (strings.rs).
+        if s.user.is_empty() {
             self.error(
                 &p(&["ssh", "user"]),
                 format!("ssh.user {:?} is not a login name", s.user),
@@ -1030,15 +1035,6 @@ impl Checker<'_> {
                     inv.etcd.peer_port
                 ),
                 "use two ports (the defaults are 2379 for clients and 2380 for peers)",
-            );
-        }
-        if let Some(e) = &inv.api.endpoint
-            && (e.contains("://") || e.contains('/') || e.trim().is_empty())
-        {
-            self.error(
-                &p(&["api", "endpoint"]),
-                format!("api.endpoint {e:?} is not a host name or address"),
-                "give the host alone (api.example.org or 192.0.2.10), and its port as api.port",
             );
         }
         for (key, value) in [

@@ -129,9 +129,39 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// An OpenSSH public key line reduced to `ALGORITHM BASE64` (its comment dropped), or why it is
+/// not one: what reaches cloud-init and the Vagrantfile can then carry no other syntax.
+pub fn openssh_public_key(text: &str) -> Result<String, String> {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let mut parts = line.split_whitespace();
+    let (Some(algo), Some(data)) = (parts.next(), parts.next()) else {
+        return Err("not an OpenSSH public key line (ALGORITHM BASE64 [COMMENT])".into());
+    };
+    let algo_ok = algo
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '@' | '.'));
+    let data_ok = data
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
+    if !algo_ok || !data_ok {
+        return Err(format!("`{algo} …` is not an OpenSSH public key"));
+    }
+    Ok(format!("{algo} {data}"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::{openssh_public_key, shell_quote};
+
+    #[test]
+    fn public_keys_lose_their_comment() {
+        assert_eq!(
+            openssh_public_key("ssh-ed25519 AAAAC3Nza+/= admin@host\n").unwrap(),
+            "ssh-ed25519 AAAAC3Nza+/="
+        );
+        assert!(openssh_public_key("ssh-ed25519 AAAA\"; rm -rf /").is_err());
+        assert!(openssh_public_key("").is_err());
+    }
 
     #[test]
     fn quoting() {

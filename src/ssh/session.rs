@@ -455,7 +455,7 @@ impl Session {
         }
         let q = shell_quote(path);
         let script = format!(
-            "set -e; t=$(dirname {q})/.$(basename {q}).forgectl-new; mkdir -p $(dirname {q}); \
+            "set -e; t=$(dirname {q})/.$(basename {q}).forgectl-new; mkdir -p \"$(dirname {q})\"; \
              mv -f {tmp} \"$t\"; chown {owner} \"$t\"; chmod {mode:o} \"$t\"; mv -f \"$t\" {q}",
             owner = shell_quote(owner)
         );
