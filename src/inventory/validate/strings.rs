@@ -210,7 +210,7 @@ impl Checker<'_> {
             (
                 "ignore_preflight_errors",
                 &inv.kubeadm.ignore_preflight_errors,
-                "-.",
+                "-._",
                 "check names as kubeadm prints them, like Swap or FileContent--proc-sys-net-bridge-bridge-nf-call-iptables",
             ),
         ] {
