@@ -9,7 +9,7 @@ mod support;
 use forgectl::inventory::{LoadError, Severity, json_schema, load_str};
 use serde_json::{Value, json};
 use std::path::Path;
-use support::schema_walk::{Seg, base, field_name, set, walk};
+use support::schema_walk::{Seg, base_for, field_name, set, walk};
 
 /// What an admin might paste by mistake, and what an attacker would try.
 const HOSTILE: &str = "x\") *(rw\n; $(id) `id` # {{ evil }}\n[section]\nkey=value";
@@ -133,17 +133,7 @@ fn no_free_string_carries_syntax() {
     }
     for path in &strings {
         let name = field_name(path);
-        let mut doc = base();
-        if path
-            .iter()
-            .any(|s| matches!(s, Seg::Key(k) if k == "openstack"))
-        {
-            doc["provider"] = json!("openstack");
-            doc["openstack"] = json!({"network": "n", "image": "i", "flavor": "f"});
-        }
-        if matches!(path.first(), Some(Seg::Key(k)) if k == "vagrant") {
-            doc["provider"] = json!("vagrant");
-        }
+        let mut doc = base_for(path);
         // Blocks with required settings are written whole first, so the schema's checks of
         // those do not hide the one under test.
         if name.starts_with("accounts.ldap.") {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 mod support;
-use support::schema_walk::{Seg, base, field_name, set, walk};
+use support::schema_walk::{Seg, base_for, field_name, set, walk};
 
 /// A value outside the field's documented domain, and what it breaks, or None.
 fn outside(s: &Value) -> Option<(Value, &'static str)> {
@@ -68,19 +68,7 @@ fn every_documented_domain_is_enforced_at_its_line() {
     );
     let mut failures = Vec::new();
     for (path, value, what) in &found {
-        let mut doc = base();
-        // Provider blocks need their provider (and its required settings).
-        if matches!(path.first(), Some(Seg::Key(k)) if k == "openstack")
-            || path
-                .iter()
-                .any(|s| matches!(s, Seg::Key(k) if k == "openstack"))
-        {
-            doc["provider"] = json!("openstack");
-            doc["openstack"] = json!({"network": "n", "image": "i", "flavor": "f"});
-        }
-        if matches!(path.first(), Some(Seg::Key(k)) if k == "vagrant") {
-            doc["provider"] = json!("vagrant");
-        }
+        let mut doc = base_for(path);
         set(&mut doc, path, value.clone());
         let text = serde_json::to_string_pretty(&doc).unwrap();
         let last = match path.last() {

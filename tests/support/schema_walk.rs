@@ -115,3 +115,20 @@ pub fn base() -> Value {
         ],
     })
 }
+
+/// The valid inventory a field at `path` is tried in: for a provider's block, with that provider
+/// (and its required settings).
+pub fn base_for(path: &[Seg]) -> Value {
+    let mut doc = base();
+    if path
+        .iter()
+        .any(|s| matches!(s, Seg::Key(k) if k == "openstack"))
+    {
+        doc["provider"] = json!("openstack");
+        doc["openstack"] = json!({"network": "n", "image": "i", "flavor": "f"});
+    }
+    if matches!(path.first(), Some(Seg::Key(k)) if k == "vagrant") {
+        doc["provider"] = json!("vagrant");
+    }
+    doc
+}
