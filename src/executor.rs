@@ -78,6 +78,14 @@ pub enum ExecError {
     /// etcd did not become healthy.
     #[error(transparent)]
     Etcd(#[from] crate::etcd::EtcdError),
+    /// etcd did not become healthy; the members' own last log lines say why.
+    #[error("{cause}{}", journal_text(.journal))]
+    EtcdStuck {
+        /// What the health check saw.
+        cause: crate::etcd::EtcdError,
+        /// Per member: the unit's state and the last lines of its journal.
+        journal: Vec<(String, String)>,
+    },
     /// The Kubernetes API refused or failed.
     #[error(transparent)]
     Kube(#[from] crate::kube::KubeError),
@@ -118,12 +126,23 @@ impl ExecError {
             Self::Render(_) => "fix the template named above (or the --templates override)".into(),
             Self::Check(_) => "look at CoreDNS and kube-proxy (`forgectl status`), then run `forgectl up --only cluster-ready`".into(),
             Self::Kube(e) => e.next_step(),
-            Self::Etcd(_) => {
+            Self::Etcd(_) | Self::EtcdStuck { .. } => {
                 "check the members with `forgectl exec --hosts etcd -- journalctl -u etcd -n 50`"
                     .into()
             }
         }
     }
+}
+
+/// The members' journal lines, indented under the error.
+fn journal_text(journal: &[(String, String)]) -> String {
+    journal
+        .iter()
+        .map(|(host, text)| {
+            let lines: String = text.lines().map(|l| format!("\n      {l}")).collect();
+            format!("\n    {host}: etcd.service{lines}")
+        })
+        .collect()
 }
 
 /// What a probe learned about a host.
@@ -658,7 +677,45 @@ impl<'a> Executor<'a> {
         if let Some(names) = only {
             members.retain(|(n, _)| names.contains(n));
         }
-        Ok(etcd::wait_healthy(&members, &tls, Duration::from_secs(90)).await?)
+        match etcd::wait_healthy(&members, &tls, Duration::from_secs(90)).await {
+            Ok(h) => Ok(h),
+            Err(cause) => {
+                let names: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
+                let journal = self.etcd_journal(&names).await;
+                Err(ExecError::EtcdStuck { cause, journal })
+            }
+        }
+    }
+
+    /// Each member's etcd unit state and its last journal lines (best effort: what cannot be read
+    /// is left out), for an error that says why a member did not come up.
+    async fn etcd_journal(&self, names: &[String]) -> Vec<(String, String)> {
+        let Ok(pool) = self.pool().await else {
+            return Vec::new();
+        };
+        let machines: Vec<&Machine> = self
+            .inv
+            .machines
+            .iter()
+            .filter(|m| names.contains(&m.name))
+            .collect();
+        let eps = endpoints(self.inv, &machines);
+        let probe = "systemctl is-active etcd.service; journalctl -u etcd.service -n 8 --no-pager -o cat 2>&1 | cut -c1-240";
+        let results = pool
+            .each(&eps, |s| {
+                let line = s.as_root(probe);
+                // exec has the inventory's command timeout.
+                async move { s.exec(&line).await }
+            })
+            .await;
+        results
+            .into_iter()
+            .filter_map(|r| {
+                let out = r.result.ok()?;
+                let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                (!text.is_empty()).then_some((r.host, text))
+            })
+            .collect()
     }
 
     /// The apt source line of the local package mirror serving `packages`, started on first use.
@@ -1195,8 +1252,22 @@ async fn host_run(
 
 #[cfg(test)]
 mod tests {
-    use super::{ExecError, failed};
+    use super::{ExecError, failed, journal_text};
     use crate::ssh::Output;
+
+    /// A member that never became healthy shows its unit state and last log lines under the
+    /// error, one block a member.
+    #[test]
+    fn stuck_members_show_their_journal() {
+        let text = journal_text(&[(
+            "etcd-2".to_string(),
+            "activating\nfailed to listen on peer: bind: address already in use".to_string(),
+        )]);
+        assert_eq!(
+            text,
+            "\n    etcd-2: etcd.service\n      activating\n      failed to listen on peer: bind: address already in use"
+        );
+    }
 
     /// kubeadm says which phase it was in on standard output and why it failed on standard
     /// error: a failed command shows the end of both, without terminal colours.
