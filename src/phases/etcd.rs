@@ -198,8 +198,11 @@ impl Phase for Etcd {
             }
             actions.push(Action::run(
                 &m.name,
-                &format!("install -d -o etcd -g etcd -m 0700 {}", e.data_dir),
-                Some(&format!("test -d {}", e.data_dir)),
+                &format!(
+                    "install -d -o etcd -g etcd -m 0700 {}",
+                    crate::ssh::shell_quote(&e.data_dir)
+                ),
+                Some(&format!("test -d {}", crate::ssh::shell_quote(&e.data_dir))),
                 "create the data directory on local disk",
             ));
             for (rel, ext, file, mode, owner) in cert_files(&m.name) {

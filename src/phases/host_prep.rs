@@ -123,11 +123,12 @@ impl Phase for HostPrep {
                 modules: MODULES.iter().map(|(n, _)| *n).collect(),
                 host_wide: !local,
             };
+            let q = crate::ssh::shell_quote(h);
             actions.push(Action::run(
                 h,
-                &format!("hostname {h} && echo {h} > /etc/hostname"),
+                &format!("hostname {q} && echo {q} > /etc/hostname"),
                 Some(&format!(
-                    "test \"$(hostname)\" = {h} && test \"$(cat /etc/hostname)\" = {h}"
+                    "test \"$(hostname)\" = {q} && test \"$(cat /etc/hostname)\" = {q}"
                 )),
                 "host name = machine name",
             ));

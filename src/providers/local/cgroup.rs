@@ -85,7 +85,13 @@ impl MachineCgroup {
     /// Shell lines that move the current shell into the machine's cgroups.
     pub fn join_script(&self) -> String {
         self.dirs()
-            .map(|d| format!("echo $$ > {}/cgroup.procs", d.display()))
+            .map(|d| {
+                let procs = d.join("cgroup.procs");
+                format!(
+                    "echo $$ > {}",
+                    crate::ssh::shell_quote(&procs.display().to_string())
+                )
+            })
             .collect::<Vec<_>>()
             .join(" && ")
     }

@@ -321,16 +321,18 @@ pub fn spawn(
     let console2 = console
         .try_clone()
         .map_err(|e| LocalError::io(&dirs.console(), e))?;
+    // Every argument quoted for the shell: a state dir with a space in its path stays one word.
+    let q = |arg: String| crate::ssh::shell_quote(&arg);
     let script = format!(
-        "{} && exec systemd-nspawn --quiet --boot --directory={} --machine={name} \
-         --network-namespace-path=/run/netns/{} --register=no --keep-unit --console=passive \
-         --rlimit=NOFILE=1024:524288 --capability={} \
+        "{} && exec systemd-nspawn --quiet --boot {} {} {} --register=no --keep-unit \
+         --console=passive --rlimit=NOFILE=1024:524288 --capability={} \
          '--system-call-filter=add_key keyctl request_key' {}",
         cg.join_script(),
-        dirs.root().display(),
-        net.netns,
+        q(format!("--directory={}", dirs.root().display())),
+        q(format!("--machine={name}")),
+        q(format!("--network-namespace-path=/run/netns/{}", net.netns)),
         capabilities(),
-        extra.join(" ")
+        extra.into_iter().map(q).collect::<Vec<_>>().join(" ")
     );
     let child = std::process::Command::new("sh")
         .arg("-c")
