@@ -31,9 +31,13 @@ groups:
     count: 4
 ";
 
+/// The tests here change the host's links and compare snapshots of them: one at a time.
+static HOST_NETWORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn refused_without_root_and_clean_after_ctrl_c() {
     support::require_root();
+    let _one_at_a_time = HOST_NETWORK.lock().unwrap_or_else(|e| e.into_inner());
     let work = tempfile::tempdir().unwrap();
     let inv = work.path().join("cluster.yaml");
     std::fs::write(&inv, INVENTORY).unwrap();
@@ -119,6 +123,7 @@ fn refused_without_root_and_clean_after_ctrl_c() {
 #[test]
 fn a_second_cluster_gets_a_network_of_its_own() {
     support::require_root();
+    let _one_at_a_time = HOST_NETWORK.lock().unwrap_or_else(|e| e.into_inner());
     struct Link;
     impl Drop for Link {
         fn drop(&mut self) {
