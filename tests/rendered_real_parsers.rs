@@ -1,7 +1,8 @@
 //! The files forgectl renders, from an inventory full of values at the edge of what validation
 //! lets through (wildcard SANs, mirrors with ports and paths, labels with prefixes, NFS options with
 //! `=` and `:`, quantities), read back by their real parsers: kubeadm's own `config validate`
-//! (`../shared/kube`; haproxy -c is in tests/render_golden.rs), a YAML parser for every YAML file and manifest, and the exports
+//! (`../shared/kube`; haproxy -c is in tests/render_golden.rs), keepalived's --config-test,
+//! nginx -t for the TLS front, a YAML parser for every YAML file and manifest, and the exports
 //! file checked to hold exactly the intended entries (issue #24).
 
 mod support;
@@ -69,6 +70,17 @@ fn render() -> BTreeMap<PathBuf, String> {
     out
 }
 
+/// A Debian tool the test needs, with what to install when it is missing.
+fn tool(name: &str) -> PathBuf {
+    let p = Path::new("/usr/sbin").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: install Debian's nginx-light and keepalived packages (.ci/run does; their services are never started)",
+        p.display()
+    );
+    p
+}
+
 #[test]
 fn real_parsers_read_what_was_meant() {
     let files = render();
@@ -126,6 +138,67 @@ fn real_parsers_read_what_was_meant() {
     for san in ["*.api.example.org", "api.example.org", "192.0.2.100"] {
         assert!(sans.iter().any(|s| s == san), "{san} not in {sans:?}");
     }
+
+    // keepalived's own configuration test reads the VRRP instance. It also wants the interface
+    // to exist here and not be a loopback: one of this machine's stands in for the lb machines'
+    // eth0.100 (only read, never changed).
+    let ka_text = &files[Path::new("lb-1/etc/keepalived/keepalived.conf")];
+    assert!(ka_text.contains("interface eth0.100\n"), "{ka_text}");
+    let here = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| {
+            std::fs::read_to_string(format!("/sys/class/net/{n}/type"))
+                .is_ok_and(|t| t.trim() == "1")
+        })
+        .expect("an Ethernet interface on this machine");
+    let ka = work.path().join("keepalived.conf");
+    std::fs::write(
+        &ka,
+        ka_text.replace("interface eth0.100\n", &format!("interface {here}\n")),
+    )
+    .unwrap();
+    let log = work.path().join("keepalived-test.log");
+    let out = Command::new(tool("keepalived"))
+        .arg(format!("--config-test={}", log.display()))
+        .arg("-f")
+        .arg(&ka)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keepalived --config-test: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    // nginx -t reads the TLS front, with a certificate of its own where forgectl puts the
+    // cluster's.
+    let cert = rcgen::generate_simple_self_signed(vec!["toolforge.test".into()]).unwrap();
+    let (crt, key, pid) = (
+        work.path().join("tls.crt"),
+        work.path().join("tls.key"),
+        work.path().join("nginx.pid"),
+    );
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let conf = files[Path::new("lb-1/etc/nginx/nginx.conf")]
+        .replace("/etc/nginx/forgectl/tls.crt", &crt.display().to_string())
+        .replace("/etc/nginx/forgectl/tls.key", &key.display().to_string())
+        .replace("/run/nginx.pid", &pid.display().to_string());
+    let nginx_conf = work.path().join("nginx.conf");
+    std::fs::write(&nginx_conf, conf).unwrap();
+    let out = Command::new(tool("nginx"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&nginx_conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The exports hold exactly the two intended entries, each for the machine network only.
     let exports = &files[Path::new("nfs-1/etc/exports.d/forgectl.exports")];
