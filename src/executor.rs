@@ -320,12 +320,7 @@ impl<'a> Executor<'a> {
         }
         let provider = self.local()?;
         let key = self.cluster_public_key()?;
-        let machines: Vec<&Machine> = self
-            .inv
-            .machines
-            .iter()
-            .filter(|m| names.contains(&m.name))
-            .collect();
+        let machines = self.named(names);
         provider.ensure(&machines, &key, &self.interrupt).await?;
         Ok(machines.len())
     }
@@ -407,6 +402,15 @@ impl<'a> Executor<'a> {
         Ok(gone)
     }
 
+    /// The inventory's machines with these names, in inventory order.
+    fn named(&self, names: &[String]) -> Vec<&Machine> {
+        self.inv
+            .machines
+            .iter()
+            .filter(|m| names.contains(&m.name))
+            .collect()
+    }
+
     /// The SSH pool, made on first use.
     pub async fn pool(&self) -> Result<Arc<Pool>, ExecError> {
         self.pool
@@ -420,12 +424,7 @@ impl<'a> Executor<'a> {
 
     /// Reads OS, kernel and systemd state from each host over SSH.
     pub async fn probe(&self, hosts: &[String]) -> Result<Vec<HostFacts>, ExecError> {
-        let machines: Vec<&Machine> = self
-            .inv
-            .machines
-            .iter()
-            .filter(|m| hosts.contains(&m.name))
-            .collect();
+        let machines = self.named(hosts);
         let eps = endpoints(self.inv, &machines);
         let pool = self.pool().await?;
         let script = ". /etc/os-release; echo \"$PRETTY_NAME\"; uname -r; \
@@ -693,12 +692,7 @@ impl<'a> Executor<'a> {
         let Ok(pool) = self.pool().await else {
             return Vec::new();
         };
-        let machines: Vec<&Machine> = self
-            .inv
-            .machines
-            .iter()
-            .filter(|m| names.contains(&m.name))
-            .collect();
+        let machines = self.named(names);
         let eps = endpoints(self.inv, &machines);
         let probe = "systemctl is-active etcd.service; journalctl -u etcd.service -n 8 --no-pager -o cat 2>&1 | cut -c1-240";
         let results = pool

@@ -493,21 +493,13 @@ async fn pull_one(
         })
         .await;
         let _ = tokio::fs::remove_dir_all(&staging).await;
-        let (bytes, digest) = match written {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                return Err(FetchError::Write {
-                    path: dest.display().to_string(),
-                    cause: e.to_string(),
-                });
-            }
-            Err(e) => {
-                return Err(FetchError::Write {
-                    path: dest.display().to_string(),
-                    cause: e.to_string(),
-                });
-            }
-        };
+        let (bytes, digest) = written
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| FetchError::Write {
+                path: dest.display().to_string(),
+                cause: e.to_string(),
+            })?;
         return Ok(Fetched::Pulled {
             reference: reference.to_string(),
             file,

@@ -47,6 +47,17 @@ fn find(text: &str, needle: &str) -> Diagnostic {
     hits[0].clone()
 }
 
+/// The one finding with `needle` is an error on the first line that contains `line_of`.
+fn error_on_line_with(text: &str, needle: &str, line_of: &str) {
+    let d = find(text, needle);
+    assert_eq!(d.severity, Severity::Error, "{text}\n{d:#?}");
+    let expected = text
+        .lines()
+        .position(|l| l.contains(line_of))
+        .map(|i| i + 1);
+    assert_eq!(Some(d.pos.line), expected, "{text}\n{d:#?}");
+}
+
 fn assert_at(d: &Diagnostic, severity: Severity, line: usize, field: &str) {
     assert_eq!(d.severity, severity, "{d:#?}");
     assert_eq!(d.pos.line, line, "{d:#?}");
@@ -690,13 +701,7 @@ fn ports_ids_names_and_families_are_checked() {
             "service_cidr",
         ),
     ] {
-        let d = find(&text, needle);
-        assert_eq!(d.severity, Severity::Error, "{d:#?}");
-        let expected = text
-            .lines()
-            .position(|l| l.contains(line_of))
-            .map(|i| i + 1);
-        assert_eq!(Some(d.pos.line), expected, "{text}: {d:#?}");
+        error_on_line_with(&text, needle, line_of);
     }
 }
 
@@ -810,13 +815,7 @@ fn values_for_other_grammars_are_refused_at_their_line() {
         ),
     ];
     for (text, needle, line_of) in cases {
-        let d = find(&text, needle);
-        assert_eq!(d.severity, Severity::Error, "{text}\n{d:#?}");
-        let expected = text
-            .lines()
-            .position(|l| l.contains(line_of))
-            .map(|i| i + 1);
-        assert_eq!(Some(d.pos.line), expected, "{text}\n{d:#?}");
+        error_on_line_with(&text, needle, line_of);
     }
     // no_root_squash alone is allowed, with a warning.
     let d = find(

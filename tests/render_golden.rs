@@ -2,10 +2,9 @@
 //! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test render_golden`
 //! and review the diff.
 
-use forgectl::engine::{self, Selection};
+mod support;
+
 use forgectl::inventory;
-use forgectl::phases::Presence;
-use forgectl::playbook;
 use forgectl::render::{RenderError, Templates};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,36 +20,10 @@ fn root() -> PathBuf {
 }
 
 /// host/path → (template, content) for `cluster.yaml` of inventories/NAME.
-fn render(name: &str, templates: &Templates) -> BTreeMap<PathBuf, (Option<String>, String)> {
+fn render(name: &str, templates: &Templates) -> BTreeMap<PathBuf, (String, String)> {
     let path = root().join("inventories").join(name).join("cluster.yaml");
     let inv = inventory::load(Some(&path)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let pb = playbook::load("cluster").unwrap();
-    let plan = engine::plan(
-        &inv,
-        &pb,
-        templates,
-        &Presence::default(),
-        &Selection::default(),
-    )
-    .unwrap();
-    let mut out = BTreeMap::new();
-    for p in &plan.phases {
-        for a in &p.actions {
-            if let Some(f) = a.rendered_file() {
-                let host = a.host.as_deref().unwrap_or(forgectl::plan::MANIFESTS_HOST);
-                let Some(template) = f.template else {
-                    // Certificates and keys come from the state dir, not from templates.
-                    continue;
-                };
-                let key = Path::new(host).join(f.path.trim_start_matches('/'));
-                assert!(
-                    out.insert(key, (Some(template.to_string()), f.content.to_string()))
-                        .is_none()
-                );
-            }
-        }
-    }
-    out
+    support::rendered::files(&inv, templates)
 }
 
 fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
@@ -114,11 +87,7 @@ fn every_template_is_used_by_an_example_inventory() {
     let templates = Templates::load(None).unwrap();
     let mut used = BTreeSet::new();
     for name in INVENTORIES {
-        used.extend(
-            render(name, &templates)
-                .into_values()
-                .filter_map(|(t, _)| t),
-        );
+        used.extend(render(name, &templates).into_values().map(|(t, _)| t));
     }
     // Templates forgectl renders for itself, not for a host, have golden tests of their own.
     used.insert("vagrant/Vagrantfile.tera".to_string()); // tests/vagrant.rs

@@ -7,10 +7,7 @@
 
 mod support;
 
-use forgectl::engine::{self, Selection};
 use forgectl::inventory;
-use forgectl::phases::Presence;
-use forgectl::playbook;
 use forgectl::render::Templates;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,29 +42,10 @@ fn render() -> BTreeMap<PathBuf, String> {
         Err(inventory::LoadError::Invalid { diagnostics, .. }) => panic!("{diagnostics:#?}"),
         Err(e) => panic!("{e}"),
     };
-    let plan = engine::plan(
-        &inv,
-        &playbook::load("cluster").unwrap(),
-        &Templates::load(None).unwrap(),
-        &Presence::default(),
-        &Selection::default(),
-    )
-    .unwrap();
-    let mut out = BTreeMap::new();
-    for p in &plan.phases {
-        for a in &p.actions {
-            if let Some(f) = a.rendered_file()
-                && f.template.is_some()
-            {
-                let host = a.host.as_deref().unwrap_or(forgectl::plan::MANIFESTS_HOST);
-                out.insert(
-                    Path::new(host).join(f.path.trim_start_matches('/')),
-                    f.content.to_string(),
-                );
-            }
-        }
-    }
-    out
+    support::rendered::files(&inv, &Templates::load(None).unwrap())
+        .into_iter()
+        .map(|(k, (_, content))| (k, content))
+        .collect()
 }
 
 /// A Debian tool the test needs, with what to install when it is missing.

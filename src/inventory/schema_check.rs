@@ -372,11 +372,11 @@ fn check_format(s: &Value, text: &str) -> Option<String> {
         "version" => text.parse::<Version>().err(),
         "absolute-path" => crate::inventory::validate::plain_absolute_path_problem(text)
             .map(|why| format!("`{text}` is not an absolute path of plain characters: {why}")),
-        "relative-path" => {
-            crate::inventory::validate::plain_absolute_path_problem(&format!("/{text}"))
-                .or(text.starts_with('/').then_some("it is absolute"))
-                .map(|why| format!("`{text}` is not a relative path of plain characters: {why}"))
-        }
+        "relative-path" => (text.starts_with('/').then_some("it is absolute"))
+            .or_else(|| {
+                crate::inventory::validate::plain_absolute_path_problem(&format!("/{text}"))
+            })
+            .map(|why| format!("`{text}` is not a relative path of plain characters: {why}")),
         "ip" | "ipv4" | "ipv6" => text
             .parse::<IpAddr>()
             .err()

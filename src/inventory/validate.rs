@@ -1014,14 +1014,7 @@ impl Checker<'_> {
 
     fn ssh(&mut self, inv: &Inventory) {
         let s = &inv.ssh;
-        // Its shape is checked with the other free strings (strings.rs).
-        if s.user.is_empty() {
-            self.error(
-                &p(&["ssh", "user"]),
-                format!("ssh.user {:?} is not a login name", s.user),
-                "give the login user (root, debian, …), or remove it for the default",
-            );
-        }
+        // ssh.user's shape (empty included) is checked with the other free strings (strings.rs).
         if inv.etcd.client_port == inv.etcd.peer_port {
             // Point at the one that was written (the other is the default).
             let (here, other) = match self.written(&p(&["etcd", "peer_port"])) {

@@ -12,6 +12,7 @@ pub mod node_images;
 pub mod node_standin;
 pub mod openstack;
 pub mod registry;
+pub mod rendered;
 pub mod schema_walk;
 pub mod slapd;
 pub mod tool_policy;

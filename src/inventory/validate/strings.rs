@@ -233,13 +233,12 @@ impl Checker<'_> {
                 .map(|b| (p(&["ssh", "bastion", "user"]), b.user.as_ref())),
         ) {
             if let Some(u) = user
-                && !u.is_empty()
                 && (!is_word(u, "_-.") || u.starts_with('-'))
             {
                 self.error(
                     &path,
                     format!("{} {u:?} is not a login name", path_name(&path)),
-                    "letters, digits, `_`, `-` and `.`, like debian or root",
+                    "letters, digits, `_`, `-` and `.`, like debian or root (remove it for the default)",
                 );
             }
         }
