@@ -2,8 +2,10 @@
 //! lets through (wildcard SANs, mirrors with ports and paths, labels with prefixes, NFS options with
 //! `=` and `:`, quantities), read back by their real parsers: kubeadm's own `config validate`
 //! (`../shared/kube`; haproxy -c is in tests/render_golden.rs), keepalived's --config-test,
-//! nginx -t for the TLS front, a YAML parser for every YAML file and manifest, and the exports
-//! file checked to hold exactly the intended entries (issue #24).
+//! nginx -t for the TLS front, a YAML parser for every YAML file and manifest, the exports
+//! file checked to hold exactly the intended entries, `systemd-analyze verify` for every unit and
+//! drop-in of every example inventory, `cloud-init schema` for the OpenStack user data, and Ruby
+//! for the Vagrantfile (issue #24).
 
 mod support;
 
@@ -48,13 +50,12 @@ fn render() -> BTreeMap<PathBuf, String> {
         .collect()
 }
 
-/// A Debian tool the test needs, with what to install when it is missing.
-fn tool(name: &str) -> PathBuf {
-    let p = Path::new("/usr/sbin").join(name);
+/// A Debian tool the test needs (a full path), with the package to install when it is missing.
+fn tool(path: &str, package: &str) -> PathBuf {
+    let p = PathBuf::from(path);
     assert!(
         p.exists(),
-        "{} is missing: install Debian's nginx-light and keepalived packages (.ci/run does; their services are never started)",
-        p.display()
+        "{path} is missing: install Debian's {package} package (.ci/run does; no service of it is ever started)"
     );
     p
 }
@@ -138,7 +139,7 @@ fn real_parsers_read_what_was_meant() {
     )
     .unwrap();
     let log = work.path().join("keepalived-test.log");
-    let out = Command::new(tool("keepalived"))
+    let out = Command::new(tool("/usr/sbin/keepalived", "keepalived"))
         .arg(format!("--config-test={}", log.display()))
         .arg("-f")
         .arg(&ka)
@@ -166,7 +167,7 @@ fn real_parsers_read_what_was_meant() {
         .replace("/run/nginx.pid", &pid.display().to_string());
     let nginx_conf = work.path().join("nginx.conf");
     std::fs::write(&nginx_conf, conf).unwrap();
-    let out = Command::new(tool("nginx"))
+    let out = Command::new(tool("/usr/sbin/nginx", "nginx-light"))
         .arg("-t")
         .arg("-c")
         .arg(&nginx_conf)
@@ -204,4 +205,274 @@ fn real_parsers_read_what_was_meant() {
     assert!(files.contains_key(Path::new(
         "worker-1/etc/containerd/certs.d/registry.example.org:5000/hosts.toml"
     )));
+}
+
+/// The example inventories and the edge one above, loaded.
+fn every_inventory() -> Vec<(String, inventory::Loaded)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventories");
+    let mut out: Vec<(String, inventory::Loaded)> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let inv = inventory::load(Some(&e.path().join("cluster.yaml")))
+                .unwrap_or_else(|e| panic!("inventories/{name}: {e}"));
+            (name, inv)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = inventory::load_str("edge.yaml", &inventory_text(), dir.path()).unwrap();
+    out.push(("edge".into(), edge));
+    out
+}
+
+/// The absolute programs a unit's Exec lines start (`ExecStart=-/usr/bin/x --flag` → /usr/bin/x).
+fn exec_programs(unit: &str) -> Vec<String> {
+    unit.lines()
+        .filter_map(|l| l.trim().strip_prefix("Exec"))
+        .filter_map(|l| l.split_once('=').map(|(_, v)| v))
+        .map(|v| v.trim_start_matches(['@', '-', ':', '+', '!']))
+        .filter_map(|v| v.split_whitespace().next())
+        .filter(|p| p.starts_with('/'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn systemd_analyze_verifies_every_unit_and_drop_in() {
+    let analyze = tool("/usr/bin/systemd-analyze", "systemd");
+    let templates = Templates::load(None).unwrap();
+    // A filesystem root holding this machine's own units (sysinit.target and the others every
+    // unit is ordered after by default); each host's units and stubs of the programs they start
+    // are put in, verified, and taken out again.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("usr/lib/systemd")).unwrap();
+    let copied = Command::new("cp")
+        .args(["-a", "/usr/lib/systemd/system"])
+        .arg(root.path().join("usr/lib/systemd/"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let unit_dir = root.path().join("etc/systemd/system");
+    let mut templates_seen = std::collections::BTreeSet::new();
+    let mut verified = 0;
+    for (label, inv) in every_inventory() {
+        let mut by_host: BTreeMap<String, Vec<(PathBuf, String)>> = BTreeMap::new();
+        for (key, (template, content)) in support::rendered::files(&inv, &templates) {
+            let mut parts = key.components();
+            let host = parts
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy()
+                .into_owned();
+            let rel = parts.as_path().to_path_buf();
+            if rel.starts_with("etc/systemd/system") {
+                templates_seen.insert(template);
+                by_host.entry(host).or_default().push((rel, content));
+            }
+        }
+        for (host, units) in by_host {
+            let mut stubs = Vec::new();
+            let mut to_verify = Vec::new();
+            for (rel, content) in &units {
+                let path = root.path().join(rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, content).unwrap();
+                for program in exec_programs(content) {
+                    let stub = root.path().join(program.trim_start_matches('/'));
+                    std::fs::create_dir_all(stub.parent().unwrap()).unwrap();
+                    std::fs::write(&stub, "#!/bin/sh\n").unwrap();
+                    std::fs::set_permissions(
+                        &stub,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                    )
+                    .unwrap();
+                    stubs.push(stub);
+                }
+                let parent = rel.parent().unwrap();
+                if parent.extension().is_some_and(|e| e == "d") {
+                    // A drop-in is read with the unit it belongs to, which must be there too.
+                    let unit = parent.with_extension("");
+                    assert!(
+                        units.iter().any(|(r, _)| *r == unit),
+                        "{label}/{host}: drop-in {} without its unit",
+                        rel.display()
+                    );
+                } else {
+                    to_verify.push(rel.clone());
+                }
+            }
+            let out = Command::new(&analyze)
+                .arg(format!("--root={}", root.path().display()))
+                .args(["--man=no", "--generators=no", "verify"])
+                .args(&to_verify)
+                .current_dir(root.path())
+                .output()
+                .unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Warnings (an unknown key, a bad setting) leave the exit status at 0: any word
+            // from systemd is a failure here.
+            assert!(
+                out.status.success() && said.trim().is_empty(),
+                "{label}/{host}: systemd-analyze verify {to_verify:?}:\n{said}"
+            );
+            verified += to_verify.len();
+            std::fs::remove_dir_all(&unit_dir).unwrap();
+            for stub in stubs {
+                let _ = std::fs::remove_file(stub);
+            }
+        }
+    }
+    for t in [
+        "etcd/etcd.service.tera",
+        "kube/kubelet.service.tera",
+        "kube/10-kubeadm.conf.tera",
+        "runtime/containerd.service.tera",
+        "cni/cni-bridge.service.tera",
+        "platform/forgectl-accounts.service.tera",
+        "platform/forgectl-admission.service.tera",
+        "storage/nfs.mount.tera",
+    ] {
+        assert!(
+            templates_seen.contains(t),
+            "no inventory renders {t}: {templates_seen:?}"
+        );
+    }
+    assert!(verified > 20, "{verified} units verified");
+}
+
+/// A public key as forgectl makes them (the comment names the cluster).
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBreakoutTestKeyOnly0123456789abcdefABCDEF forgectl@forge-os";
+
+#[test]
+fn cloud_init_accepts_the_user_data_and_reads_the_intended_values() {
+    let cloud_init = tool("/usr/bin/cloud-init", "cloud-init");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("inventories/openstack/cluster.yaml")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // The login user as the example has it, and root (written as a `users:` entry instead).
+    for user in ["debian", "root"] {
+        let text = text.replacen("  user: debian ", &format!("  user: {user} "), 1);
+        let inv = inventory::load_str(
+            "os.yaml",
+            &text,
+            root.join("inventories/openstack").as_path(),
+        )
+        .unwrap();
+        assert_eq!(inv.inventory.ssh.user, user, "the example's ssh.user moved");
+        let all =
+            forgectl::providers::openstack::user_data(&inv, &Templates::load(None).unwrap(), KEY)
+                .unwrap();
+        assert_eq!(all.len(), inv.machines.len());
+        for (name, data) in &all {
+            let file = work.path().join(format!("{user}-{name}"));
+            std::fs::write(&file, data).unwrap();
+            let out = Command::new(&cloud_init)
+                .args(["schema", "--config-file"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "cloud-init schema refused the user data of {name}:\n{}{}\n{data}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let doc: serde_json::Value = serde_saphyr::from_str(data).unwrap();
+            assert_eq!(doc["hostname"], name.as_str(), "{data}");
+            assert_eq!(doc["ssh_pwauth"], false, "{data}");
+            let keys = if user == "root" {
+                assert_eq!(doc["disable_root"], false, "{data}");
+                assert_eq!(doc["users"][0]["name"], "root", "{data}");
+                &doc["users"][0]["ssh_authorized_keys"]
+            } else {
+                assert_eq!(doc["disable_root"], true, "{data}");
+                &doc["ssh_authorized_keys"]
+            };
+            assert_eq!(keys, &serde_json::json!([KEY]), "{data}");
+        }
+    }
+}
+
+#[test]
+fn ruby_reads_the_vagrantfile_as_meant() {
+    let ruby = tool("/usr/bin/ruby", "ruby");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let inv = inventory::load(Some(&root.join("inventories/vagrant/cluster.yaml"))).unwrap();
+    let text =
+        forgectl::providers::vagrant::vagrantfile(&inv, &Templates::load(None).unwrap(), KEY)
+            .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("Vagrantfile");
+    std::fs::write(&file, &text).unwrap();
+    let syntax = Command::new(&ruby).arg("-c").arg(&file).output().unwrap();
+    assert!(
+        syntax.status.success(),
+        "ruby -c: {}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    // Real Ruby runs the file; a stand-in for Vagrant's config object records what it was told.
+    let out = Command::new(&ruby)
+        .arg(root.join("tests/support/vagrant_config_standin.rb"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let configs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(configs.as_array().map(Vec::len), Some(1), "{configs:#}");
+    let vm = &configs[0]["vm"];
+    assert_eq!(vm["box"], "debian/bookworm64");
+    let calls = vm["calls"].as_array().unwrap();
+    let provider = calls.iter().find(|c| c["call"] == "provider").unwrap();
+    assert_eq!(provider["args"], serde_json::json!(["libvirt"]));
+    let defined: Vec<&serde_json::Value> = calls.iter().filter(|c| c["call"] == "define").collect();
+    let names: Vec<&str> = defined
+        .iter()
+        .map(|d| d["args"][0].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = inv.machines.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, want);
+    let mut ports = std::collections::BTreeSet::new();
+    for (d, m) in defined.iter().zip(&inv.machines) {
+        let node = &d["block"]["vm"];
+        assert_eq!(node["hostname"], m.name.as_str());
+        let node_calls = node["calls"].as_array().unwrap();
+        let ip = node_calls
+            .iter()
+            .find(|c| c["args"][0] == "private_network")
+            .unwrap();
+        assert_eq!(ip["options"]["ip"], m.address.unwrap().to_string());
+        let ssh = node_calls
+            .iter()
+            .find(|c| c["args"][0] == "forwarded_port")
+            .unwrap();
+        assert_eq!(ssh["options"]["guest"], 22);
+        assert_eq!(ssh["options"]["host_ip"], "127.0.0.1");
+        assert!(ports.insert(ssh["options"]["host"].as_u64().unwrap()));
+        // The provisioning script is valid shell and names the key exactly, quoted.
+        let script = node_calls
+            .iter()
+            .find(|c| c["call"] == "provision")
+            .unwrap()["options"]["inline"]
+            .as_str()
+            .unwrap();
+        let sh = work.path().join(format!("{}.sh", m.name));
+        std::fs::write(&sh, script).unwrap();
+        let checked = Command::new("bash").arg("-n").arg(&sh).output().unwrap();
+        assert!(
+            checked.status.success(),
+            "bash -n: {}\n{script}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        assert_eq!(script.matches(&format!("'{KEY}'")).count(), 2, "{script}");
+    }
 }
