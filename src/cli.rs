@@ -129,6 +129,20 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Take Kubernetes and etcd off the machines and keep the machines (the `reset` playbook):
+    /// kubeadm reset and its leftovers on every node; etcd stopped, its data and certificates
+    /// removed after a last snapshot into the state dir. Asks first unless --yes.
+    #[command(
+        after_help = "Examples:\n  forgectl reset -f cluster.yaml --dry-run   # what would be removed, host by host\n  forgectl reset -f cluster.yaml --yes\n\nA second run changes nothing. `forgectl up` builds the cluster again on the same machines."
+    )]
+    Reset {
+        /// Approve without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print the plan and stop; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write every file a run would push (configs, units, manifests) under DIR/HOST/PATH.
     #[command(
         after_help = "Examples:\n  forgectl render -f cluster.yaml --out rendered/\n  forgectl render -f cluster.yaml --out rendered/ --only etcd"
@@ -229,6 +243,15 @@ pub enum Command {
     Etcd {
         #[command(subcommand)]
         verb: EtcdVerb,
+    },
+    /// Cordon, drain or uncordon a node through the cluster's API (the state dir's admin
+    /// kubeconfig).
+    #[command(
+        after_help = "Examples:\n  forgectl node drain worker-2                 # cordon, then evict its pods\n  forgectl node drain worker-2 --timeout 600\n  forgectl node uncordon worker-2\n\nPods leave through the Eviction API: PodDisruptionBudgets hold, and a blocked drain names the\nbudget. DaemonSet and static pods stay. A pod no controller would make again is never evicted:\nthe drain refuses before it evicts anything, naming it. Exit code 1 when pods are left at the timeout."
+    )]
+    Node {
+        #[command(subcommand)]
+        verb: NodeVerb,
     },
     /// Print the inventory's JSON Schema (for editors and tooling).
     #[command(
@@ -338,6 +361,24 @@ pub enum AccountsVerb {
         /// How long the Lease holds without renewal (renewed every third of it).
         #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
         lease_duration: std::time::Duration,
+    },
+}
+
+/// What to do with a node.
+#[derive(Debug, Subcommand)]
+pub enum NodeVerb {
+    /// Mark the node unschedulable and evict its pods (PodDisruptionBudgets respected).
+    Drain {
+        /// The node (machine) name.
+        name: String,
+        /// Seconds to wait for its pods to leave.
+        #[arg(long, default_value_t = 300, value_name = "S")]
+        timeout: u64,
+    },
+    /// Mark the node schedulable again.
+    Uncordon {
+        /// The node (machine) name.
+        name: String,
     },
 }
 

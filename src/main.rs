@@ -126,6 +126,20 @@ async fn dispatch(
         C::Down { yes, dry_run } => {
             commands::down(&run_options(file.clone(), None, yes, dry_run), opts).await
         }
+        C::Reset { yes, dry_run } => {
+            let mut run = run_options(file.clone(), None, yes, dry_run);
+            run.playbook = "reset".into();
+            commands::reset(&run, opts).await
+        }
+        C::Node { verb } => {
+            let verb = match verb {
+                cli::NodeVerb::Drain { name, timeout } => {
+                    commands::NodeVerb::Drain { name, timeout }
+                }
+                cli::NodeVerb::Uncordon { name } => commands::NodeVerb::Uncordon { name },
+            };
+            commands::node(file.as_deref(), verb, opts).await
+        }
         C::Render { playbook, out } => {
             commands::render(
                 &run_options(file.clone(), Some(playbook), false, true),

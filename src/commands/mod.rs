@@ -11,6 +11,7 @@ mod exec;
 mod init;
 mod inventory_cmds;
 mod machines;
+mod node;
 mod run;
 mod status;
 
@@ -27,7 +28,8 @@ pub use exec::{ExecOptions, command_line as exec_command_line, exec};
 pub use init::init;
 pub use inventory_cmds::{schema, validate};
 pub use machines::{machines_apply, machines_list};
-pub use run::{RunOptions, down, plan, render, up};
+pub use node::{NodeVerb, node};
+pub use run::{RunOptions, down, plan, render, reset, up};
 pub use status::status;
 
 use crate::inventory::{self, Loaded, diagnostics};

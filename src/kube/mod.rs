@@ -3,10 +3,12 @@
 //! dependency order (namespaces and CRDs first).
 
 mod apply;
+mod drain;
 mod ready;
 mod wait;
 
 pub use apply::{ApplyReport, documents};
+pub use drain::{Drained, selects};
 pub use ready::{nodes_ready, pod_behind, pods_running};
 pub use wait::rolled_out;
 
@@ -110,6 +112,9 @@ impl KubeError {
 /// A client of one cluster's API.
 pub struct Kube {
     client: ::kube::Client,
+    /// The same without the client's own retries of 429, 503 and 504: for evictions, whose 429
+    /// means "a disruption budget says not now", which the drain loop answers itself.
+    no_retry: ::kube::Client,
 }
 
 impl Kube {
@@ -129,8 +134,11 @@ impl Kube {
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(REQUEST_TIMEOUT);
         config.write_timeout = Some(REQUEST_TIMEOUT);
+        let mut once = config.clone();
+        once.default_retry = false;
         let client = ::kube::Client::try_from(config).map_err(|e| err(e.to_string()))?;
-        Ok(Self { client })
+        let no_retry = ::kube::Client::try_from(once).map_err(|e| err(e.to_string()))?;
+        Ok(Self { client, no_retry })
     }
 
     /// The client, for the callers that need the raw API.
