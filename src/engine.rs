@@ -386,6 +386,12 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
             Op::WaitEtcdHealthy => {
                 exec.wait_etcd().await?;
             }
+            Op::SnapshotEtcd { .. } => {
+                for b in &same {
+                    changed += exec.snapshot_etcd(b).await?;
+                }
+            }
+            Op::ForgetEtcdCluster => changed += exec.forget_etcd_cluster()?,
             Op::Upload { .. }
             | Op::Run { .. }
             | Op::InstallPackages { .. }

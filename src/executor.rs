@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 mod dns_check;
+pub mod etcd_state;
 mod kube_api;
 mod kubeadm;
 

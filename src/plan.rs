@@ -98,6 +98,18 @@ pub enum Op {
     EnsurePki,
     /// Wait until every etcd member answers over mTLS and the cluster has a leader.
     WaitEtcdHealthy,
+    /// Save a snapshot of the etcd keyspace from a healthy member into the state dir's
+    /// `backups/etcd-LABEL-TIME.db` (0600, checksum verified). When no member answers: an error
+    /// if `required`, else a warning and nothing saved.
+    SnapshotEtcd {
+        /// Names the snapshot (`pre-upgrade`, `pre-reset`).
+        label: String,
+        /// Whether the run stops when no snapshot can be taken.
+        required: bool,
+    },
+    /// Forget, in the state dir, how the etcd members first started (after every member's data
+    /// was removed): the next run forms a new cluster.
+    ForgetEtcdCluster,
     /// Create a machine through the provider (forgectl itself, no SSH).
     CreateMachine {
         /// The machine.
@@ -525,6 +537,18 @@ impl Plan {
                     }
                     Op::WaitEtcdHealthy => {
                         "wait for every etcd member to answer over mTLS, with a leader".to_string()
+                    }
+                    Op::SnapshotEtcd { label, required } => format!(
+                        "snapshot etcd into the state dir as backups/etcd-{label}-TIME.db{}",
+                        if *required {
+                            " (the run stops if none can be taken)"
+                        } else {
+                            " (if a member answers)"
+                        }
+                    ),
+                    Op::ForgetEtcdCluster => {
+                        "forget the etcd members' first start (state dir etcd/bootstrap.json)"
+                            .to_string()
                     }
                     Op::CreateMachine { machine, address } => match address {
                         Some(a) => format!("create machine {machine} ({a})"),

@@ -11,6 +11,7 @@
 mod support;
 
 use assert_cmd::Command;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -506,6 +507,141 @@ fn pause_through_a_registry(work: &Path, inv: &Path, images: &Path) {
     );
 }
 
+/// `reset` takes Kubernetes and etcd off the machines and keeps them: nothing of either is left,
+/// a last etcd snapshot is in the state dir, a second reset changes nothing, and `up` builds the
+/// cluster again on the same machines.
+fn reset_and_rebuild(bed: &Bed) {
+    let started = Instant::now();
+    let out = bed.forgectl().args(["reset", "--yes"]).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("reset deletes, on the nodes: kubeadm reset"),
+        "{t}"
+    );
+    eprintln!(
+        "reset: {:.1} s\n{}",
+        started.elapsed().as_secs_f64(),
+        t.lines().rev().take(6).collect::<Vec<_>>().join("\n")
+    );
+    for node in NODES {
+        assert_eq!(
+            bed.on(node, "/usr/local/lib/forgectl/node-reset left"),
+            "",
+            "{node}"
+        );
+        assert_eq!(
+            bed.on(
+                node,
+                "systemctl is-active kubelet; test -e /etc/kubernetes/kubelet.conf && echo conf; \
+                 iptables-save | grep -c -E 'KUBE-|CNI-|forgectl-cni-bridge'; \
+                 ip link show cni0 >/dev/null 2>&1 && echo cni0; \
+                 crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps -q 2>/dev/null | wc -l; true"
+            ),
+            "inactive\n0\n0",
+            "{node}"
+        );
+    }
+    for member in ["etcd-1", "etcd-2", "etcd-3"] {
+        assert_eq!(
+            bed.on(
+                member,
+                "systemctl is-active etcd; ls /var/lib/etcd /etc/etcd/pki 2>&1 | grep -c 'No such'; true"
+            ),
+            "inactive\n2",
+            "{member}"
+        );
+    }
+    let cluster_state = bed.state.join(CLUSTER);
+    let snapshots: Vec<PathBuf> = std::fs::read_dir(cluster_state.join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains("etcd-pre-reset-"))
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let data = std::fs::read(&snapshots[0]).unwrap();
+    assert!(
+        forgectl::etcd::snapshot_intact(&data),
+        "{}",
+        snapshots[0].display()
+    );
+    assert_eq!(
+        std::fs::metadata(&snapshots[0])
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(!cluster_state.join("etcd/bootstrap.json").exists());
+
+    // Nothing is left to do.
+    let out = bed.forgectl().args(["reset", "--yes"]).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("reset: done — 3 phase(s), 0 change(s)."), "{t}");
+
+    // The machines are kept and take a new cluster.
+    let again = Instant::now();
+    let (code, out) = bed.up(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    eprintln!("up after reset: {:.1} s", again.elapsed().as_secs_f64());
+    let nodes = bed.k(&["get", "nodes", "--no-headers"]);
+    assert_eq!(
+        nodes
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .count(),
+        NODES.len(),
+        "{nodes}"
+    );
+}
+
+/// `up --playbook scale` after the inventory gained a worker: the machine is made and joined with
+/// its group's labels, the nodes already there keep their kubelet running as it was, and a second
+/// run changes nothing.
+fn scale_adds_a_worker(bed: &Bed) {
+    let since = |node: &str| {
+        bed.on(
+            node,
+            "systemctl show kubelet -p ActiveEnterTimestampMonotonic",
+        )
+    };
+    let kept: Vec<(&str, String)> = ["control-1", "worker-1"]
+        .into_iter()
+        .map(|n| (n, since(n)))
+        .collect();
+    let text_before = std::fs::read_to_string(&bed.inv).unwrap();
+    let grown = text_before.replace(
+        "    roles: [worker]\n    count: 2\n",
+        "    roles: [worker]\n    count: 3\n",
+    );
+    assert_ne!(grown, text_before);
+    std::fs::write(&bed.inv, grown).unwrap();
+    let started = Instant::now();
+    let (code, out) = bed.up(&["--playbook", "scale"]);
+    assert_eq!(code, Some(0), "{out}");
+    eprintln!(
+        "scale by one worker: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let node = bed.k_json(&["get", "node", "worker-3", "-o", "json"]);
+    assert_eq!(node["metadata"]["labels"]["fgtest.example/tier"], "web");
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    assert!(ready, "{node:#}");
+    for (n, t) in kept {
+        assert_eq!(since(n), t, "{n}'s kubelet was restarted");
+    }
+    let (code, out) = bed.up(&["--playbook", "scale"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("0 change(s)."), "{out}");
+}
+
 #[test]
 fn real_cluster_from_forgectl_up() {
     support::require_root();
@@ -775,6 +911,9 @@ fn real_cluster_from_forgectl_up() {
         bed.on("worker-1", "ls /etc/containerd/certs.d | wc -l"),
         "0"
     );
+
+    reset_and_rebuild(&bed);
+    scale_adds_a_worker(&bed);
 
     // `down` leaves the host as it was: no namespace, link, mount, cgroup (in any hierarchy) or
     // process of the cluster.

@@ -89,11 +89,48 @@ fn every_template_is_used_by_an_example_inventory() {
     for name in INVENTORIES {
         used.extend(render(name, &templates).into_values().map(|(t, _)| t));
     }
+    // The reset playbook's script, tested below.
+    let local = inventory::load(Some(&root().join("inventories/local/cluster.yaml"))).unwrap();
+    used.extend(
+        support::rendered::files_of(&local, &templates, "reset")
+            .into_values()
+            .map(|(t, _)| t),
+    );
     // Templates forgectl renders for itself, not for a host, have golden tests of their own.
     used.insert("vagrant/Vagrantfile.tera".to_string()); // tests/vagrant.rs
     used.insert("openstack/user-data.tera".to_string()); // tests/openstack_spec.rs
     let all: BTreeSet<String> = templates.names().iter().cloned().collect();
     assert_eq!(used, all, "templates without a golden test");
+}
+
+#[test]
+fn reset_script_matches_its_golden_file_and_parses() {
+    let templates = Templates::load(None).unwrap();
+    let inv = inventory::load(Some(&root().join("inventories/local/cluster.yaml"))).unwrap();
+    let files = support::rendered::files_of(&inv, &templates, "reset");
+    let (template, script) = &files[Path::new("worker-1/usr/local/lib/forgectl/node-reset")];
+    assert_eq!(template, "kube/node-reset.sh.tera");
+    let golden = root().join("tests/golden/reset/worker-1/node-reset");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, script).unwrap();
+    }
+    assert_eq!(script, &std::fs::read_to_string(&golden).unwrap());
+    // Every node gets one, and Debian's /bin/sh (dash) reads it.
+    let scripts: Vec<_> = files
+        .iter()
+        .filter(|(_, (t, _))| t == "kube/node-reset.sh.tera")
+        .collect();
+    assert_eq!(scripts.len(), 3, "control-1, worker-1, worker-2");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node-reset");
+    std::fs::write(&file, script).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -120,36 +120,19 @@ pub async fn etcd_snapshot_save(
     let dir = super::state_dir(&inv, opts)?;
     let exec = Executor::new(&inv, &dir, true, Interrupt::never());
     let (tls, members) = exec.etcd_access()?;
-    let health = etcd::health(&members, &tls, Duration::from_secs(5)).await;
-    let Some(source) = health.iter().find(|h| h.ok) else {
-        return Err(CommandError::Usage(
-            "no etcd member is healthy; nothing to snapshot".into(),
-        ));
-    };
-    let size = etcd::snapshot_save(&source.name, &source.endpoint, &tls, out)
+    let saved = etcd::snapshot::save_verified(&members, &tls, out)
         .await
-        .map_err(|e| CommandError::Usage(format!("snapshot from {} failed: {e}", source.name)))?;
-    let data = std::fs::read(out).map_err(|e| CommandError::Write {
-        path: out.display().to_string(),
-        source: e,
-    })?;
-    if !etcd::snapshot_intact(&data) {
-        let _ = std::fs::remove_file(out);
-        return Err(CommandError::Usage(format!(
-            "the snapshot from {} failed its checksum; nothing kept",
-            source.name
-        )));
-    }
+        .map_err(CommandError::Usage)?;
     match opts.format {
         Format::Json => println!(
             "{}",
-            json!({ "file": out.display().to_string(), "bytes": size, "member": source.name, "revision_index": source.raft_index, "sha256": crate::plan::sha256_hex(&data) })
+            json!({ "file": out.display().to_string(), "bytes": saved.bytes, "member": saved.member, "revision_index": saved.raft_index, "sha256": saved.sha256 })
         ),
         Format::Text => println!(
             "saved a snapshot of {} bytes from {} (raft index {}) to {} (0600, checksum verified)",
-            size,
-            source.name,
-            source.raft_index.unwrap_or(0),
+            saved.bytes,
+            saved.member,
+            saved.raft_index.unwrap_or(0),
             out.display()
         ),
     }

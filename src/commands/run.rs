@@ -153,6 +153,11 @@ pub async fn down(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandE
     execute(run, opts, "down").await
 }
 
+/// Plans and runs the `reset` playbook: Kubernetes and etcd off the machines, machines kept.
+pub async fn reset(run: &RunOptions, opts: &Options) -> Result<ExitCode, CommandError> {
+    execute(run, opts, "reset").await
+}
+
 async fn execute(
     run: &RunOptions,
     opts: &Options,
@@ -173,6 +178,9 @@ async fn execute(
         plan,
     } = make_plan(run, opts, false).await?;
     print_plan(&plan, opts);
+    if command == "reset" && opts.format == Format::Text {
+        println!("{}", reset_notice(&inv));
+    }
     if run.dry_run {
         if opts.format == Format::Text {
             println!("Dry run: nothing was changed.");
@@ -295,6 +303,16 @@ async fn execute(
         Outcome::Stopped { .. } => ExitCode::Incomplete,
         Outcome::Failed { .. } | Outcome::Interrupted { .. } => ExitCode::Failed,
     })
+}
+
+/// What `reset` deletes, said before it asks.
+fn reset_notice(inv: &Loaded) -> String {
+    format!(
+        "reset deletes, on the nodes: {}.\nOn the etcd machines: the member (stopped, disabled), {}, {} and its unit; a last snapshot goes to the state dir's backups/ first when a member answers.\nThe machines, their packages, containerd, haproxy and NFS stay; `forgectl up` builds the cluster again.",
+        crate::phases::kubeadm_reset::REMOVES,
+        inv.inventory.etcd.data_dir,
+        crate::phases::etcd::PKI_DIR,
+    )
 }
 
 /// A closure that plans a phase of `pb` again with `ctx`.

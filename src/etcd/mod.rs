@@ -1,6 +1,7 @@
 //! Talking to the external etcd cluster over mTLS with etcd-client: health, members, status.
 
 pub mod bootstrap;
+pub mod snapshot;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use serde::Serialize;

@@ -8,13 +8,15 @@ mod cluster_ready;
 mod cni_bridge;
 mod cni_calico;
 mod deprovision;
-mod etcd;
+pub mod etcd;
+mod etcd_reset;
 mod facts;
 pub mod host_prep;
 pub(crate) mod ingress;
 mod kube_packages;
 pub mod kubeadm_init;
 mod kubeadm_join;
+pub mod kubeadm_reset;
 mod lb;
 mod manifests;
 mod pending;
@@ -185,6 +187,8 @@ static BUILT: &[&dyn Phase] = &[
     &cluster_ready::ClusterReady,
     &platform::Platform,
     &deprovision::Deprovision,
+    &kubeadm_reset::KubeadmReset,
+    &etcd_reset::EtcdReset,
 ];
 
 /// The phase called `name`, if any (built or pending).

@@ -23,16 +23,6 @@ const PENDING: &[Pending] = &[
         "a later issue (day two)",
     ),
     p("drain", "Cordon and drain nodes", "a later issue (day two)"),
-    p(
-        "kubeadm-reset",
-        "kubeadm reset and clean the node",
-        "a later issue (day two)",
-    ),
-    p(
-        "etcd-reset",
-        "Stop etcd and remove its data and certificates",
-        "a later issue (day two)",
-    ),
 ];
 
 const fn p(name: &'static str, title: &'static str, arrives_with: &'static str) -> Pending {

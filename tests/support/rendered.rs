@@ -1,4 +1,4 @@
-//! Every file a run of the `cluster` playbook would push for an inventory, as `forgectl render`
+//! Every file a run of a playbook (`cluster` unless named) would push for an inventory, as `forgectl render`
 //! writes them: host/path → (template, content). Certificates and keys come from the state dir,
 //! not from templates, and are left out.
 
@@ -12,7 +12,16 @@ use std::path::{Path, PathBuf};
 
 /// The rendered files of `inv` with `templates`, keyed by `HOST/PATH`.
 pub fn files(inv: &Loaded, templates: &Templates) -> BTreeMap<PathBuf, (String, String)> {
-    let pb = playbook::load("cluster").unwrap();
+    files_of(inv, templates, "cluster")
+}
+
+/// As [`files`], for the built-in playbook `name`.
+pub fn files_of(
+    inv: &Loaded,
+    templates: &Templates,
+    name: &str,
+) -> BTreeMap<PathBuf, (String, String)> {
+    let pb = playbook::load(name).unwrap();
     let plan = engine::plan(
         inv,
         &pb,
