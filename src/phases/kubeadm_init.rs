@@ -226,6 +226,9 @@ pub(crate) struct InitVars<'a> {
     pub cgroup_v1: bool,
     /// kube-proxy's `conntrack.maxPerCore` when forgectl sets it (0: leave the host's limit).
     pub conntrack_max_per_core: Option<u32>,
+    /// The machines keep their files on the host's own disk (local machines): kubelet's eviction
+    /// and image collection use absolute floors, not percentages of that shared disk.
+    pub shared_host_disk: bool,
     pub init_token_description: &'static str,
 }
 
@@ -334,6 +337,7 @@ impl Phase for KubeadmInit {
             controller_manager_burst: CONTROLLER_MANAGER_API_BURST,
             cgroup_v1: cluster_on_cgroup_v1(ctx),
             conntrack_max_per_core: conntrack_max_per_core(inv),
+            shared_host_disk: inv.provider == crate::inventory::model::ProviderKind::Local,
             init_token_description: INIT_TOKEN_DESCRIPTION,
         };
         let mut actions = pki_uploads(ctx, h);
@@ -347,8 +351,13 @@ impl Phase for KubeadmInit {
         actions.push(Action::run(
             h,
             &init_command(),
-            Some(&format!("test -f {INIT_DONE}")),
-            "kubeadm init (once: skipped when it finished before; an init stopped half-way is run again over what it made)",
+            // A control plane that joined is in the cluster already: when it becomes the first
+            // (the one before it was removed), init must never run on it.
+            Some(&format!(
+                "test -f {INIT_DONE} || test -f {}",
+                crate::executor::kubeadm::JOIN_DONE
+            )),
+            "kubeadm init (once: skipped when it finished before, or when this control plane joined the cluster; an init stopped half-way is run again over what it made)",
         ));
         actions.push(Action::run(
             h,
