@@ -12,6 +12,7 @@ mod init;
 mod inventory_cmds;
 mod machines;
 mod node;
+mod node_remove;
 mod run;
 mod status;
 
@@ -29,6 +30,7 @@ pub use init::init;
 pub use inventory_cmds::{schema, validate};
 pub use machines::{machines_apply, machines_list};
 pub use node::{NodeVerb, node};
+pub use node_remove::{RemoveOptions, node_remove, refusal as node_remove_refusal};
 pub use run::{RunOptions, down, plan, render, reset, up};
 pub use status::status;
 
@@ -65,6 +67,14 @@ fn load_inventory_showing(
     {
         let assigned = crate::providers::openstack::assigned(&base.join(&loaded.inventory.name));
         loaded = loaded.with_assigned_addresses(&assigned);
+    }
+    // Local machines keep the address they were made with when a group before them grows.
+    if loaded.inventory.provider == inventory::ProviderKind::Local
+        && let Ok(base) = crate::state::base_dir(opts.state_dir.as_deref())
+    {
+        let recorded =
+            crate::providers::local::recorded_addresses(&base.join(&loaded.inventory.name));
+        loaded = loaded.with_recorded_local_addresses(&recorded);
     }
     if !loaded.warnings.is_empty() && opts.format == Format::Text && opts.verbosity >= warn_at {
         eprint!(

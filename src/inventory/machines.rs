@@ -95,7 +95,89 @@ fn assign_local_addresses(inv: &Inventory, machines: &mut [Machine]) {
     }
 }
 
+/// Local machines that exist keep the address they were made with (`recorded`, by name), so a
+/// group that grows or shrinks never moves the machines after it; machines not made yet take
+/// addresses no machine holds. Addresses written in the inventory stay as written.
+pub fn keep_recorded_local_addresses(
+    inv: &Inventory,
+    machines: &mut [Machine],
+    recorded: &std::collections::BTreeMap<String, IpAddr>,
+) {
+    let generated = |m: &Machine| m.origin.last() == Some(&PathSeg::Key("count".into()));
+    for m in machines.iter_mut().filter(|m| generated(m)) {
+        m.address = recorded.get(&m.name).copied();
+    }
+    let mut taken: BTreeSet<IpAddr> = machines.iter().filter_map(|m| m.address).collect();
+    taken.extend(recorded.values().copied());
+    let mut free = inv
+        .network
+        .machine_cidr
+        .0
+        .hosts()
+        .skip(FIRST_LOCAL_HOST as usize - 1)
+        .filter(|a| !taken.contains(a));
+    for m in machines.iter_mut().filter(|m| m.address.is_none()) {
+        m.address = free.next();
+    }
+}
+
 /// The host's own address on the `local` bridge: the first host of the machine network.
 pub fn local_host_address(inv: &Inventory) -> Option<IpAddr> {
     inv.network.machine_cidr.0.hosts().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::IpAddr;
+
+    fn load(workers: u32) -> crate::inventory::Loaded {
+        let text = format!(
+            "name: grow\nprovider: local\nnetwork:\n  machine_cidr: 10.77.90.0/24\ningress:\n  enabled: false\n\
+             groups:\n  - name: etcd\n    roles: [etcd]\n    count: 1\n\
+             \x20 - name: worker\n    roles: [control-plane, worker]\n    count: {workers}\n\
+             \x20 - name: lb\n    roles: [lb]\n    count: 1\n"
+        );
+        crate::inventory::load_str("grow.yaml", &text, std::path::Path::new("/")).unwrap()
+    }
+
+    fn addresses(l: &crate::inventory::Loaded) -> Vec<(String, String)> {
+        l.machines
+            .iter()
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    m.address.map(|a| a.to_string()).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn machines_that_exist_keep_their_address_when_a_group_before_them_grows() {
+        let before = load(2);
+        let made: BTreeMap<String, IpAddr> = before
+            .machines
+            .iter()
+            .map(|m| (m.name.clone(), m.address.unwrap()))
+            .collect();
+        assert_eq!(made["lb-1"].to_string(), "10.77.90.13");
+        let grown = load(3).with_recorded_local_addresses(&made);
+        let want: Vec<(String, String)> = [
+            ("etcd-1", "10.77.90.10"),
+            ("worker-1", "10.77.90.11"),
+            ("worker-2", "10.77.90.12"),
+            ("worker-3", "10.77.90.14"),
+            ("lb-1", "10.77.90.13"),
+        ]
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.to_string()))
+        .collect();
+        assert_eq!(addresses(&grown), want);
+        // Without records (nothing made yet) the layout is the plain one.
+        assert_eq!(
+            addresses(&load(3).with_recorded_local_addresses(&BTreeMap::new()))[3].1,
+            "10.77.90.13"
+        );
+    }
 }

@@ -67,6 +67,18 @@ impl Loaded {
         self
     }
 
+    /// For local machines: those that exist keep the address they were made with (`recorded`),
+    /// new ones take addresses nobody holds (see [`machines::keep_recorded_local_addresses`]).
+    pub fn with_recorded_local_addresses(
+        mut self,
+        recorded: &std::collections::BTreeMap<String, IpAddr>,
+    ) -> Self {
+        if !recorded.is_empty() && self.inventory.provider == ProviderKind::Local {
+            machines::keep_recorded_local_addresses(&self.inventory, &mut self.machines, recorded);
+        }
+        self
+    }
+
     /// Machines that have `role`.
     pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Machine> {
         self.machines.iter().filter(move |m| m.has(role))

@@ -582,3 +582,18 @@ impl LocalProvider {
         names
     }
 }
+
+/// The address each local machine of the cluster was made with, by name, from the records in the
+/// cluster's state dir (`cluster_state`): machines keep it whatever the inventory's groups become.
+pub fn recorded_addresses(cluster_state: &Path) -> std::collections::BTreeMap<String, IpAddr> {
+    let dir = cluster_state.join("local/machines");
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            machine::load_record(&Dirs::new(&dir, &name)).map(|r| (name, r.net.address))
+        })
+        .collect()
+}
