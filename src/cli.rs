@@ -77,7 +77,7 @@ pub enum Provider {
 /// Playbook and phase selection.
 #[derive(Debug, Args)]
 pub struct PlaybookArgs {
-    /// Playbook: a built-in name (cluster, scale, upgrade, remove-node, reset, down) or a file.
+    /// Playbook: a built-in name (cluster, scale, upgrade, reset, down) or a file.
     #[arg(long, value_name = "NAME|FILE", default_value = "cluster")]
     pub playbook: String,
     /// Run only these phases (comma-separated).
@@ -244,10 +244,9 @@ pub enum Command {
         #[command(subcommand)]
         verb: EtcdVerb,
     },
-    /// Cordon, drain or uncordon a node through the cluster's API (the state dir's admin
-    /// kubeconfig).
+    /// Cordon, drain, uncordon or remove a node (through the state dir's admin kubeconfig).
     #[command(
-        after_help = "Examples:\n  forgectl node drain worker-2                 # cordon, then evict its pods\n  forgectl node drain worker-2 --timeout 600\n  forgectl node uncordon worker-2\n\nPods leave through the Eviction API: PodDisruptionBudgets hold, and a blocked drain names the\nbudget. DaemonSet and static pods stay. A pod no controller would make again is never evicted:\nthe drain refuses before it evicts anything, naming it. Exit code 1 when pods are left at the timeout."
+        after_help = "Examples:\n  forgectl node drain worker-2                 # cordon, then evict its pods\n  forgectl node drain worker-2 --timeout 600\n  forgectl node uncordon worker-2\n  forgectl node remove worker-3 --dry-run      # the steps, nothing changed\n  forgectl node remove worker-3 --yes\n\nPods leave through the Eviction API: PodDisruptionBudgets hold, and a blocked drain names the\nbudget. DaemonSet and static pods stay. A pod no controller would make again is never evicted:\nthe drain refuses before it evicts anything, naming it. Exit code 1 when pods are left at the timeout."
     )]
     Node {
         #[command(subcommand)]
@@ -374,6 +373,21 @@ pub enum NodeVerb {
         /// Seconds to wait for its pods to leave.
         #[arg(long, default_value_t = 300, value_name = "S")]
         timeout: u64,
+    },
+    /// Take a control plane or worker out of the cluster and delete its machine: drain, reset,
+    /// delete the Node, update the load balancer. A dead node is not drained or reset.
+    Remove {
+        /// The node (machine) name.
+        name: String,
+        /// Seconds the drain may take.
+        #[arg(long, default_value_t = 300, value_name = "S")]
+        drain_timeout: u64,
+        /// Approve without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Say what would happen and stop; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Mark the node schedulable again.
     Uncordon {

@@ -295,7 +295,10 @@ pub async fn run(
             }
         };
         match result {
-            Ok(n) => changed += n,
+            Ok(n) => {
+                tracing::info!(phase = %p.phase, changed = n, "phase done");
+                changed += n
+            }
             Err(error) => {
                 return Outcome::Failed {
                     ran,

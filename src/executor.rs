@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 mod dns_check;
 pub mod etcd_state;
 mod kube_api;
-mod kubeadm;
+pub mod kubeadm;
 
 use crate::etcd;
 use crate::interrupt::Interrupt;
@@ -1081,6 +1081,7 @@ async fn host_run(
                 s.upload(path, content.as_bytes(), *mode, owner)
                     .await
                     .map_err(ssh)?;
+                tracing::info!(host = %host, path = %path, "changed: uploaded");
                 changed += 1;
             }
             Op::Run {
@@ -1099,6 +1100,7 @@ async fn host_run(
                 if !out.success() {
                     return Err(failed(&host, command, &out));
                 }
+                tracing::info!(host = %host, command = %command, forced, "changed: ran");
                 changed += 1;
             }
             Op::InstallArtifact {
@@ -1166,6 +1168,7 @@ async fn host_run(
                         ),
                     });
                 }
+                tracing::info!(host = %host, artifact = %artifact, "changed: installed");
                 changed += 1;
             }
             Op::LoadImage {
@@ -1188,6 +1191,7 @@ async fn host_run(
                         ),
                     });
                 }
+                tracing::info!(host = %host, file = %file, "changed: image loaded");
                 changed += 1;
             }
             Op::InstallOwn { program, path } => {
@@ -1205,6 +1209,7 @@ async fn host_run(
                 // Marked for the next run's quick check; a mark that fails only costs a hash then.
                 let mark = own_executable::host_mark(path, &own.sha256);
                 let _ = s.exec(&s.as_root(&mark)).await;
+                tracing::info!(host = %host, path = %path, "changed: installed this build");
                 changed += 1;
             }
             Op::InstallPackages { packages } => {
@@ -1237,6 +1242,7 @@ async fn host_run(
                 if !out.success() {
                     return Err(failed(&host, &format!("apt-get install {list}"), &out));
                 }
+                tracing::info!(host = %host, packages = %list, "changed: packages installed");
                 changed += 1;
             }
             _ => {}

@@ -131,15 +131,30 @@ async fn dispatch(
             run.playbook = "reset".into();
             commands::reset(&run, opts).await
         }
-        C::Node { verb } => {
-            let verb = match verb {
-                cli::NodeVerb::Drain { name, timeout } => {
-                    commands::NodeVerb::Drain { name, timeout }
-                }
-                cli::NodeVerb::Uncordon { name } => commands::NodeVerb::Uncordon { name },
-            };
-            commands::node(file.as_deref(), verb, opts).await
-        }
+        C::Node { verb } => match verb {
+            cli::NodeVerb::Remove {
+                name,
+                drain_timeout,
+                yes,
+                dry_run,
+            } => {
+                let o = commands::RemoveOptions {
+                    name,
+                    drain_timeout,
+                    yes,
+                    dry_run,
+                };
+                commands::node_remove(file.as_deref(), &o, opts).await
+            }
+            cli::NodeVerb::Drain { name, timeout } => {
+                let verb = commands::NodeVerb::Drain { name, timeout };
+                commands::node(file.as_deref(), verb, opts).await
+            }
+            cli::NodeVerb::Uncordon { name } => {
+                let verb = commands::NodeVerb::Uncordon { name };
+                commands::node(file.as_deref(), verb, opts).await
+            }
+        },
         C::Render { playbook, out } => {
             commands::render(
                 &run_options(file.clone(), Some(playbook), false, true),

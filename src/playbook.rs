@@ -12,7 +12,6 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("cluster", include_str!("../playbooks/cluster.yaml")),
     ("scale", include_str!("../playbooks/scale.yaml")),
     ("upgrade", include_str!("../playbooks/upgrade.yaml")),
-    ("remove-node", include_str!("../playbooks/remove-node.yaml")),
     ("reset", include_str!("../playbooks/reset.yaml")),
     ("down", include_str!("../playbooks/down.yaml")),
 ];

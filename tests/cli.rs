@@ -844,3 +844,57 @@ fn warnings_are_shown_where_they_matter_and_errors_are_capped() {
     assert_eq!(said.matches("\nerror: ").count() + 1, 50 + 1, "{said}");
     assert!(said.contains("… and 151 more error(s)"), "{said}");
 }
+
+#[test]
+fn node_remove_refuses_what_would_break_the_cluster_before_touching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let refused = |inv: &Path, name: &str, why: &str| {
+        forgectl()
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["node", "remove", name, "--yes", "-f"])
+            .arg(inv)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(why));
+    };
+    let stat = example("static");
+    refused(
+        &stat,
+        "etcd-1",
+        "etcd-1 is an etcd member: drop it from the inventory's etcd group, then `forgectl etcd remove etcd-1`",
+    );
+    refused(&stat, "lb-1", "lb-1 is not a Kubernetes node (roles: lb)");
+    refused(
+        &stat,
+        "nope",
+        "no machine named nope in the inventory of cluster forge-static",
+    );
+    // One control plane: removing it would leave no API server.
+    let one = write(
+        dir.path(),
+        "name: one-cp\nprovider: static\nnetwork:\n  machine_cidr: 192.0.2.0/24\ningress:\n  enabled: false\n\
+         groups:\n  - name: etcd\n    roles: [etcd]\n    hosts: [{name: e1, address: 192.0.2.10}]\n\
+         \x20 - name: control\n    roles: [control-plane]\n    hosts: [{name: c1, address: 192.0.2.11}]\n\
+         \x20 - name: worker\n    roles: [worker]\n    hosts: [{name: w1, address: 192.0.2.12}]\n",
+    );
+    refused(&one, "c1", "c1 is the cluster's only control plane");
+    assert!(!state.exists(), "a refusal leaves nothing behind");
+    // A dry run says the steps and changes nothing.
+    forgectl()
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["node", "remove", "w1", "--dry-run", "-f"])
+        .arg(&one)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "1. drain it (PodDisruptionBudgets respected",
+        ))
+        .stdout(predicate::str::contains(
+            "keep the machine (static hosts are never deleted)",
+        ))
+        .stdout(predicate::str::contains("Dry run: nothing was changed."));
+    assert!(!state.exists());
+}

@@ -219,13 +219,19 @@ fn pod_network(bed: &Bed, image: &str) {
          apiVersion: v1\nkind: Service\nmetadata: {{name: fgtest-server, namespace: default}}\n\
          spec: {{selector: {{app: fgtest-server}}, ports: [{{port: 80, targetPort: 8080}}]}}\n"
     ));
-    bed.k(&[
+    if let Err(e) = bed.k_try(&[
         "wait",
         "--for=condition=Ready",
         "pod/fgtest-server",
         "pod/fgtest-client",
         "--timeout=120s",
-    ]);
+    ]) {
+        let described = bed
+            .k_try(&["describe", "pod", "fgtest-server", "fgtest-client"])
+            .unwrap_or_else(|e| e);
+        let images = bed.on("worker-1", "ctr -n k8s.io images ls -q | sort");
+        panic!("{e}\n{described}\nworker-1's images:\n{images}");
+    }
     let server = bed.k_json(&["get", "pod", "fgtest-server"]);
     let pod_ip = server["status"]["podIP"].as_str().unwrap().to_string();
     let svc = bed.k_json(&["get", "service", "fgtest-server"]);
@@ -584,7 +590,13 @@ fn reset_and_rebuild(bed: &Bed) {
 
     // The machines are kept and take a new cluster.
     let again = Instant::now();
-    let (code, out) = bed.up(&[]);
+    let out = bed
+        .forgectl()
+        .env("FORGECTL_LOG", "forgectl=info")
+        .args(["up", "--yes"])
+        .output()
+        .unwrap();
+    let (code, out) = (out.status.code(), text(&out));
     assert_eq!(code, Some(0), "{out}");
     eprintln!("up after reset: {:.1} s", again.elapsed().as_secs_f64());
     let nodes = bed.k(&["get", "nodes", "--no-headers"]);
@@ -640,6 +652,74 @@ fn scale_adds_a_worker(bed: &Bed) {
     let (code, out) = bed.up(&["--playbook", "scale"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("0 change(s)."), "{out}");
+}
+
+/// `node remove`: a live worker is drained, reset, deleted as a Node and as a machine; with the
+/// inventory's count lowered again, `scale` makes nothing again and then has nothing to do. A dead worker (its machine killed)
+/// is removed without drain or reset, and the output says so.
+fn remove_nodes(bed: &Bed) {
+    let remove = |name: &str| {
+        let started = Instant::now();
+        let out = bed
+            .forgectl()
+            .args(["node", "remove", name, "--yes"])
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        eprintln!(
+            "node remove {name}: {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        t
+    };
+    let t = remove("worker-3");
+    for line in [
+        "• drained worker-3",
+        "• reset worker-3",
+        "• deleted the Node object worker-3",
+        "• deleted the machine worker-3",
+        "Now take it out of the inventory",
+    ] {
+        assert!(t.contains(line), "{line}: {t}");
+    }
+    assert!(!bed.k(&["get", "nodes"]).contains("worker-3"));
+    let listed = bed.forgectl().args(["machines", "list"]).output().unwrap();
+    assert!(!text(&listed).contains("worker-3"), "{}", text(&listed));
+    let back = std::fs::read_to_string(&bed.inv).unwrap().replace(
+        "    roles: [worker]\n    count: 3\n",
+        "    roles: [worker]\n    count: 2\n",
+    );
+    std::fs::write(&bed.inv, back).unwrap();
+    // The other machines' /etc/hosts lose worker-3; nothing is made again.
+    let (code, out) = bed.up(&["--playbook", "scale"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("create machine worker-3"), "{out}");
+    let (code, out) = bed.up(&["--playbook", "scale"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("0 change(s)."), "{out}");
+
+    let killed = bed
+        .forgectl()
+        .args(["machines", "kill", "worker-2"])
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "{}", text(&killed));
+    let t = remove("worker-2");
+    for line in [
+        "• not drained: worker-2 is not running",
+        "• not reset: worker-2's machine is not running",
+        "• deleted the Node object worker-2",
+        "• deleted the machine worker-2",
+    ] {
+        assert!(t.contains(line), "{line}: {t}");
+    }
+    let nodes = bed.k(&["get", "nodes", "-o", "name"]);
+    assert_eq!(
+        nodes.lines().collect::<Vec<_>>(),
+        ["node/control-1", "node/control-2", "node/worker-1"],
+        "{nodes}"
+    );
 }
 
 #[test]
@@ -914,6 +994,7 @@ fn real_cluster_from_forgectl_up() {
 
     reset_and_rebuild(&bed);
     scale_adds_a_worker(&bed);
+    remove_nodes(&bed);
 
     // `down` leaves the host as it was: no namespace, link, mount, cgroup (in any hierarchy) or
     // process of the cluster.

@@ -38,7 +38,11 @@ pub struct RunOptions {
 /// What exists already, as the provider says. With `offline`, a cloud that cannot be reached
 /// (no credentials, say) is taken as holding nothing yet, with a warning: rendering files for
 /// review needs no cloud.
-async fn presence(inv: &Loaded, opts: &Options, offline: bool) -> Result<Presence, CommandError> {
+pub(crate) async fn presence(
+    inv: &Loaded,
+    opts: &Options,
+    offline: bool,
+) -> Result<Presence, CommandError> {
     let mut p = Presence::default();
     let dir = state::base_dir(opts.state_dir.as_deref())
         .ok()

@@ -1,4 +1,4 @@
-//! Cordon, drain and uncordon a node: pods leave through the Eviction API, so PodDisruptionBudgets
+//! Cordon, drain, uncordon and delete a node: pods leave through the Eviction API, so PodDisruptionBudgets
 //! hold (a blocked eviction is tried again until the budget allows it or the time is up, and the
 //! budget that blocks is named). DaemonSet pods and static (mirror) pods stay, as with
 //! `kubectl drain`; a pod no controller would make again is not evicted: the drain refuses,
@@ -162,6 +162,35 @@ impl Kube {
                 cause: error_text(&e),
             })?;
         Ok(true)
+    }
+
+    /// Whether `node` is registered and Ready: None when it is not registered.
+    pub async fn node_ready(&self, node: &str) -> Result<Option<bool>, KubeError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let found = api.get_opt(node).await.map_err(|e| KubeError::Api {
+            what: format!("read node {node}"),
+            cause: error_text(&e),
+        })?;
+        Ok(found.map(|n| {
+            n.status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        }))
+    }
+
+    /// Deletes the Node object `node`; returns whether there was one.
+    pub async fn delete_node(&self, node: &str) -> Result<bool, KubeError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        match api.delete(node, &Default::default()).await {
+            Ok(_) => Ok(true),
+            Err(::kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(KubeError::Api {
+                what: format!("delete node {node}"),
+                cause: error_text(&e),
+            }),
+        }
     }
 
     /// Cordons `node` and evicts its pods through the Eviction API until none is left that must

@@ -22,7 +22,6 @@ const PENDING: &[Pending] = &[
         "Drain, upgrade and uncordon workers in batches",
         "a later issue (day two)",
     ),
-    p("drain", "Cordon and drain nodes", "a later issue (day two)"),
 ];
 
 const fn p(name: &'static str, title: &'static str, arrives_with: &'static str) -> Pending {
