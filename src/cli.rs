@@ -129,7 +129,8 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Take Kubernetes and etcd off the machines and keep the machines (the `reset` playbook):
+    /// Take Kubernetes and etcd off the machines and keep the machines (the `reset` playbook).
+    ///
     /// kubeadm reset and its leftovers on every node; etcd stopped, its data and certificates
     /// removed after a last snapshot into the state dir. Asks first unless --yes.
     #[command(
@@ -374,8 +375,10 @@ pub enum NodeVerb {
         #[arg(long, default_value_t = 300, value_name = "S")]
         timeout: u64,
     },
-    /// Take a control plane or worker out of the cluster and delete its machine: drain, reset,
-    /// delete the Node, update the load balancer. A dead node is not drained or reset.
+    /// Take a control plane or worker out of the cluster and delete its machine.
+    ///
+    /// Drain, reset, delete the Node, update the load balancer, delete the machine. A dead node
+    /// is not drained or reset.
     Remove {
         /// The node (machine) name.
         name: String,
