@@ -542,7 +542,7 @@ fn reset_and_rebuild(bed: &Bed) {
                 "systemctl is-active kubelet; test -e /etc/kubernetes/kubelet.conf && echo conf; \
                  iptables-save | grep -c -E 'KUBE-|CNI-|forgectl-cni-bridge'; \
                  ip link show cni0 >/dev/null 2>&1 && echo cni0; \
-                 crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps -q 2>/dev/null | wc -l; true"
+                 ctr -n k8s.io containers ls -q | wc -l; true"
             ),
             "inactive\n0\n0",
             "{node}"

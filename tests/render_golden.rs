@@ -125,15 +125,9 @@ fn reset_script_matches_its_golden_file_and_parses() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("node-reset");
     std::fs::write(&file, script).unwrap();
-    let out = std::process::Command::new("sh")
-        .arg("-n")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    support::succeeds(
+        std::process::Command::new("sh").arg("-n").arg(&file),
+        "sh -n node-reset",
     );
 }
 

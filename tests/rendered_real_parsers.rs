@@ -81,16 +81,11 @@ fn real_parsers_read_what_was_meant() {
             let text = content.replace("@FORGECTL_BOOTSTRAP_TOKEN@", "abcdef.0123456789abcdef");
             let file = work.path().join(format!("kubeadm-{kubeadm_files}.yaml"));
             std::fs::write(&file, &text).unwrap();
-            let out = Command::new(&kubeadm)
-                .args(["config", "validate", "--config"])
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "kubeadm config validate refused {name}:\n{}{}\n{text}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+            support::succeeds(
+                Command::new(&kubeadm)
+                    .args(["config", "validate", "--config"])
+                    .arg(&file),
+                &format!("kubeadm config validate of {name}\n{text}\n"),
             );
             kubeadm_files += 1;
         }
@@ -167,16 +162,12 @@ fn real_parsers_read_what_was_meant() {
         .replace("/run/nginx.pid", &pid.display().to_string());
     let nginx_conf = work.path().join("nginx.conf");
     std::fs::write(&nginx_conf, conf).unwrap();
-    let out = Command::new(tool("/usr/sbin/nginx", "nginx-light"))
-        .arg("-t")
-        .arg("-c")
-        .arg(&nginx_conf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&out.stderr)
+    support::succeeds(
+        Command::new(tool("/usr/sbin/nginx", "nginx-light"))
+            .arg("-t")
+            .arg("-c")
+            .arg(&nginx_conf),
+        "nginx -t",
     );
 
     // The exports hold exactly the two intended entries, each for the machine network only.
@@ -372,16 +363,11 @@ fn cloud_init_accepts_the_user_data_and_reads_the_intended_values() {
         for (name, data) in &all {
             let file = work.path().join(format!("{user}-{name}"));
             std::fs::write(&file, data).unwrap();
-            let out = Command::new(&cloud_init)
-                .args(["schema", "--config-file"])
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "cloud-init schema refused the user data of {name}:\n{}{}\n{data}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+            support::succeeds(
+                Command::new(&cloud_init)
+                    .args(["schema", "--config-file"])
+                    .arg(&file),
+                &format!("cloud-init schema of {name}'s user data\n{data}\n"),
             );
             let doc: serde_json::Value = serde_saphyr::from_str(data).unwrap();
             assert_eq!(doc["hostname"], name.as_str(), "{data}");
@@ -410,22 +396,13 @@ fn ruby_reads_the_vagrantfile_as_meant() {
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("Vagrantfile");
     std::fs::write(&file, &text).unwrap();
-    let syntax = Command::new(&ruby).arg("-c").arg(&file).output().unwrap();
-    assert!(
-        syntax.status.success(),
-        "ruby -c: {}",
-        String::from_utf8_lossy(&syntax.stderr)
-    );
+    support::succeeds(Command::new(&ruby).arg("-c").arg(&file), "ruby -c");
     // Real Ruby runs the file; a stand-in for Vagrant's config object records what it was told.
-    let out = Command::new(&ruby)
-        .arg(root.join("tests/support/vagrant_config_standin.rb"))
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = support::succeeds(
+        Command::new(&ruby)
+            .arg(root.join("tests/support/vagrant_config_standin.rb"))
+            .arg(&file),
+        "ruby with the Vagrant config stand-in",
     );
     let configs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(configs.as_array().map(Vec::len), Some(1), "{configs:#}");
@@ -467,11 +444,9 @@ fn ruby_reads_the_vagrantfile_as_meant() {
             .unwrap();
         let sh = work.path().join(format!("{}.sh", m.name));
         std::fs::write(&sh, script).unwrap();
-        let checked = Command::new("bash").arg("-n").arg(&sh).output().unwrap();
-        assert!(
-            checked.status.success(),
-            "bash -n: {}\n{script}",
-            String::from_utf8_lossy(&checked.stderr)
+        support::succeeds(
+            Command::new("bash").arg("-n").arg(&sh),
+            &format!("bash -n\n{script}\n"),
         );
         assert_eq!(script.matches(&format!("'{KEY}'")).count(), 2, "{script}");
     }

@@ -30,7 +30,7 @@ pub use init::init;
 pub use inventory_cmds::{schema, validate};
 pub use machines::{machines_apply, machines_list};
 pub use node::{NodeVerb, node};
-pub use node_remove::{RemoveOptions, node_remove, refusal as node_remove_refusal};
+pub use node_remove::{RemoveOptions, node_remove};
 pub use run::{RunOptions, down, plan, render, reset, up};
 pub use status::status;
 

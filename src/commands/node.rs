@@ -37,12 +37,7 @@ pub async fn node(
     let name = match &verb {
         NodeVerb::Drain { name, .. } | NodeVerb::Uncordon { name } => name.clone(),
     };
-    if !inv.machines.iter().any(|m| m.name == name) {
-        return Err(CommandError::Usage(format!(
-            "no machine named {name} in the inventory of cluster {}",
-            inv.inventory.name
-        )));
-    }
+    super::node_remove::machine_named(&inv, &name).map_err(CommandError::Usage)?;
     let admin = super::state_dir(&inv, opts)?.path().join(STATE_ADMIN_CONF);
     let kube = Kube::from_kubeconfig(&admin).await?;
     match verb {

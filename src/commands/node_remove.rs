@@ -12,7 +12,7 @@ use super::{CommandError, ExitCode, load_inventory};
 use crate::engine;
 use crate::executor::Executor;
 use crate::interrupt::Interrupt;
-use crate::inventory::{Loaded, ProviderKind, Role};
+use crate::inventory::{Loaded, Machine, ProviderKind, Role};
 use crate::kube::Kube;
 use crate::output::{Format, Options};
 use crate::phases::{PlanContext, kubeadm_init::STATE_ADMIN_CONF};
@@ -32,21 +32,26 @@ pub struct RemoveOptions {
     pub dry_run: bool,
 }
 
-/// Why `name` cannot be removed with this command, if so.
-pub fn refusal(inv: &Loaded, name: &str) -> Option<String> {
-    let Some(m) = inv.machines.iter().find(|m| m.name == name) else {
-        return Some(format!(
+/// The machine called `name`, or why there is none.
+pub(super) fn machine_named<'i>(inv: &'i Loaded, name: &str) -> Result<&'i Machine, String> {
+    inv.machines.iter().find(|m| m.name == name).ok_or_else(|| {
+        format!(
             "no machine named {name} in the inventory of cluster {}",
             inv.inventory.name
-        ));
-    };
+        )
+    })
+}
+
+/// The machine `name` when this command may remove it, else why not.
+pub fn removable<'i>(inv: &'i Loaded, name: &str) -> Result<&'i Machine, String> {
+    let m = machine_named(inv, name)?;
     if m.has(Role::Etcd) {
-        return Some(format!(
+        return Err(format!(
             "{name} is an etcd member: drop it from the inventory's etcd group, then `forgectl etcd remove {name}` (it keeps quorum, or refuses)"
         ));
     }
     if !m.has(Role::ControlPlane) && !m.has(Role::Worker) {
-        return Some(format!(
+        return Err(format!(
             "{name} is not a Kubernetes node (roles: {}); drop it from the inventory and run `forgectl up`",
             m.roles
                 .iter()
@@ -56,11 +61,11 @@ pub fn refusal(inv: &Loaded, name: &str) -> Option<String> {
         ));
     }
     if m.has(Role::ControlPlane) && inv.with_role(Role::ControlPlane).count() == 1 {
-        return Some(format!(
+        return Err(format!(
             "{name} is the cluster's only control plane: removing it would leave no API server; add another control plane first (`forgectl up --playbook scale`)"
         ));
     }
-    None
+    Ok(m)
 }
 
 /// The inventory without `name`: what the load balancer is rendered from after the removal.
@@ -78,9 +83,7 @@ pub async fn node_remove(
 ) -> Result<ExitCode, CommandError> {
     let inv = load_inventory(file, opts)?;
     let name = o.name.as_str();
-    if let Some(why) = refusal(&inv, name) {
-        return Err(CommandError::Usage(format!("refusing: {why}")));
-    }
+    let m = removable(&inv, name).map_err(|why| CommandError::Usage(format!("refusing: {why}")))?;
     let text = opts.format == Format::Text && opts.verbosity >= 0;
     let say = |line: &str| {
         if text {
@@ -102,13 +105,21 @@ pub async fn node_remove(
         say("Dry run: nothing was changed.");
         return Ok(ExitCode::Ok);
     }
+    // Local machines need root to be deleted: said before anything is asked or changed.
+    if deletes_machine
+        && inv.inventory.provider == ProviderKind::Local
+        && !crate::providers::local::is_root()
+    {
+        return Err(CommandError::Exec(
+            crate::providers::local::LocalError::NotRoot.into(),
+        ));
+    }
     if !o.yes {
         super::run::approve(&format!("node remove {name}"))?;
     }
     let dir = super::state_dir(&inv, opts)?;
     let _lock = dir.lock("node remove")?;
-    let present = super::run::presence(&inv, opts, false).await?;
-    let mut present = present;
+    let mut present = super::run::presence(&inv, opts, false).await?;
     present.state_dir = Some(dir.path().to_path_buf());
     let running = present.running.contains(name);
     let kube = Kube::from_kubeconfig(&dir.path().join(STATE_ADMIN_CONF)).await?;
@@ -148,11 +159,6 @@ pub async fn node_remove(
             templates: &templates,
             present: &present,
         };
-        let m = inv
-            .machines
-            .iter()
-            .find(|m| m.name == name)
-            .ok_or_else(|| CommandError::Usage(format!("no machine named {name}")))?;
         let actions = crate::phases::kubeadm_reset::node_reset(&ctx, m)
             .map_err(|e| CommandError::Usage(e.to_string()))?;
         let refs: Vec<&crate::plan::Action> = actions.iter().collect();
@@ -175,13 +181,9 @@ pub async fn node_remove(
     }
 
     // 4. the load balancer, when it had the node as a backend
-    let m_roles = inv
-        .machines
-        .iter()
-        .find(|m| m.name == name)
-        .map(|m| (m.has(Role::ControlPlane), m.has(Role::Ingress)))
-        .unwrap_or_default();
-    if (m_roles.0 || m_roles.1) && inv.with_role(Role::Lb).next().is_some() {
+    if (m.has(Role::ControlPlane) || m.has(Role::Ingress))
+        && inv.with_role(Role::Lb).next().is_some()
+    {
         let rest = without(&inv, name);
         let ctx = PlanContext {
             inv: &rest,
@@ -225,18 +227,11 @@ pub async fn node_remove(
             }
         }
     }
-    exec.close().await;
 
-    // 5. the machine
+    // 5. the machine (its SSH connections closed first; deleting needs none)
+    exec.close().await;
     if deletes_machine {
-        if !crate::providers::local::is_root() && inv.inventory.provider == ProviderKind::Local {
-            return Err(CommandError::Exec(
-                crate::providers::local::LocalError::NotRoot.into(),
-            ));
-        }
-        let exec = Executor::new(&inv, &dir, quiet, Interrupt::never());
         let n = exec.delete(&[name.to_string()]).await?;
-        exec.close().await;
         say(&format!(
             "• {}",
             if n > 0 {

@@ -84,12 +84,24 @@ pub fn expand(inv: &Inventory) -> Vec<Machine> {
 }
 
 fn assign_local_addresses(inv: &Inventory, machines: &mut [Machine]) {
-    let net = inv.network.machine_cidr.0;
-    let taken: BTreeSet<IpAddr> = machines.iter().filter_map(|m| m.address).collect();
-    let mut free = net
+    fill_free_local_addresses(inv, machines, BTreeSet::new());
+}
+
+/// Gives machines without an address the next free one of the machine network, from host number
+/// [`FIRST_LOCAL_HOST`], never one a machine holds or one of `also_taken`.
+fn fill_free_local_addresses(
+    inv: &Inventory,
+    machines: &mut [Machine],
+    mut also_taken: BTreeSet<IpAddr>,
+) {
+    also_taken.extend(machines.iter().filter_map(|m| m.address));
+    let mut free = inv
+        .network
+        .machine_cidr
+        .0
         .hosts()
         .skip(FIRST_LOCAL_HOST as usize - 1)
-        .filter(|a| !taken.contains(a));
+        .filter(|a| !also_taken.contains(a));
     for m in machines.iter_mut().filter(|m| m.address.is_none()) {
         m.address = free.next();
     }
@@ -103,22 +115,20 @@ pub fn keep_recorded_local_addresses(
     machines: &mut [Machine],
     recorded: &std::collections::BTreeMap<String, IpAddr>,
 ) {
-    let generated = |m: &Machine| m.origin.last() == Some(&PathSeg::Key("count".into()));
-    for m in machines.iter_mut().filter(|m| generated(m)) {
+    let written: BTreeSet<&str> = inv
+        .groups
+        .iter()
+        .flat_map(|g| &g.hosts)
+        .filter(|h| h.address.is_some())
+        .map(|h| h.name.as_str())
+        .collect();
+    for m in machines
+        .iter_mut()
+        .filter(|m| !written.contains(m.name.as_str()))
+    {
         m.address = recorded.get(&m.name).copied();
     }
-    let mut taken: BTreeSet<IpAddr> = machines.iter().filter_map(|m| m.address).collect();
-    taken.extend(recorded.values().copied());
-    let mut free = inv
-        .network
-        .machine_cidr
-        .0
-        .hosts()
-        .skip(FIRST_LOCAL_HOST as usize - 1)
-        .filter(|a| !taken.contains(a));
-    for m in machines.iter_mut().filter(|m| m.address.is_none()) {
-        m.address = free.next();
-    }
+    fill_free_local_addresses(inv, machines, recorded.values().copied().collect());
 }
 
 /// The host's own address on the `local` bridge: the first host of the machine network.

@@ -228,15 +228,14 @@ impl Kube {
             .filter_map(|p| stays(p).map(|why| format!("{} ({why})", key(p))))
             .collect();
         let mut evicted: Vec<String> = Vec::new();
+        // The first round works on the listing above; later ones list again.
+        let mut listed = Some(first.items);
         loop {
-            let left: Vec<Pod> = pods
-                .list(&on_node)
-                .await
-                .map_err(api_err)?
-                .items
-                .into_iter()
-                .filter(|p| stays(p).is_none())
-                .collect();
+            let items = match listed.take() {
+                Some(items) => items,
+                None => pods.list(&on_node).await.map_err(api_err)?.items,
+            };
+            let left: Vec<Pod> = items.into_iter().filter(|p| stays(p).is_none()).collect();
             if left.is_empty() {
                 return Ok(Drained {
                     cordoned,

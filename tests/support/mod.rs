@@ -81,3 +81,18 @@ pub fn require_root() {
         "this test needs root (namespaces, mounts, cgroups); .ci/run runs it as root"
     );
 }
+
+/// Runs `cmd` and asserts it exited 0; a failure names `what` and shows both output streams.
+pub fn succeeds(cmd: &mut std::process::Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run it: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
