@@ -432,7 +432,7 @@ impl<'a> Executor<'a> {
              echo \"$(systemctl is-system-running)\"; stat -fc %T /sys/fs/cgroup; \
              grep '^CapBnd:' /proc/self/status | cut -f2";
         let results = pool
-            .each(&eps, |s| async move { s.exec(script).await })
+            .each_retrying(&eps, |s| async move { s.exec(script).await })
             .await;
         let mut facts = Vec::new();
         let mut failures = Vec::new();
@@ -543,7 +543,7 @@ impl<'a> Executor<'a> {
         let eps = endpoints(self.inv, &machines);
         let probe = format!("test -e {}", shell_quote(path));
         let results = pool
-            .each(&eps, |s| {
+            .each_retrying(&eps, |s| {
                 let probe = probe.clone();
                 async move { s.exec(&probe).await }
             })
@@ -876,7 +876,7 @@ impl<'a> Executor<'a> {
     ) -> Result<Option<String>, ExecError> {
         let check = installed_check(packages);
         let results = pool
-            .each(eps, |s| {
+            .each_retrying(eps, |s| {
                 let check = check.clone();
                 async move { s.exec(&s.as_root(&check)).await }
             })

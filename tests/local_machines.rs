@@ -6,7 +6,7 @@ mod support;
 
 use assert_cmd::Command;
 use forgectl::inventory::model::HostKeyPolicy;
-use forgectl::ssh::{Credentials, Endpoint, HostKeyCheck, Session, Settings, SshError};
+use forgectl::ssh::{Credentials, Endpoint, HostKeyCheck, Pool, Session, Settings, SshError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -254,6 +254,29 @@ async fn local_machines_and_ssh_executor() {
     assert!(
         outs.iter().all(|o| o.as_ref().is_ok_and(|o| o.success())),
         "{outs:?}"
+    );
+
+    section("Lost, connected again");
+    // Read-only work whose connection is lost is tried once more on a new connection; other
+    // work reports the loss. The command ends its own SSH session the first time it runs.
+    let pool = Pool::new(cluster.settings());
+    let once = "if [ -e /run/fgtest-lost ]; then echo again; \
+                else touch /run/fgtest-lost; kill -9 $PPID; sleep 5; fi";
+    let eps = [ep("etcd-1", 10, "root")];
+    let r = pool
+        .each_retrying(&eps, |s| async move { s.exec(once).await })
+        .await;
+    let out = r[0].result.as_ref().unwrap();
+    assert_eq!(out.stdout_text(), "again");
+    assert!(etcd.exec("rm /run/fgtest-lost").await.unwrap().success());
+    let r = pool.each(&eps, |s| async move { s.exec(once).await }).await;
+    let e = r[0].result.as_ref().unwrap_err();
+    assert!(matches!(e, SshError::Lost { .. }), "{e}");
+    let r = pool.each(&eps, |s| async move { s.exec(once).await }).await;
+    assert_eq!(
+        r[0].result.as_ref().unwrap().stdout_text(),
+        "again",
+        "reconnected after the loss"
     );
 
     section("Command timeout.");

@@ -82,6 +82,48 @@ impl Pool {
         futures::future::join_all(tasks).await
     }
 
+    /// Like [`Pool::each`], for work that only reads: when the connection to a host is lost
+    /// during it, the host is connected to again and the work tried once more.
+    pub async fn each_retrying<T, F, Fut>(
+        &self,
+        endpoints: &[Endpoint],
+        work: F,
+    ) -> Vec<HostResult<T>>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<T, SshError>>,
+    {
+        let tasks = endpoints.iter().map(|ep| {
+            let work = &work;
+            async move {
+                let _permit = self.hosts.acquire().await;
+                let mut attempt = 0;
+                let result = loop {
+                    let result = match self.session(ep).await {
+                        Ok(s) => work(s).await,
+                        Err(e) => Err(e),
+                    };
+                    match &result {
+                        Err(e @ SshError::Lost { .. }) => {
+                            self.forget(&ep.name).await;
+                            if attempt > 0 {
+                                break result;
+                            }
+                            tracing::info!(host = %ep.name, error = %e, "connection lost; connecting again");
+                            attempt += 1;
+                        }
+                        _ => break result,
+                    }
+                };
+                HostResult {
+                    host: ep.name.clone(),
+                    result,
+                }
+            }
+        });
+        futures::future::join_all(tasks).await
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         let map = std::mem::take(&mut *self.sessions.lock().await);

@@ -319,28 +319,31 @@ impl ControlPlane {
         };
         let s = |p: PathBuf| p.display().to_string();
 
-        let (etcd_c, etcd_p) = (free_port(localhost), free_port(localhost));
-        cp.launch(
-            "etcd",
-            &bin.join("etcd"),
-            &[
+        // A port `free_port` picked can be taken before etcd binds it (by another test's
+        // listener, or as the source port of an outgoing connection): etcd then ends with
+        // "address already in use", and is started again on other ports.
+        let etcd_c = cp.launch_on_free_ports("etcd", |attempt| {
+            let (client, peer) = (free_port(localhost), free_port(localhost));
+            let data = p(&format!("etcd-{attempt}"));
+            let args = vec![
                 "--name=fgtest".into(),
-                format!("--data-dir={}", s(p("etcd"))),
-                format!("--listen-client-urls=http://127.0.0.1:{etcd_c}"),
-                format!("--advertise-client-urls=http://127.0.0.1:{etcd_c}"),
-                format!("--listen-peer-urls=http://127.0.0.1:{etcd_p}"),
-                format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_p}"),
-                format!("--initial-cluster=fgtest=http://127.0.0.1:{etcd_p}"),
+                format!("--data-dir={}", s(data)),
+                format!("--listen-client-urls=http://127.0.0.1:{client}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-cluster=fgtest=http://127.0.0.1:{peer}"),
                 "--initial-cluster-state=new".into(),
                 "--unsafe-no-fsync=true".into(),
                 "--log-level=warn".into(),
-            ],
-        );
+            ];
+            (bin.join("etcd"), args, SocketAddr::new(localhost, client))
+        });
         let mut api_args = vec![
             format!("--bind-address={}", opts.bind),
             format!("--secure-port={api_port}"),
             format!("--advertise-address={}", opts.bind),
-            format!("--etcd-servers=http://127.0.0.1:{etcd_c}"),
+            format!("--etcd-servers=http://{etcd_c}"),
             format!("--service-cluster-ip-range={}", opts.service_cidr),
             format!("--tls-cert-file={}", s(p("apiserver.crt"))),
             format!("--tls-private-key-file={}", s(p("apiserver.key"))),
@@ -425,6 +428,48 @@ impl ControlPlane {
             cp.dir.display()
         );
         cp
+    }
+
+    /// Launches `name` with what `make(attempt)` gives (binary, arguments, the address it
+    /// listens on) and waits until that address accepts connections. When the process ends
+    /// because a port was taken meanwhile, it is started again with new ports, up to 5 times.
+    fn launch_on_free_ports(
+        &mut self,
+        name: &str,
+        make: impl Fn(u32) -> (PathBuf, Vec<String>, SocketAddr),
+    ) -> SocketAddr {
+        for attempt in 0..5 {
+            let (bin, args, addr) = make(attempt);
+            self.launch(name, &bin, &args);
+            let t = Instant::now();
+            loop {
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return addr;
+                }
+                let ended = {
+                    let mut children = self.children.lock().unwrap();
+                    let (_, child) = children.last_mut().unwrap();
+                    child.try_wait().unwrap()
+                };
+                if let Some(status) = ended {
+                    let log = self.log_tail(name);
+                    assert!(
+                        log.contains("address already in use"),
+                        "{name} ended ({status}):\n{log}"
+                    );
+                    eprintln!("{name}: a port was taken before it bound it; new ports");
+                    self.children.lock().unwrap().pop();
+                    break;
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "{name} does not listen on {addr} after 60 s:\n{}",
+                    self.log_tail(name)
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("{name}: its ports were taken 5 times in a row")
     }
 
     fn launch(&mut self, name: &str, bin: &Path, args: &[String]) {
