@@ -43,11 +43,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 /// The base directory: `--state-dir`, else `$FORGECTL_STATE_DIR`, else `$XDG_STATE_HOME/forgectl`,
 /// else `~/.local/state/forgectl`.
 pub fn base_dir(flag: Option<&Path>) -> Result<PathBuf, StateError> {
+    // Absolute, so that what is recorded with paths under it (local machines' directories, which
+    // their running processes name) is found again from another working directory.
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
     if let Some(p) = flag {
-        return Ok(p.to_path_buf());
+        return Ok(absolute(p.to_path_buf()));
     }
     if let Some(p) = std::env::var_os("FORGECTL_STATE_DIR") {
-        return Ok(PathBuf::from(p));
+        return Ok(absolute(PathBuf::from(p)));
     }
     if let Some(p) = std::env::var_os("XDG_STATE_HOME") {
         return Ok(PathBuf::from(p).join("forgectl"));
@@ -180,6 +183,15 @@ pub struct Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A relative `--state-dir` is made absolute against the working directory: local machines
+    /// are recognised by the absolute paths their processes were started with.
+    #[test]
+    fn a_relative_state_dir_becomes_absolute() {
+        let base = base_dir(Some(Path::new("state"))).unwrap();
+        assert!(base.is_absolute(), "{}", base.display());
+        assert_eq!(base, std::env::current_dir().unwrap().join("state"));
+    }
 
     #[test]
     fn second_lock_names_the_holder_and_first_release_frees_it() {
