@@ -51,6 +51,7 @@ fn upstream(inv: &Inventory) -> Vec<Artifact> {
     let v = &inv.versions;
     let k = format!("v{}", v.kubernetes);
     let kubelet = format!("v{}", v.kubelet.as_ref().unwrap_or(&v.kubernetes));
+    let kubectl = format!("v{}", v.kubectl.as_ref().unwrap_or(&v.kubernetes));
     let e = format!("v{}", v.etcd);
     let c = v.containerd.to_string();
     let mut out = vec![
@@ -99,7 +100,11 @@ fn upstream(inv: &Inventory) -> Vec<Artifact> {
             Some("{file}.sha256"),
         ),
     ];
-    for (name, ver) in [("kubeadm", &k), ("kubectl", &k), ("kubelet", &kubelet)] {
+    for (name, ver) in [
+        ("kubeadm", &k),
+        ("kubectl", &kubectl),
+        ("kubelet", &kubelet),
+    ] {
         out.push(art(
             name,
             ver.trim_start_matches('v'),

@@ -897,3 +897,35 @@ fn keys_and_lists_that_land_in_files_are_checked() {
         assert_eq!(d.severity, Severity::Error, "{edit}: {d:#?}");
     }
 }
+
+#[test]
+fn kubectl_within_one_minor_and_upgrade_settings_at_least_one() {
+    let text = format!("{BASE}versions:\n  kubernetes: 1.36.2\n  kubectl: 1.34.0\n");
+    let d = find(&text, "kubectl 1.34.0 is more than one minor version away");
+    assert_eq!(d.severity, Severity::Error);
+    assert_eq!(d.field, "versions.kubectl");
+    assert!(
+        d.hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("1.35, 1.36 or 1.37"),
+        "{d:#?}"
+    );
+    assert!(
+        load(&format!(
+            "{BASE}versions:\n  kubernetes: 1.35.3\n  kubectl: 1.36.2\n"
+        ))
+        .is_ok()
+    );
+    let text = format!("{BASE}upgrade:\n  max_unavailable: 0\n  drain_timeout: 0\n");
+    error_on_line_with(
+        &text,
+        "upgrade.max_unavailable must be at least 1",
+        "max_unavailable",
+    );
+    error_on_line_with(
+        &text,
+        "upgrade.drain_timeout must be at least 1",
+        "drain_timeout",
+    );
+}

@@ -51,6 +51,9 @@ pub struct Inventory {
     /// How kubeadm sets up the control plane.
     #[serde(default)]
     pub kubeadm: Kubeadm,
+    /// How `forgectl upgrade` rolls the nodes.
+    #[serde(default)]
+    pub upgrade: Upgrade,
     /// Calico, the pod network.
     #[serde(default)]
     pub calico: Calico,
@@ -300,6 +303,9 @@ pub struct Versions {
     /// kubelet version; default: the same as `kubernetes`. Never newer than the API server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubelet: Option<Version>,
+    /// kubectl version; default: the same as `kubernetes`. Within one minor version of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubectl: Option<Version>,
     /// etcd version. kubeadm needs at least 3.5.24 for an external etcd.
     #[serde(default = "default_etcd")]
     pub etcd: Version,
@@ -316,6 +322,7 @@ impl Default for Versions {
         Self {
             kubernetes: default_kubernetes(),
             kubelet: None,
+            kubectl: None,
             etcd: default_etcd(),
             containerd: default_containerd(),
             calico: default_calico(),
@@ -566,6 +573,36 @@ fn default_admission_plugins() -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect()
+}
+
+/// How `forgectl upgrade` rolls the nodes: control planes one at a time, then workers in batches.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upgrade {
+    /// Workers upgraded at once (each batch drained, upgraded, Ready and uncordoned before the
+    /// next). At least 1.
+    #[serde(default = "default_max_unavailable")]
+    pub max_unavailable: u32,
+    /// Seconds a node's drain may take before the upgrade stops, naming the pods left and the
+    /// PodDisruptionBudgets that hold them.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: u32,
+}
+
+impl Default for Upgrade {
+    fn default() -> Self {
+        Self {
+            max_unavailable: default_max_unavailable(),
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+fn default_max_unavailable() -> u32 {
+    1
+}
+fn default_drain_timeout() -> u32 {
+    300
 }
 
 /// The Kubernetes API endpoint.

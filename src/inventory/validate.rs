@@ -630,6 +630,23 @@ impl Checker<'_> {
                 );
             }
         }
+        if let Some(kc) = &v.kubectl
+            && (kc.0.major != k.major || kc.0.minor.abs_diff(k.minor) > 1)
+        {
+            self.error(
+                &p(&["versions", "kubectl"]),
+                format!(
+                    "kubectl {kc} is more than one minor version away from the API server ({})",
+                    v.kubernetes
+                ),
+                format!(
+                    "use a kubectl 1.{}, 1.{} or 1.{} release, or remove versions.kubectl",
+                    k.minor.saturating_sub(1),
+                    k.minor,
+                    k.minor + 1
+                ),
+            );
+        }
         let (a, b, c) = MIN_ETCD_FOR_KUBEADM;
         if crate::artifacts::etcd_from_debian(inv) {
             self.warning(
@@ -1030,15 +1047,17 @@ impl Checker<'_> {
                 "use two ports (the defaults are 2379 for clients and 2380 for peers)",
             );
         }
-        for (key, value) in [
-            ("concurrency", s.concurrency),
-            ("connect_timeout", s.connect_timeout),
-            ("command_timeout", s.command_timeout),
+        for (section, key, value) in [
+            ("ssh", "concurrency", s.concurrency),
+            ("ssh", "connect_timeout", s.connect_timeout),
+            ("ssh", "command_timeout", s.command_timeout),
+            ("upgrade", "max_unavailable", inv.upgrade.max_unavailable),
+            ("upgrade", "drain_timeout", inv.upgrade.drain_timeout),
         ] {
             if value == 0 {
                 self.error(
-                    &p(&["ssh", key]),
-                    format!("ssh.{key} must be at least 1"),
+                    &p(&[section, key]),
+                    format!("{section}.{key} must be at least 1"),
                     "remove it to use the default",
                 );
             }
