@@ -144,6 +144,26 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Roll the cluster to the inventory's versions, node by node (the `upgrade` playbook).
+    ///
+    /// Preflight first (skew policy, every node Ready, control-plane pods, release files), then
+    /// an etcd snapshot, then control planes one at a time and workers in batches of
+    /// upgrade.max_unavailable: cordon, drain (PodDisruptionBudgets respected), kubeadm upgrade,
+    /// kubelet and kubectl, Ready at the target, uncordon. Nodes at the target are skipped, so a
+    /// stopped run resumes where it stopped.
+    #[command(after_help = "Examples:
+  forgectl upgrade -f cluster.yaml --dry-run   # the order and the gates
+  forgectl upgrade -f cluster.yaml --yes
+
+Set versions.kubernetes (one minor version at a time) before running it. The runbook: docs/upgrade.md.")]
+    Upgrade {
+        /// Approve without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print the plan and stop; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write every file a run would push (configs, units, manifests) under DIR/HOST/PATH.
     #[command(
         after_help = "Examples:\n  forgectl render -f cluster.yaml --out rendered/\n  forgectl render -f cluster.yaml --out rendered/ --only etcd"

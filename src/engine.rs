@@ -395,6 +395,18 @@ async fn run_phase(p: &PhasePlan, exec: &Executor<'_>) -> Result<usize, ExecErro
                 }
             }
             Op::ForgetEtcdCluster => changed += exec.forget_etcd_cluster()?,
+            Op::CheckEtcdVersions { .. } => {
+                for b in &same {
+                    exec.check_etcd_versions(b).await?;
+                }
+            }
+            Op::RestartEtcdMember { .. } => changed += exec.restart_etcd_members(&same).await?,
+            Op::UpgradePreflight { .. } => {
+                for b in &same {
+                    changed += exec.upgrade_preflight(b).await?;
+                }
+            }
+            Op::UpgradeNode { .. } => changed += exec.upgrade_nodes(&same).await?,
             Op::Upload { .. }
             | Op::Run { .. }
             | Op::InstallPackages { .. }

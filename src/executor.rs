@@ -9,9 +9,12 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 mod dns_check;
+mod etcd_rolling;
 pub mod etcd_state;
 mod kube_api;
 pub mod kubeadm;
+pub mod upgrade;
+mod upgrade_skew;
 
 use crate::etcd;
 use crate::interrupt::Interrupt;
@@ -90,6 +93,25 @@ pub enum ExecError {
     /// The Kubernetes API refused or failed.
     #[error(transparent)]
     Kube(#[from] crate::kube::KubeError),
+    /// etcd cannot go to the inventory's version from what its members run; nothing changed.
+    #[error("etcd cannot go to the inventory's version, nothing was changed:\n{}", .0.iter().map(|p| format!("    - {p}")).collect::<Vec<_>>().join("\n"))]
+    EtcdVersion(Vec<String>),
+    /// A member would have to restart while the others lack quorum without it.
+    #[error("{0}")]
+    EtcdQuorum(String),
+    /// The upgrade's preflight refused; nothing was changed.
+    #[error("the upgrade cannot start, nothing was changed:\n{}", .0.iter().map(|p| format!("    - {p}")).collect::<Vec<_>>().join("\n"))]
+    UpgradeRefused(Vec<String>),
+    /// A node's upgrade stopped at a step.
+    #[error("{node}: the upgrade stopped at {step}: {why}")]
+    Upgrade {
+        /// The node.
+        node: String,
+        /// The step.
+        step: String,
+        /// Why.
+        why: String,
+    },
 }
 
 impl ExecError {
@@ -127,6 +149,18 @@ impl ExecError {
             Self::Render(_) => "fix the template named above (or the --templates override)".into(),
             Self::Check(_) => "look at CoreDNS and kube-proxy (`forgectl status`), then run `forgectl up --only cluster-ready`".into(),
             Self::Kube(e) => e.next_step(),
+            Self::EtcdQuorum(_) => {
+                "bring the members named back (`forgectl etcd status`, `forgectl machines start NAME`), then run again".into()
+            }
+            Self::EtcdVersion(_) => {
+                "set versions.etcd as said, then run again (`forgectl etcd status` shows what each member runs)".into()
+            }
+            Self::UpgradeRefused(_) => {
+                "fix what is listed, then run `forgectl upgrade` again".into()
+            }
+            Self::Upgrade { node, .. } => format!(
+                "fix the cause on {node}, then run `forgectl upgrade` again: nodes at the target are skipped, {node} is picked up where it stopped (docs/upgrade.md)"
+            ),
             Self::Etcd(_) | Self::EtcdStuck { .. } => {
                 "check the members with `forgectl exec --hosts etcd -- journalctl -u etcd -n 50`"
                     .into()
@@ -689,7 +723,7 @@ impl<'a> Executor<'a> {
 
     /// Each member's etcd unit state and its last journal lines (best effort: what cannot be read
     /// is left out), for an error that says why a member did not come up.
-    async fn etcd_journal(&self, names: &[String]) -> Vec<(String, String)> {
+    pub(crate) async fn etcd_journal(&self, names: &[String]) -> Vec<(String, String)> {
         let Ok(pool) = self.pool().await else {
             return Vec::new();
         };

@@ -131,6 +131,11 @@ async fn dispatch(
             run.playbook = "reset".into();
             commands::reset(&run, opts).await
         }
+        C::Upgrade { yes, dry_run } => {
+            let mut run = run_options(file.clone(), None, yes, dry_run);
+            run.playbook = "upgrade".into();
+            commands::up(&run, opts).await
+        }
         C::Node { verb } => match verb {
             cli::NodeVerb::Remove {
                 name,

@@ -207,6 +207,60 @@ pub enum Op {
         /// sha256 of the configuration, hex.
         sha256: String,
     },
+    /// Before etcd members are changed: each member that answers runs a version from which
+    /// `target` is one minor release at most (etcd's upgrade rule), else nothing is changed.
+    CheckEtcdVersions {
+        /// The etcd version the inventory asks for.
+        target: String,
+    },
+    /// Restart the action's etcd member unless it runs with its current configuration,
+    /// certificates and binary (`current`, a shell check, succeeds). While the other members
+    /// keep quorum without it, the restart is waited for and the cluster must be healthy again
+    /// before the next member: a rolling restart. While the cluster forms, it is started in the
+    /// background (members wait for each other).
+    RestartEtcdMember {
+        /// Shell check that succeeds when the member runs what is on disk.
+        current: String,
+    },
+    /// Before a rolling upgrade changes anything: the version skew policy against what the
+    /// cluster runs, every node registered and Ready, the control plane's pods running, the
+    /// target's release files there and verified; then, when any node is behind, an etcd
+    /// snapshot into the state dir (`backups/etcd-pre-upgrade-TIME.db`).
+    UpgradePreflight {
+        /// The Kubernetes version the control plane goes to.
+        kubernetes: String,
+        /// The kubelet version the nodes go to.
+        kubelet: String,
+        /// Every node of the inventory.
+        nodes: Vec<String>,
+    },
+    /// Upgrade the action's node unless it runs the target already: kubeadm installed, cordon,
+    /// drain through the Eviction API, `kubeadm upgrade apply` (the first control plane while
+    /// the cluster is older) or `kubeadm upgrade node`, kubelet and kubectl installed, kubelet
+    /// restarted, Ready at the target (a control plane's own pods too), uncordon. Nodes of one
+    /// batch go together, batches one after the other.
+    UpgradeNode {
+        /// A control plane (its static pods are upgraded and waited for).
+        control_plane: bool,
+        /// The batch it belongs to (1-based).
+        batch: usize,
+        /// The Kubernetes version.
+        kubernetes: String,
+        /// The kubelet version.
+        kubelet: String,
+        /// How long the drain may take, in seconds.
+        drain_timeout_s: u64,
+        /// kubeadm preflight errors ignored on this node (the inventory's, and
+        /// SystemVerification on cgroup v1 hosts, as at init and join).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        ignore_preflight: Vec<String>,
+        /// Installs kubeadm at the target (before `kubeadm upgrade`).
+        #[serde(skip)]
+        kubeadm: Vec<Action>,
+        /// kubelet, kubectl, crictl, kubelet's unit (after `kubeadm upgrade`).
+        #[serde(skip)]
+        packages: Vec<Action>,
+    },
 }
 
 /// Where `render` puts manifests forgectl applies through the API (they go to no host).
@@ -610,6 +664,43 @@ impl Plan {
                             ""
                         },
                         &sha256[..12]
+                    ),
+                    Op::CheckEtcdVersions { target } => format!(
+                        "check  that every member that answers may go to etcd {target} (one minor release at a time, never back)"
+                    ),
+                    Op::RestartEtcdMember { .. } => "restart etcd when its files changed since it started: one member at a time, the cluster healthy again before the next (in the background while the cluster forms)".to_string(),
+                    Op::UpgradePreflight {
+                        kubernetes,
+                        kubelet,
+                        nodes,
+                    } => format!(
+                        "check  the skew policy for v{kubernetes} (kubelet v{kubelet}), {} node(s) Ready, control-plane pods running, release files verified; then, if any node is behind, snapshot etcd into backups/etcd-pre-upgrade-TIME.db (the run stops if none can be taken)",
+                        nodes.len()
+                    ),
+                    Op::UpgradeNode {
+                        control_plane,
+                        batch,
+                        kubernetes,
+                        kubelet,
+                        drain_timeout_s,
+                        ..
+                    } => format!(
+                        "upgrade to v{kubernetes}{} (batch {batch}): kubeadm v{kubernetes}, cordon, drain (PodDisruptionBudgets respected, at most {drain_timeout_s} s), {}, kubelet v{kubelet} + kubectl, restart kubelet, Ready at v{kubelet}{}, uncordon — skipped when already there",
+                        if kubelet == kubernetes {
+                            String::new()
+                        } else {
+                            format!(" (kubelet v{kubelet})")
+                        },
+                        if *control_plane {
+                            "kubeadm upgrade apply (first control plane) or node"
+                        } else {
+                            "kubeadm upgrade node"
+                        },
+                        if *control_plane {
+                            " with its control-plane pods"
+                        } else {
+                            ""
+                        }
                     ),
                 };
                 let _ = writeln!(out, "      {}{host}{}  {what}", style.dim, style.reset);

@@ -344,7 +344,20 @@ fn up_stops_before_the_first_unbuilt_phase_and_says_so() {
         .stdout(predicate::str::contains(
             "up: done — 1 phase(s), 0 change(s).",
         ));
-    // Every phase of `cluster` is built: a playbook of its own names one still to come.
+    // A phase that cannot run here (its release files are not in the artifact directory) stops
+    // the run before it, saying what it needs; what ran before is recorded.
+    let releases = state.path().join("releases");
+    std::fs::create_dir_all(&releases).unwrap();
+    let inv = state.path().join("cluster.yaml");
+    std::fs::write(
+        &inv,
+        format!(
+            "{}\nartifacts:\n  source: local\n  dir: {}\n",
+            std::fs::read_to_string(example("static")).unwrap(),
+            releases.display()
+        ),
+    )
+    .unwrap();
     let playbook = state.path().join("day-two.yaml");
     std::fs::write(
         &playbook,
@@ -357,17 +370,44 @@ fn up_stops_before_the_first_unbuilt_phase_and_says_so() {
         .arg("--playbook")
         .arg(&playbook)
         .arg("-f")
-        .arg(example("static"))
+        .arg(&inv)
         .assert()
         .code(3)
         .stdout(predicate::str::contains(
-            "up: stopped before phase `upgrade-control-plane`: it is not implemented yet (arrives with a later issue (day two)).",
+            "up: stopped before phase `upgrade-control-plane`: running it needs artifacts that cannot be fetched",
         ))
         .stdout(predicate::str::contains("ran provision (0 change(s)); `upgrade-control-plane` and the phases after it were not attempted."));
     let record = std::fs::read_to_string(state.path().join("forge-static/last-run.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&record).unwrap();
     assert_eq!(v["stopped_at"], "upgrade-control-plane");
     assert_eq!(v["ran"], serde_json::json!(["provision"]));
+}
+
+/// No shipped playbook names a phase that is not built.
+#[test]
+fn every_shipped_playbook_is_built() {
+    // Release files from a local (empty) directory: nothing is looked up on the network.
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("cluster.yaml");
+    std::fs::write(
+        &inv,
+        format!(
+            "{}\nartifacts:\n  source: local\n  dir: {}\n",
+            std::fs::read_to_string(example("static")).unwrap(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    for playbook in ["cluster", "scale", "upgrade", "reset", "down"] {
+        forgectl()
+            .args(["plan", "--playbook", playbook, "--state-dir"])
+            .arg(dir.path())
+            .arg("-f")
+            .arg(&inv)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("0 not implemented yet."));
+    }
 }
 
 #[test]

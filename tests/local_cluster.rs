@@ -10,7 +10,8 @@
 
 mod support;
 
-use assert_cmd::Command;
+use support::real_cluster::{Bed, text, wait_until};
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,139 +37,6 @@ fn inventory(artifacts: &Path, images: &Path, kube: &str, etcd: &str) -> String 
         artifacts.display(),
         images.display()
     )
-}
-
-struct Bed {
-    inv: PathBuf,
-    state: PathBuf,
-    kubectl: PathBuf,
-}
-
-impl Bed {
-    fn forgectl(&self) -> Command {
-        let mut c = Command::cargo_bin("forgectl").unwrap();
-        c.env("NO_COLOR", "1")
-            .env_remove("FORGECTL_INVENTORY")
-            .arg("--state-dir")
-            .arg(&self.state)
-            .arg("-f")
-            .arg(&self.inv);
-        c
-    }
-
-    /// forgectl as a process of its own (to run in the background, or to signal).
-    fn process(&self) -> std::process::Command {
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("forgectl"));
-        c.env("NO_COLOR", "1")
-            .env_remove("FORGECTL_INVENTORY")
-            .arg("--state-dir")
-            .arg(&self.state)
-            .arg("-f")
-            .arg(&self.inv);
-        c
-    }
-
-    fn up(&self, args: &[&str]) -> (Option<i32>, String) {
-        let out = self
-            .forgectl()
-            .arg("up")
-            .arg("--yes")
-            .args(args)
-            .output()
-            .unwrap();
-        (out.status.code(), text(&out))
-    }
-
-    /// Output of `cmd` on `host`, each line without forgectl's `host | ` prefix.
-    fn on(&self, host: &str, cmd: &str) -> String {
-        let out = self
-            .forgectl()
-            .args(["exec", "--hosts", host, "--", cmd])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{host}: {cmd}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix(&format!("{host} | ")))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn admin_conf(&self) -> PathBuf {
-        self.state.join(CLUSTER).join("admin.conf")
-    }
-
-    /// kubectl on this machine with the admin kubeconfig forgectl fetched (through haproxy):
-    /// its output, or what it said when it failed.
-    fn k_try(&self, args: &[&str]) -> Result<String, String> {
-        let out = std::process::Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(self.admin_conf())
-            .args(args)
-            .output()
-            .unwrap();
-        match out.status.success() {
-            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-            false => Err(format!("kubectl {args:?}: {}", text(&out))),
-        }
-    }
-
-    /// As `k_try`, failing the test when kubectl fails.
-    fn k(&self, args: &[&str]) -> String {
-        self.k_try(args).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn k_json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.k(&all)).unwrap()
-    }
-
-    fn k_apply(&self, yaml: &str) {
-        let mut child = std::process::Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(self.admin_conf())
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "kubectl apply: {}", text(&out));
-    }
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        let _ = self.forgectl().args(["down", "--yes"]).output();
-    }
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> Result<(), String>) {
-    let t = Instant::now();
-    loop {
-        match ok() {
-            Ok(()) => return,
-            Err(last) if t.elapsed() > limit => panic!("{what}: not after {limit:?}: {last}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
 }
 
 /// A `kubeadm init` that dies after writing the admin kubeconfig and the API server's manifest
@@ -475,7 +343,18 @@ fn pause_through_a_registry(work: &Path, inv: &Path, images: &Path) {
     let reg = support::registry::Registry::start(work);
     let host = reg.host();
     let seed = work.join("seed-pause.tar");
-    std::fs::rename(images.join("pause.tar"), &seed).unwrap();
+    let pause_file = std::fs::read_dir(images)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pause_")
+        })
+        .unwrap();
+    std::fs::rename(&pause_file, &seed).unwrap();
     let pause = forgectl::images::read(&seed).unwrap().refs[0].clone();
     reg.push(&seed, pause.strip_prefix("registry.k8s.io/").unwrap());
     let tools = work.join("seed-tools.tar");
@@ -752,6 +631,7 @@ fn real_cluster_from_forgectl_up() {
     let state = work.path().join("state");
     let before = support::host_snapshot(CLUSTER, &state);
     let bed = Bed {
+        cluster: CLUSTER,
         inv,
         state,
         kubectl: kube_bin.join("kubectl"),

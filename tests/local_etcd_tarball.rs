@@ -140,6 +140,99 @@ fn etcd_from_a_release_tarball() {
             "up: done — 4 phase(s), 0 change(s).",
         ));
 
+    // A changed binary on every member: the members are restarted one at a time, each one
+    // stopped only after the one before it was back and the cluster healthy.
+    forgectl()
+        .args(["exec", "--hosts", "etcd", "--", "touch /usr/local/bin/etcd"])
+        .assert()
+        .success();
+    let out = forgectl()
+        .args(["up", "--yes", "--until", "etcd"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    let members = ["etcd-1", "etcd-2", "etcd-3"];
+    for m in members {
+        assert!(
+            said.contains(&format!(
+                "{m}  etcd restarted; 3 of 3 members healthy again"
+            )),
+            "{m}: {said}"
+        );
+    }
+    let times: Vec<(u64, u64)> = members
+        .iter()
+        .map(|m| {
+            let out = forgectl()
+                .args([
+                    "exec",
+                    "--hosts",
+                    m,
+                    "--",
+                    "systemctl show etcd.service --timestamp=unix -p InactiveEnterTimestamp -p ActiveEnterTimestamp",
+                ])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let at = |key: &str| -> u64 {
+                text.lines()
+                    .find_map(|l| l.split_once(&format!("{key}=@")).map(|(_, v)| v))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("{key} on {m}: {text}"))
+            };
+            (at("InactiveEnterTimestamp"), at("ActiveEnterTimestamp"))
+        })
+        .collect();
+    for pair in times.windows(2) {
+        let ((_, back), (stopped, _)) = (pair[0], pair[1]);
+        assert!(
+            stopped >= back,
+            "a member stopped before the one before it was back: {times:?}"
+        );
+    }
+    forgectl()
+        .args(["up", "--yes", "--until", "etcd"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "up: done — 4 phase(s), 0 change(s).",
+        ));
+
+    // etcd goes one minor release at a time: 3.4 to 3.6 is refused before anything changes.
+    let (_, newer) = support::kube_artifacts::lay_out(&releases, &support::kube::assets());
+    let text = std::fs::read_to_string(&inv).unwrap();
+    std::fs::write(
+        &inv,
+        text.replace(&format!("etcd: {version}\n"), &format!("etcd: {newer}\n")),
+    )
+    .unwrap();
+    forgectl()
+        .args(["up", "--yes", "--until", "etcd"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "etcd-1 runs etcd {version}: etcd is upgraded one minor release at a time, so set versions.etcd to a 3.5.x release first"
+        )));
+    forgectl()
+        .args([
+            "exec",
+            "--hosts",
+            "etcd",
+            "--",
+            "etcd --version | head -n 1",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "etcd-3 | etcd Version: {version}"
+        )));
+    std::fs::write(&inv, text).unwrap();
+
     // A tampered release is refused before anything reaches the machines.
     let file = releases
         .join("etcd")

@@ -124,9 +124,16 @@ pub(crate) async fn run_etcd_phase_on(
         hosts: hosts.to_vec(),
     };
     let plan = crate::engine::plan_step(&ctx, &pb, &step)?;
-    let host_steps: Vec<&crate::plan::Action> =
-        plan.actions.iter().filter(|a| a.host.is_some()).collect();
-    Ok(exec.host_actions(&host_steps).await?)
+    let restart =
+        |a: &&crate::plan::Action| matches!(a.op, crate::plan::Op::RestartEtcdMember { .. });
+    let host_steps: Vec<&crate::plan::Action> = plan
+        .actions
+        .iter()
+        .filter(|a| a.host.is_some() && !restart(a))
+        .collect();
+    let restarts: Vec<&crate::plan::Action> = plan.actions.iter().filter(restart).collect();
+    let changed = exec.host_actions(&host_steps).await?;
+    Ok(changed + exec.restart_etcd_members(&restarts).await?)
 }
 
 /// The cluster's state dir (made on first use).

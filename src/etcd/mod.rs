@@ -2,6 +2,7 @@
 
 pub mod bootstrap;
 pub mod snapshot;
+pub mod versions;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use serde::Serialize;

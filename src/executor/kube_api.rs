@@ -127,7 +127,7 @@ impl Executor<'_> {
 
     /// The client of the cluster's API, from the admin kubeconfig in the state dir; made once
     /// per run.
-    async fn kube(&self) -> Result<&Kube, ExecError> {
+    pub(super) async fn kube(&self) -> Result<&Kube, ExecError> {
         self.kube
             .get_or_try_init(|| async {
                 let admin = self.state.path().join(STATE_ADMIN_CONF);

@@ -5,11 +5,15 @@
 mod apply;
 mod drain;
 mod ready;
+mod versions;
 mod wait;
 
 pub use apply::{ApplyReport, documents};
 pub use drain::{Drained, selects};
 pub use ready::{nodes_ready, pod_behind, pods_running};
+pub use versions::{
+    CONTROL_PLANE_COMPONENTS, ComponentPod, NodeState, configured_version, image_tag,
+};
 pub use wait::rolled_out;
 
 use std::path::Path;

@@ -30,6 +30,19 @@ pub const DEBIAN_BINARY: &str = "/usr/bin/etcd";
 /// Debian's package with the etcd server.
 pub const DEBIAN_PACKAGE: &str = "etcd-server";
 
+/// Touched on a member when etcd is (re)started: files newer than it mean a restart is due.
+pub const STARTED_MARK: &str = "/var/lib/forgectl/etcd.started";
+
+/// A shell check that succeeds when the member runs and none of its configuration, unit,
+/// certificates or `binary` changed since it was last started by forgectl.
+fn restart_not_needed(binary: &str) -> String {
+    format!(
+        "systemctl is-active --quiet etcd.service && test -e {STARTED_MARK} && \
+         test -z \"$(find {} {} {PKI_DIR} {binary} -newer {STARTED_MARK} -print -quit 2>/dev/null)\"",
+        ENV_FILE.path, UNIT_FILE.path
+    )
+}
+
 /// Certificate files on a member: (state-dir PKI path, extension, remote name, mode, owner).
 fn cert_files(member: &str) -> [(String, &'static str, &'static str, u32, &'static str); 6] {
     use crate::pki::paths;
@@ -143,6 +156,15 @@ impl Phase for Etcd {
             .map(|d| crate::etcd::bootstrap::read(d))
             .unwrap_or_default();
         let mut actions = Vec::new();
+        if !debian && !hosts.is_empty() {
+            actions.push(Action::local(
+                None,
+                Op::CheckEtcdVersions {
+                    target: inv.versions.etcd.to_string(),
+                },
+                "etcd moves one minor release at a time",
+            ));
+        }
         for m in hosts {
             // Members added after the cluster formed keep joining the cluster they were added to.
             let (initial_cluster, cluster_state) = match joined.get(&m.name) {
@@ -238,11 +260,16 @@ impl Phase for Etcd {
                 &member,
                 "etcd systemd unit",
             )?);
-            actions.push(Action::run_on_change(
-                &m.name,
-                "systemctl daemon-reload && systemctl enable etcd.service && systemctl restart --no-block etcd.service",
-                "systemctl is-active --quiet etcd.service",
-                "(re)start the member after a change; members wait for each other, forgectl waits for all",
+        }
+        // Restarts come after every member's files are in place, one member at a time.
+        let current = restart_not_needed(binary);
+        for m in hosts {
+            actions.push(Action::local(
+                Some(&m.name),
+                Op::RestartEtcdMember {
+                    current: current.clone(),
+                },
+                "(re)start the member when its files changed; a formed cluster keeps quorum",
             ));
         }
         if !hosts.is_empty() {

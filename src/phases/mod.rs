@@ -19,13 +19,13 @@ mod kubeadm_join;
 pub mod kubeadm_reset;
 mod lb;
 mod manifests;
-mod pending;
 mod pki;
 pub mod platform;
 mod provision;
 mod runtime;
 pub mod storage_cinder;
 mod storage_nfs;
+mod upgrade;
 
 use std::collections::BTreeSet;
 
@@ -189,24 +189,19 @@ static BUILT: &[&dyn Phase] = &[
     &deprovision::Deprovision,
     &kubeadm_reset::KubeadmReset,
     &etcd_reset::EtcdReset,
+    &upgrade::UpgradePreflight,
+    &upgrade::UpgradeControlPlane,
+    &upgrade::UpgradeWorkers,
 ];
 
 /// The phase called `name`, if any (built or pending).
 pub fn lookup(name: &str) -> Option<&'static dyn Phase> {
-    BUILT
-        .iter()
-        .copied()
-        .find(|p| p.name() == name)
-        .or_else(|| pending::lookup(name))
+    BUILT.iter().copied().find(|p| p.name() == name)
 }
 
-/// Every phase name forgectl knows, built ones first.
+/// Every phase name forgectl knows.
 pub fn all_names() -> Vec<&'static str> {
-    BUILT
-        .iter()
-        .map(|p| p.name())
-        .chain(pending::names())
-        .collect()
+    BUILT.iter().map(|p| p.name()).collect()
 }
 
 /// Readiness of the phases that talk to the provider: built for every provider.
@@ -221,4 +216,11 @@ pub(crate) fn provider_readiness(ctx: &PlanContext<'_>) -> Readiness {
 }
 
 /// Phases that install release artifacts (which the inventory's source may not give).
-pub const ARTIFACT_PHASES: &[&str] = &["etcd", "runtime", "kube-packages"];
+pub const ARTIFACT_PHASES: &[&str] = &[
+    "etcd",
+    "runtime",
+    "kube-packages",
+    "upgrade-preflight",
+    "upgrade-control-plane",
+    "upgrade-workers",
+];

@@ -117,11 +117,7 @@ impl Phase for Runtime {
         let deb = debian(ctx);
         let layout = if deb { &DEBIAN } else { &RELEASE };
         let c = inv.versions.containerd.to_string();
-        let images = match &inv.artifacts.images {
-            // Made absolute against the inventory file when it was loaded.
-            Some(d) => crate::images::scan(d).map_err(|e| PhaseError::Inventory(e.to_string()))?,
-            None => Vec::new(),
-        };
+        let images = image_archives(ctx)?;
         let mut actions = Vec::new();
         for m in hosts {
             let h = &m.name;
@@ -248,26 +244,44 @@ impl Phase for Runtime {
                 "systemctl is-active --quiet containerd.service && ctr version >/dev/null 2>&1",
                 "(re)start containerd after a change and wait until it answers",
             ));
-            for a in &images {
-                if !m.has(crate::inventory::Role::ControlPlane)
-                    && crate::images::control_plane_only(a)
-                {
-                    continue;
-                }
-                actions.push(Action::local(
-                    Some(h),
-                    Op::LoadImage {
-                        path: a.path.display().to_string(),
-                        file: a.file.clone(),
-                        refs: a.refs.clone(),
-                        digest: a.digest.clone(),
-                        size: a.size,
-                        present: crate::images::present_check(a),
-                    },
-                    "an image the node cannot pull (artifacts.images)",
-                ));
-            }
+            actions.extend(image_loads(m, &images));
         }
         Ok(actions)
     }
+}
+
+/// The archives of `artifacts.images` (none when it is not set).
+pub fn image_archives(
+    ctx: &PlanContext<'_>,
+) -> Result<Vec<crate::images::ImageArchive>, PhaseError> {
+    match &ctx.inv.inventory.artifacts.images {
+        // Made absolute against the inventory file when it was loaded.
+        Some(d) => crate::images::scan(d).map_err(|e| PhaseError::Inventory(e.to_string())),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Loads of the archives `m` runs (control-plane images only on control planes), each skipped
+/// when containerd has it.
+pub fn image_loads(m: &Machine, images: &[crate::images::ImageArchive]) -> Vec<Action> {
+    images
+        .iter()
+        .filter(|a| {
+            m.has(crate::inventory::Role::ControlPlane) || !crate::images::control_plane_only(a)
+        })
+        .map(|a| {
+            Action::local(
+                Some(&m.name),
+                Op::LoadImage {
+                    path: a.path.display().to_string(),
+                    file: a.file.clone(),
+                    refs: a.refs.clone(),
+                    digest: a.digest.clone(),
+                    size: a.size,
+                    present: crate::images::present_check(a),
+                },
+                "an image the node cannot pull (artifacts.images)",
+            )
+        })
+        .collect()
 }

@@ -32,29 +32,51 @@ pub fn assets() -> PathBuf {
         if let Some(d) = std::env::var_os(ASSETS_ENV).filter(|d| !d.is_empty()) {
             return PathBuf::from(d);
         }
-        let kube = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/kube/kube");
-        let out = Command::new(&kube)
-            .arg("bin")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("{ASSETS_ENV} is not set and {} fails: {e}", kube.display())
-            });
-        assert!(
-            out.status.success(),
-            "{} bin: {}",
-            kube.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        PathBuf::from(dir)
+        kube_bin(&[])
     })
     .clone()
+}
+
+/// The environment variable naming the directory of the previous minor release's node binaries
+/// (kubeadm, kubelet, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy), for
+/// upgrade tests.
+pub const PREVIOUS_ASSETS_ENV: &str = "FORGECTL_TEST_KUBE_ASSETS_PREVIOUS";
+
+/// The previous release's binaries: `$FORGECTL_TEST_KUBE_ASSETS_PREVIOUS`, else what
+/// `../shared/kube/kube bin --version 1.35.3` prints.
+pub fn previous_assets() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os(PREVIOUS_ASSETS_ENV).filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
+        }
+        kube_bin(&["--version", "1.35.3"])
+    })
+    .clone()
+}
+
+/// What `../shared/kube/kube bin ARGS` prints.
+fn kube_bin(args: &[&str]) -> PathBuf {
+    let kube = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/kube/kube");
+    let out = Command::new(&kube)
+        .arg("bin")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{ASSETS_ENV} is not set and {} fails: {e}", kube.display()));
+    assert!(
+        out.status.success(),
+        "{} bin {args:?}: {}",
+        kube.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    PathBuf::from(dir)
 }
 
 /// How to start a control plane.

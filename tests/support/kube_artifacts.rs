@@ -37,21 +37,7 @@ pub fn etcd_version(kube_bin: &Path) -> String {
 
 /// Lays the binaries out under `dir`; returns (Kubernetes version, etcd version).
 pub fn lay_out(dir: &Path, kube_bin: &Path) -> (String, String) {
-    let k = kube_version(kube_bin);
-    for name in ["kubeadm", "kubelet", "kubectl"] {
-        let d = dir.join(name).join(&k);
-        std::fs::create_dir_all(&d).unwrap();
-        let target = d.join(name);
-        if std::fs::hard_link(kube_bin.join(name), &target).is_err() {
-            std::fs::copy(kube_bin.join(name), &target).unwrap();
-        }
-        let data = std::fs::read(&target).unwrap();
-        std::fs::write(
-            d.join(format!("{name}.sha256")),
-            format!("{}\n", sha256_hex(&data)),
-        )
-        .unwrap();
-    }
+    let k = lay_out_node_binaries(dir, kube_bin);
     let e = etcd_version(kube_bin);
     let work = tempfile::tempdir().unwrap();
     let top = work.path().join(format!("etcd-v{e}-linux-amd64"));
@@ -136,4 +122,28 @@ pub fn inputs(work: &Path, kube_bin: &Path) -> Inputs {
         kube,
         etcd,
     }
+}
+
+/// kubeadm, kubelet and kubectl of `kube_bin` (those it has: an older set may lack kubectl)
+/// laid out under `dir`; returns their Kubernetes version.
+pub fn lay_out_node_binaries(dir: &Path, kube_bin: &Path) -> String {
+    let k = kube_version(kube_bin);
+    for name in ["kubeadm", "kubelet", "kubectl"] {
+        if !kube_bin.join(name).exists() {
+            continue;
+        }
+        let d = dir.join(name).join(&k);
+        std::fs::create_dir_all(&d).unwrap();
+        let target = d.join(name);
+        if std::fs::hard_link(kube_bin.join(name), &target).is_err() {
+            std::fs::copy(kube_bin.join(name), &target).unwrap();
+        }
+        let data = std::fs::read(&target).unwrap();
+        std::fs::write(
+            d.join(format!("{name}.sha256")),
+            format!("{}\n", sha256_hex(&data)),
+        )
+        .unwrap();
+    }
+    k
 }

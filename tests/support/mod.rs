@@ -11,6 +11,7 @@ pub mod kube_artifacts;
 pub mod node_images;
 pub mod node_standin;
 pub mod openstack;
+pub mod real_cluster;
 pub mod registry;
 pub mod rendered;
 pub mod schema_walk;

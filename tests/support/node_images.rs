@@ -199,14 +199,19 @@ pub fn lay_out(dir: &Path, kube_bin: &Path) {
             format!("/usr/local/bin/{bin}"),
         ));
     }
-    let pause = std::fs::read(kube_bin.join("pause")).unwrap_or_else(|e| {
+    // An older set has no pause of its own: the default set's serves every version.
+    let pause_bin = match kube_bin.join("pause") {
+        p if p.exists() => p,
+        _ => super::kube::assets().join("pause"),
+    };
+    let pause = std::fs::read(&pause_bin).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (a static pause binary beside the Kubernetes binaries, as ../shared/kube has)",
-            kube_bin.join("pause").display()
+            pause_bin.display()
         )
     });
     images.push((
-        "pause.tar".into(),
+        format!("pause_{}.tar", tag(&reference("pause"))),
         reference("pause"),
         Vec::new(),
         vec![("/pause".into(), pause, 0o755)],
@@ -224,7 +229,7 @@ pub fn lay_out(dir: &Path, kube_bin: &Path) {
         "/usr/local/bin/kube-proxy".into(),
     ));
     images.push((
-        "coredns-STANDIN.tar".into(),
+        format!("coredns-STANDIN_{}.tar", tag(&reference("coredns"))),
         reference("coredns"),
         vec![base],
         vec![("/coredns".into(), standin.to_vec(), 0o755)],
@@ -257,6 +262,11 @@ pub fn lay_out(dir: &Path, kube_bin: &Path) {
 }
 
 /// The images `kubeadm config images list` names for `kube_bin`'s version.
+/// The tag of an image reference.
+fn tag(reference: &str) -> String {
+    reference.rsplit(':').next().unwrap_or_default().to_string()
+}
+
 pub fn kubeadm_images(kube_bin: &Path) -> Vec<String> {
     let out = Command::new(kube_bin.join("kubeadm"))
         .args(["config", "images", "list", "--kubernetes-version"])
