@@ -233,6 +233,9 @@ pub enum Op {
         kubelet: String,
         /// Every node of the inventory.
         nodes: Vec<String>,
+        /// The etcd version the members go to (None when etcd comes from Debian's packages).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        etcd: Option<String>,
     },
     /// Upgrade the action's node unless it runs the target already: kubeadm installed, cordon,
     /// drain through the Eviction API, `kubeadm upgrade apply` (the first control plane while
@@ -673,6 +676,7 @@ impl Plan {
                         kubernetes,
                         kubelet,
                         nodes,
+                        ..
                     } => format!(
                         "check  the skew policy for v{kubernetes} (kubelet v{kubelet}), {} node(s) Ready, control-plane pods running, release files verified; then, if any node is behind, snapshot etcd into backups/etcd-pre-upgrade-TIME.db (the run stops if none can be taken)",
                         nodes.len()

@@ -87,6 +87,7 @@ impl Executor<'_> {
             kubernetes,
             kubelet,
             nodes,
+            etcd,
         } = &a.op
         else {
             return Ok(0);
@@ -169,6 +170,33 @@ impl Executor<'_> {
                 problems.push(format!("{name} {}: {e}", art.version));
             }
         }
+        // etcd members that run another version than the inventory's (the etcd phase rolls
+        // them, one at a time, after the snapshot); every member must answer.
+        if let Some(target) = etcd {
+            let (tls, members) = self.etcd_access()?;
+            let mut running = Vec::new();
+            for h in crate::etcd::health(&members, &tls, Duration::from_secs(3)).await {
+                if let Some(v) = h
+                    .version
+                    .as_deref()
+                    .and_then(|v| semver::Version::parse(v).ok())
+                {
+                    running.push((h.name.clone(), v));
+                }
+                match h.version.as_deref() {
+                    Some(v) if v != target => behind_nodes.push(format!("{} (etcd {v})", h.name)),
+                    Some(_) => {}
+                    None => problems.push(format!(
+                        "etcd member {} does not answer: {}",
+                        h.name,
+                        h.error.unwrap_or_default()
+                    )),
+                }
+            }
+            if let Ok(t) = semver::Version::parse(target) {
+                problems.extend(crate::etcd::versions::problems(&t, &running));
+            }
+        }
         problems.extend(self.missing_target_images());
         if !problems.is_empty() {
             return Err(ExecError::UpgradeRefused(problems));
@@ -177,7 +205,12 @@ impl Executor<'_> {
             say(
                 self.quiet,
                 "forgectl",
-                &format!("every node runs v{kubernetes} already; no snapshot needed"),
+                &format!(
+                    "every node runs v{kubernetes}{} already; no snapshot needed",
+                    etcd.as_ref()
+                        .map(|e| format!(" and every etcd member {e}"))
+                        .unwrap_or_default()
+                ),
             );
             return Ok(0);
         }

@@ -52,6 +52,8 @@ impl Phase for UpgradePreflight {
                 kubernetes,
                 kubelet,
                 nodes,
+                etcd: (!crate::artifacts::etcd_from_debian(&ctx.inv.inventory))
+                    .then(|| ctx.inv.inventory.versions.etcd.to_string()),
             },
             "nothing is upgraded unless every check passes and etcd is saved",
         )];

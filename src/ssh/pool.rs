@@ -62,24 +62,7 @@ impl Pool {
         F: Fn(Arc<Session>) -> Fut,
         Fut: Future<Output = Result<T, SshError>>,
     {
-        let tasks = endpoints.iter().map(|ep| {
-            let work = &work;
-            async move {
-                let _permit = self.hosts.acquire().await;
-                let result = match self.session(ep).await {
-                    Ok(s) => work(s).await,
-                    Err(e) => Err(e),
-                };
-                if matches!(result, Err(SshError::Lost { .. })) {
-                    self.forget(&ep.name).await;
-                }
-                HostResult {
-                    host: ep.name.clone(),
-                    result,
-                }
-            }
-        });
-        futures::future::join_all(tasks).await
+        self.each_tried(endpoints, work, 1).await
     }
 
     /// Like [`Pool::each`], for work that only reads: when the connection to a host is lost
@@ -93,27 +76,40 @@ impl Pool {
         F: Fn(Arc<Session>) -> Fut,
         Fut: Future<Output = Result<T, SshError>>,
     {
+        self.each_tried(endpoints, work, 2).await
+    }
+
+    /// `work` on every endpoint, tried up to `tries` times on a new connection while the
+    /// connection is lost during it (a lost connection is forgotten either way).
+    async fn each_tried<T, F, Fut>(
+        &self,
+        endpoints: &[Endpoint],
+        work: F,
+        tries: usize,
+    ) -> Vec<HostResult<T>>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<T, SshError>>,
+    {
         let tasks = endpoints.iter().map(|ep| {
             let work = &work;
             async move {
                 let _permit = self.hosts.acquire().await;
-                let mut attempt = 0;
+                let mut tried = 0;
                 let result = loop {
+                    tried += 1;
                     let result = match self.session(ep).await {
                         Ok(s) => work(s).await,
                         Err(e) => Err(e),
                     };
-                    match &result {
-                        Err(e @ SshError::Lost { .. }) => {
-                            self.forget(&ep.name).await;
-                            if attempt > 0 {
-                                break result;
-                            }
-                            tracing::info!(host = %ep.name, error = %e, "connection lost; connecting again");
-                            attempt += 1;
-                        }
-                        _ => break result,
+                    let Err(e @ SshError::Lost { .. }) = &result else {
+                        break result;
+                    };
+                    self.forget(&ep.name).await;
+                    if tried >= tries {
+                        break result;
                     }
+                    tracing::info!(host = %ep.name, error = %e, "connection lost; connecting again");
                 };
                 HostResult {
                     host: ep.name.clone(),
