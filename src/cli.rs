@@ -146,8 +146,9 @@ pub enum Command {
     },
     /// Roll the cluster to the inventory's versions, node by node (the `upgrade` playbook).
     ///
-    /// Preflight first (skew policy, every node Ready, control-plane pods, release files), then
-    /// an etcd snapshot, then control planes one at a time and workers in batches of
+    /// Preflight first (skew policy, every node Ready, control-plane pods, release files and
+    /// images, etcd members), then an etcd snapshot, then the etcd members one at a time when
+    /// versions.etcd changed, then control planes one at a time and workers in batches of
     /// upgrade.max_unavailable: cordon, drain (PodDisruptionBudgets respected), kubeadm upgrade,
     /// kubelet and kubectl, Ready at the target, uncordon. Nodes at the target are skipped, so a
     /// stopped run resumes where it stopped.
