@@ -355,7 +355,10 @@ fn rolling_upgrade_keeps_the_budget_and_resumes() {
     assert_eq!(out.status.code(), Some(0), "{third}");
     assert!(third.contains("0 change(s)."), "{third}");
     assert!(
-        third.contains(&format!("every node runs v{new} already")),
+        third.contains(&format!(
+            "every node runs v{new} and every etcd member {} already",
+            inputs.etcd
+        )),
         "{third}"
     );
     let backups = bed.state.join(CLUSTER).join("backups");
