@@ -290,7 +290,7 @@ fn plan_only_and_until_select_phases_and_reject_unknown_ones() {
         .args(["plan", "--playbook", "upgrade"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("playbook upgrade, 3 phases"));
+        .stdout(predicate::str::contains("playbook upgrade, 4 phases"));
     forgectl()
         .args(["plan", "--playbook", "nope"])
         .assert()
