@@ -429,35 +429,46 @@ impl Executor<'_> {
         .await
         .map_err(|e| stop("the kubelet restart", e.to_string()))?;
 
+        // The restarted kubelet may restart the node's API server too: while it starts, the
+        // API may refuse (RBAC not loaded yet: 403) or answer oddly. Those answers are waited
+        // out like a node that is not Ready yet.
         let t = Instant::now();
+        let limit = super::kube_api::wait_limit(READY_TIMEOUT.as_secs());
         loop {
-            let now = kube.node_state(node, CORDONED_FOR_UPGRADE).await?;
-            let pods = match control_plane {
-                true => kube.component_pods(node).await?,
-                false => Vec::new(),
-            };
-            match now {
-                Some(s) if s.ready && at_target(&s, &pods, *control_plane, kubernetes, kubelet) => {
+            let seen = async {
+                let state = kube.node_state(node, CORDONED_FOR_UPGRADE).await?;
+                let pods = match control_plane {
+                    true => kube.component_pods(node).await?,
+                    false => Vec::new(),
+                };
+                Ok::<_, crate::kube::KubeError>((state, pods))
+            }
+            .await;
+            let last = match seen {
+                Ok((Some(s), pods))
+                    if s.ready && at_target(&s, &pods, *control_plane, kubernetes, kubelet) =>
+                {
                     break;
                 }
-                Some(s) if t.elapsed() >= super::kube_api::wait_limit(READY_TIMEOUT.as_secs()) => {
-                    return Err(stop(
-                        "the wait for Ready at the target",
-                        format!(
-                            "after {} s: {} (it stays cordoned; `forgectl exec --hosts {node} -- journalctl -u kubelet -n 50`)",
-                            t.elapsed().as_secs(),
-                            behind(&s, &pods, *control_plane, kubernetes, kubelet)
-                        ),
-                    ));
-                }
-                None => {
+                Ok((Some(s), pods)) => behind(&s, &pods, *control_plane, kubernetes, kubelet),
+                Ok((None, _)) => {
                     return Err(stop(
                         "the wait for Ready at the target",
                         "the Node object is gone".into(),
                     ));
                 }
-                Some(_) => tokio::time::sleep(POLL).await,
+                Err(e) => format!("the API did not answer: {e}"),
+            };
+            if t.elapsed() >= limit {
+                return Err(stop(
+                    "the wait for Ready at the target",
+                    format!(
+                        "after {} s: {last} (it stays cordoned; `forgectl exec --hosts {node} -- journalctl -u kubelet -n 50`)",
+                        t.elapsed().as_secs()
+                    ),
+                ));
             }
+            tokio::time::sleep(POLL).await;
         }
         if ours {
             kube.mark_node(node, CORDONED_FOR_UPGRADE, None, false)
