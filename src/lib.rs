@@ -1,7 +1,7 @@
 //! forgectl: build and run a multi-tenant Kubernetes platform from one inventory file.
 //!
 //! Data flows one way: inventory → facts → plan → phases → hosts. Phases plan actions as data;
-//! the engine runs them. See the README and ARCHITECTURE for the design.
+//! the engine runs them. See the README, docs/ and ARCHITECTURE for the design.
 
 pub mod accounts;
 pub mod admission;

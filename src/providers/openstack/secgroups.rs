@@ -1,5 +1,5 @@
 //! The cluster's own security groups and their rules, as data. Every rule carries its reason,
-//! which is also its description in Neutron (README: "OpenStack security groups").
+//! which is also its description in Neutron (docs/machines.md, "OpenStack").
 
 use std::collections::BTreeSet;
 
