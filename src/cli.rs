@@ -258,6 +258,27 @@ Set versions.kubernetes (one minor version at a time) before running it. The run
         after_help = "Examples:\n  forgectl status\n  forgectl status -o json\n\nExit code 1 when etcd, a node, a system workload or a system pod is not well."
     )]
     Status,
+    /// A read-only web dashboard: the cluster's numbers and a page per tool, JSON and metrics.
+    #[command(
+        after_help = "Examples:\n  forgectl dashboard                               # on 127.0.0.1:9110\n  forgectl dashboard --listen 0.0.0.0:9110 --ingress-metrics http://10.77.0.30:10254/metrics\n  forgectl dashboard --print-rbac dashboard-reader  # its read-only ClusterRole and a binding\n  curl -H 'Accept: application/json' http://127.0.0.1:9110/tools/NAME\n\nPages: / (tools, pods, nodes, CPU and memory, etcd, certificates, ingress requests/s),\n/tools (an index, ?q=NAME&page=N), /tools/NAME (quota, workloads, pods, web service, jobs);\nthe same as JSON with `Accept: application/json`; Prometheus metrics on /metrics. Fed by\nwatches; reads only (get, list, watch; no Secrets)."
+    )]
+    Dashboard {
+        /// Kubeconfig to read with [default: the state dir's admin.conf].
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Where to listen (port 0: a free one, printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:9110")]
+        listen: std::net::SocketAddr,
+        /// An ingress controller's Prometheus endpoint, for requests per second (repeatable).
+        #[arg(long = "ingress-metrics", value_name = "URL")]
+        ingress_metrics: Vec<String>,
+        /// Leave etcd out (do not use the state dir's etcd client certificate).
+        #[arg(long)]
+        no_etcd: bool,
+        /// Print the dashboard's read-only ClusterRole and a ClusterRoleBinding to USER, and exit.
+        #[arg(long, value_name = "USER")]
+        print_rbac: Option<String>,
+    },
     /// The external etcd cluster: status, snapshots, replace, add and remove members.
     #[command(
         after_help = "Examples:\n  forgectl etcd status\n  forgectl etcd status -o json\n\nExit code 1 when quorum is lost or one more failure would lose it."

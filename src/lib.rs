@@ -8,6 +8,7 @@ pub mod admission;
 pub mod artifacts;
 pub mod cluster_images;
 pub mod commands;
+pub mod dashboard;
 pub mod engine;
 pub mod error_chain;
 pub mod etcd;

@@ -201,6 +201,22 @@ async fn dispatch(
             verb: cli::CertsVerb::Recover { yes },
         } => commands::certs_recover(file.as_deref(), yes, opts).await,
         C::Status => commands::status(file.as_deref(), opts).await,
+        C::Dashboard {
+            kubeconfig,
+            listen,
+            ingress_metrics,
+            no_etcd,
+            print_rbac,
+        } => {
+            let d = commands::DashboardOptions {
+                kubeconfig,
+                listen,
+                ingress_metrics,
+                no_etcd,
+                print_rbac,
+            };
+            commands::dashboard(file.as_deref(), &d, opts).await
+        }
         C::Accounts {
             verb:
                 cli::AccountsVerb::Sync {

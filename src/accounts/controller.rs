@@ -56,6 +56,32 @@ const DRIFT_SETTLE: Duration = Duration::from_secs(1);
 /// over a field costs a pass every few seconds, no more).
 const DRIFT_GAP: Duration = Duration::from_secs(5);
 
+/// The names of the controller's samples on its /metrics endpoint (a counter's with `_total`),
+/// for dashboards built on them.
+pub fn metric_names() -> Vec<String> {
+    let metrics = Arc::new(Metrics::default());
+    // A family is exposed once it has a series.
+    metrics
+        .passes
+        .get_or_create(&vec![("result".into(), "ok".into())])
+        .inc();
+    metrics
+        .changes
+        .get_or_create(&vec![("kind".into(), "created".into())])
+        .inc();
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &metrics.registry());
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [name, "counter"] => Some(format!("{name}_total")),
+            [name, _] => Some(name.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The controller's metrics.
 #[derive(Default)]
 struct Metrics {

@@ -69,6 +69,9 @@ pub enum CommandError {
     /// The Kubernetes API could not be used.
     #[error(transparent)]
     Kube(#[from] crate::kube::KubeError),
+    /// The dashboard failed.
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::DashboardError),
 }
 
 impl CommandError {
@@ -116,6 +119,7 @@ impl CommandError {
             Self::Admission(e) => e.next_step().into(),
             Self::Accounts(e) => e.next_step(),
             Self::Kube(e) => e.next_step(),
+            Self::Dashboard(e) => e.next_step(),
             _ => return None,
         })
     }

@@ -5,6 +5,7 @@ mod accounts;
 mod admission;
 mod artifacts;
 mod certs;
+mod dashboard;
 mod error;
 mod etcd;
 mod exec;
@@ -20,6 +21,7 @@ pub use accounts::{AccountsOptions, AccountsRunOptions, accounts_run, accounts_s
 pub use admission::{AdmissionOptions, admission_serve};
 pub use artifacts::{artifacts_fetch, artifacts_fetch_images, artifacts_list};
 pub use certs::{certs_check, certs_recover, certs_renew};
+pub use dashboard::{DashboardOptions, dashboard};
 pub use error::{CommandError, ExitCode};
 pub use etcd::{
     Membership, Quorum, etcd_membership, etcd_snapshot_restore, etcd_snapshot_save, etcd_status,

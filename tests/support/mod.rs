@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod accounts_bed;
+pub mod ingress_metrics_standin;
 pub mod kube;
 pub mod kube_artifacts;
 pub mod node_images;
