@@ -682,19 +682,7 @@ impl<'a> Executor<'a> {
             cert: read(pki::paths::FORGECTL_ETCD_CLIENT, "crt")?,
             key: read(pki::paths::FORGECTL_ETCD_CLIENT, "key")?,
         };
-        let port = self.inv.inventory.etcd.client_port;
-        let members = self
-            .inv
-            .with_role(Role::Etcd)
-            .map(|m| {
-                let addr = m
-                    .address
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|| m.name.clone());
-                (m.name.clone(), format!("https://{addr}:{port}"))
-            })
-            .collect();
-        Ok((tls, members))
+        Ok((tls, etcd::members(self.inv)))
     }
 
     /// Waits for every etcd member to answer over mTLS with a leader.

@@ -206,6 +206,10 @@ async fn dispatch(
             listen,
             ingress_metrics,
             no_etcd,
+            etcd_ca,
+            etcd_cert,
+            etcd_key,
+            certs_dir,
             print_rbac,
         } => {
             let d = commands::DashboardOptions {
@@ -213,6 +217,11 @@ async fn dispatch(
                 listen,
                 ingress_metrics,
                 no_etcd,
+                etcd_files: etcd_ca
+                    .zip(etcd_cert)
+                    .zip(etcd_key)
+                    .map(|((a, b), c)| [a, b, c]),
+                certs_dir,
                 print_rbac,
             };
             commands::dashboard(file.as_deref(), &d, opts).await

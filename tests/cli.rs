@@ -517,7 +517,7 @@ fn render_writes_what_the_run_would_push() {
         .arg(out.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("77 file(s) written"))
+        .stdout(predicate::str::contains("83 file(s) written"))
         .stderr(predicate::str::contains(
             "ValidatingWebhookConfiguration forgectl-tools: images.forgectl.io has no caBundle: the state dir holds no cluster CA yet",
         ));

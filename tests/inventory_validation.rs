@@ -591,6 +591,22 @@ fn platform_settings_are_checked() {
         &text,
         "webhook.port and metrics_port are both 9105 on the control planes",
     );
+    // The dashboard: a DNS label under the tool domain, on a port of its own.
+    let dash = BASE.replace(
+        "groups:\n",
+        "platform:\n  dashboard:\n    port: 9105\n    name: Status.Page\ngroups:\n",
+    );
+    find(
+        &dash,
+        "metrics_port and dashboard.port are both 9105 on the control planes",
+    );
+    error_on_line_with(
+        &dash,
+        "\"Status.Page\" is not a DNS label",
+        "name: Status.Page",
+    );
+    let d = find(&dash, "\"Status.Page\" is not a DNS label");
+    assert_eq!(d.field, "platform.dashboard.name");
     // Switched off, the platform is not checked.
     let off = text.replace("platform:\n", "platform:\n  enabled: false\n");
     let d = diagnostics(&off);

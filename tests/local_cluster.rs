@@ -157,9 +157,9 @@ fn platform_checks(bed: &Bed) {
         assert_eq!(
             bed.on(
                 cp,
-                "systemctl is-active forgectl-admission forgectl-accounts"
+                "systemctl is-active forgectl-admission forgectl-accounts forgectl-dashboard"
             ),
-            "active\nactive",
+            "active\nactive\nactive",
             "{cp}"
         );
     }
@@ -238,6 +238,37 @@ fn platform_checks(bed: &Bed) {
     };
     assert_eq!(as_tool("webservice status"), "no web service running");
     assert_eq!(as_tool("toolctl jobs list -o json"), "[]");
+
+    // The dashboard on each control plane, with its own read-only certificate: both tools,
+    // every node Ready, kubeadm's certificates; from the lb machine, as the TLS front asks.
+    for cp in CONTROL_PLANES {
+        wait_until(
+            &format!("the dashboard on {cp}"),
+            Duration::from_secs(60),
+            || {
+                let got = bed.on(
+                "lb-1",
+                &format!(
+                    "curl -s --max-time 3 -H 'Accept: application/json' http://{cp}:9110/ || true"
+                ),
+            );
+                let v: serde_json::Value = serde_json::from_str(&got).map_err(|_| got.clone())?;
+                let nodes = v["nodes"].as_array().map(Vec::len).unwrap_or(0);
+                let certs = v["certificates"].as_array().map(Vec::len).unwrap_or(0);
+                (v["tools"] == 2 && nodes >= 3 && v["nodes_ready"] == nodes && certs > 0)
+                    .then_some(())
+                    .ok_or(got)
+            },
+        );
+    }
+    let page = bed.on(
+        "lb-1",
+        "curl -s --max-time 3 http://control-1:9110/tools/alpha",
+    );
+    assert!(
+        page.contains("Tool alpha") && page.contains("tool-alpha"),
+        "{page}"
+    );
 }
 
 /// haproxy keeps the API answering while one control plane's API server is gone, and sends to it

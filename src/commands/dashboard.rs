@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::{CommandError, ExitCode, load_inventory_quiet};
-use crate::dashboard::{self, extras::Sources, rbac};
+use crate::dashboard::extras::{CertSource, Sources};
+use crate::dashboard::{self, rbac};
 use crate::executor::Executor;
 use crate::interrupt::Interrupt;
 use crate::output::Options;
@@ -23,6 +24,10 @@ pub struct DashboardOptions {
     pub ingress_metrics: Vec<String>,
     /// Leave etcd out (no etcd client certificate is used).
     pub no_etcd: bool,
+    /// etcd's CA, a client certificate and its key, instead of the state dir's.
+    pub etcd_files: Option<[PathBuf; 3]>,
+    /// Read certificates from this directory instead of the state dir.
+    pub certs_dir: Option<PathBuf>,
     /// Print the dashboard's ClusterRole and a binding to this user, and exit.
     pub print_rbac: Option<String>,
 }
@@ -42,22 +47,48 @@ pub async fn dashboard(
         return Ok(ExitCode::Ok);
     }
     let inv = load_inventory_quiet(file, opts)?;
-    let dir = super::state_dir(&inv, opts)?;
-    let kubeconfig = d
-        .kubeconfig
-        .clone()
-        .unwrap_or_else(|| dir.path().join(STATE_ADMIN_CONF));
-    let kube = crate::kube::Kube::from_kubeconfig(&kubeconfig).await?;
-    let etcd = match d.no_etcd {
-        true => None,
-        false => Executor::new(&inv, &dir, true, Interrupt::never())
-            .etcd_access()
-            .ok(),
+    // The state dir is opened only for what the flags leave to it (as a service on a control
+    // plane, every flag is given and none is made).
+    let dir = || super::state_dir(&inv, opts);
+    let kubeconfig = match &d.kubeconfig {
+        Some(k) => k.clone(),
+        None => dir()?.path().join(STATE_ADMIN_CONF),
     };
-    let has_pki = dir.path().join("pki").is_dir();
+    let kube = crate::kube::Kube::from_kubeconfig(&kubeconfig).await?;
+    let etcd = match (d.no_etcd, &d.etcd_files) {
+        (true, _) => None,
+        (false, Some([ca, cert, key])) => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| CommandError::Usage(format!("{}: {e}", p.display())))
+            };
+            let tls = crate::etcd::Tls {
+                ca: read(ca)?,
+                cert: read(cert)?,
+                key: read(key)?,
+            };
+            Some((tls, crate::etcd::members(&inv)))
+        }
+        (false, None) => {
+            let dir = dir()?;
+            Executor::new(&inv, &dir, true, Interrupt::never())
+                .etcd_access()
+                .ok()
+        }
+    };
+    let certificates = match &d.certs_dir {
+        Some(c) => Some(CertSource::Dir(c.clone())),
+        None => {
+            let dir = dir()?;
+            dir.path()
+                .join("pki")
+                .is_dir()
+                .then(|| CertSource::StateDir(dir.clone()))
+        }
+    };
     let sources = Sources {
         etcd,
-        state_dir: has_pki.then(|| dir.clone()),
+        certificates,
         ingress_metrics: d.ingress_metrics.clone(),
     };
     let shutdown = async {

@@ -64,10 +64,59 @@ pub struct Extras {
 pub struct Sources {
     /// etcd's client credentials and members (name, client URL).
     pub etcd: Option<(Tls, Vec<(String, String)>)>,
-    /// The state dir whose `pki/` is read.
-    pub state_dir: Option<crate::state::StateDir>,
+    /// Where the certificates are read.
+    pub certificates: Option<CertSource>,
     /// The ingress controller's metrics URLs (every controller's; their counters are added).
     pub ingress_metrics: Vec<String>,
+}
+
+/// Where the dashboard reads certificates.
+#[derive(Debug, Clone)]
+pub enum CertSource {
+    /// A state dir's `pki/` (forgectl's copies of every CA and client certificate).
+    StateDir(crate::state::StateDir),
+    /// Every `*.crt` under a directory (on a control plane, /etc/kubernetes/pki).
+    Dir(std::path::PathBuf),
+}
+
+impl CertSource {
+    /// Every certificate: (name, subject, days left).
+    fn read(&self) -> Result<Vec<CertLine>, String> {
+        let listed: Vec<(String, crate::pki::CertInfo)> = match self {
+            Self::StateDir(state) => crate::pki::Pki::new(state)
+                .list()
+                .map_err(|e| e.to_string())?,
+            Self::Dir(dir) => {
+                let mut out = Vec::new();
+                let mut stack = vec![dir.clone()];
+                while let Some(d) = stack.pop() {
+                    let entries =
+                        std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+                    for p in entries.flatten().map(|e| e.path()) {
+                        if p.is_dir() {
+                            stack.push(p);
+                        } else if p.extension().is_some_and(|x| x == "crt") {
+                            let pem = std::fs::read_to_string(&p).unwrap_or_default();
+                            if let Ok(info) = crate::pki::inspect(&pem) {
+                                out.push((p.display().to_string(), info));
+                            }
+                        }
+                    }
+                }
+                out
+            }
+        };
+        let mut certs: Vec<CertLine> = listed
+            .into_iter()
+            .map(|(name, info)| CertLine {
+                name,
+                subject: info.subject,
+                days_left: info.days_left,
+            })
+            .collect();
+        certs.sort_by(|a, b| (a.days_left, &a.name).cmp(&(b.days_left, &b.name)));
+        Ok(certs)
+    }
 }
 
 /// The sum of every sample of `metric` in a Prometheus text exposition.
@@ -112,30 +161,19 @@ pub fn spawn(sources: Sources) -> Arc<RwLock<Extras>> {
             }
         });
     }
-    if let Some(state) = sources.state_dir {
+    if let Some(source) = sources.certificates {
         let shared = shared.clone();
         tokio::spawn(async move {
             loop {
-                let dir = state.clone();
-                let read =
-                    tokio::task::spawn_blocking(move || crate::pki::Pki::new(&dir).list()).await;
-                match read {
-                    Ok(Ok(list)) => {
-                        let mut certs: Vec<CertLine> = list
-                            .into_iter()
-                            .map(|(name, info)| CertLine {
-                                name,
-                                subject: info.subject,
-                                days_left: info.days_left,
-                            })
-                            .collect();
-                        certs.sort_by(|a, b| (a.days_left, &a.name).cmp(&(b.days_left, &b.name)));
+                let from = source.clone();
+                match tokio::task::spawn_blocking(move || from.read()).await {
+                    Ok(Ok(certs)) => {
                         if let Ok(mut e) = shared.write() {
                             e.certificates = Some(certs);
                         }
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "the state dir's certificates could not be read")
+                        tracing::warn!(error = %e, "the certificates could not be read")
                     }
                     Err(_) => return,
                 }

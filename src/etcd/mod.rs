@@ -66,6 +66,20 @@ pub struct MemberHealth {
     pub error: Option<String>,
 }
 
+/// The inventory's etcd members: (name, client URL).
+pub fn members(inv: &crate::inventory::Loaded) -> Vec<(String, String)> {
+    let port = inv.inventory.etcd.client_port;
+    inv.with_role(crate::inventory::Role::Etcd)
+        .map(|m| {
+            let addr = m
+                .address
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| m.name.clone());
+            (m.name.clone(), format!("https://{addr}:{port}"))
+        })
+        .collect()
+}
+
 /// A client for one endpoint (no load balancing: health is per member).
 pub async fn connect(
     endpoint: &str,

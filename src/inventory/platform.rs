@@ -37,6 +37,45 @@ pub struct Platform {
     /// Full resync interval of the accounts controller, in seconds.
     #[serde(default = "default_resync")]
     pub resync_seconds: u64,
+    /// The read-only dashboard (`forgectl dashboard`) on every control plane.
+    #[serde(default)]
+    pub dashboard: Dashboard,
+}
+
+/// `forgectl dashboard` as a systemd service on every control plane, with a client certificate
+/// of its own bound to its read-only ClusterRole, published by the TLS front (when
+/// `ingress.tls_front` is on) at `NAME.<ingress.tool_domain>`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dashboard {
+    /// Run it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Port it listens on, on every control plane.
+    #[serde(default = "default_dashboard_port")]
+    #[schemars(range(min = 1))]
+    pub port: u16,
+    /// The name under the tool domain the TLS front publishes it at (`status` gives
+    /// `status.<ingress.tool_domain>`); a tool of that name cannot have its web service there.
+    #[serde(default = "default_dashboard_name")]
+    pub name: String,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: default_dashboard_port(),
+            name: default_dashboard_name(),
+        }
+    }
+}
+
+fn default_dashboard_port() -> u16 {
+    9110
+}
+fn default_dashboard_name() -> String {
+    "status".into()
 }
 
 impl Default for Platform {
@@ -49,6 +88,7 @@ impl Default for Platform {
             accounts_controller: true,
             metrics_port: default_metrics_port(),
             resync_seconds: default_resync(),
+            dashboard: Dashboard::default(),
         }
     }
 }

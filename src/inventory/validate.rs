@@ -923,11 +923,22 @@ impl Checker<'_> {
                 "the API server accepts 1 to 30 seconds; keep it short (5 by default)",
             );
         }
-        let ports = [
+        let d = &pf.dashboard;
+        let mut ports = vec![
             (w.port, "webhook.port"),
             (pf.metrics_port, "metrics_port"),
             (inv.api.port, "api.port"),
         ];
+        if d.enabled {
+            ports.push((d.port, "dashboard.port"));
+            if !is_dns_label(&d.name, 63) {
+                self.error(
+                    &p(&["platform", "dashboard", "name"]),
+                    format!("{:?} is not a DNS label", d.name),
+                    "use lower-case letters, digits and '-' (the default is status)",
+                );
+            }
+        }
         for (i, (a, an)) in ports.iter().enumerate() {
             for (b, bn) in &ports[i + 1..] {
                 if a == b {

@@ -142,6 +142,16 @@ struct FrontContext<'a> {
     ingress_http_port: u16,
     cert_path: &'static str,
     key_path: &'static str,
+    /// The dashboard, when the platform runs it: its host name and the control planes.
+    dashboard: Option<DashboardFront>,
+}
+
+/// The dashboard behind the TLS front.
+#[derive(Serialize)]
+struct DashboardFront {
+    host: String,
+    port: u16,
+    backends: Vec<Backend>,
 }
 
 /// The TLS front's certificate and key (PEM): the inventory's files, else what the pki phase
@@ -202,6 +212,13 @@ fn front_actions(ctx: &PlanContext<'_>, host: &str) -> Result<Vec<Action>, Phase
                 ingress_http_port: FRONT_UPSTREAM_PORT,
                 cert_path: FRONT_CERT.path,
                 key_path: FRONT_KEY.path,
+                dashboard: (inv.platform.enabled && inv.platform.dashboard.enabled).then(|| {
+                    DashboardFront {
+                        host: crate::phases::platform::dashboard_host(inv),
+                        port: inv.platform.dashboard.port,
+                        backends: backends(ctx.inv.with_role(Role::ControlPlane)),
+                    }
+                }),
             },
             "nginx terminating TLS for the tool domain",
         )?,

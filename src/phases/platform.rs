@@ -14,7 +14,7 @@ use crate::accounts::desired::{GID_ANNOTATION, TENANT_LABEL, TOOLS_GROUP, UID_AN
 use crate::inventory::accounts::AccountSource;
 use crate::inventory::{Inventory, Machine, Role};
 use crate::own_executable::Program;
-use crate::pki::{ACCOUNTS_USER, paths};
+use crate::pki::{ACCOUNTS_USER, DASHBOARD_USER, paths};
 use crate::plan::{Action, Op, Readiness};
 use crate::tool_context::{PLATFORM_NAMESPACE, SETTINGS_CONFIGMAP};
 
@@ -35,6 +35,8 @@ pub const TEMPLATE: &str = "platform/platform.yaml.tera";
 pub const ADMISSION_UNIT: &str = "forgectl-admission.service";
 /// The controller's unit.
 pub const ACCOUNTS_UNIT: &str = "forgectl-accounts.service";
+/// The dashboard's systemd unit.
+pub const DASHBOARD_UNIT: &str = "forgectl-dashboard.service";
 /// The Lease of the accounts controllers.
 pub const LEASE: (&str, &str) = ("kube-system", "forgectl-accounts");
 
@@ -77,6 +79,57 @@ struct Vars<'a> {
     metrics_port: u16,
     interval: u64,
     endpoint: String,
+    dashboard: bool,
+    dashboard_role: &'a str,
+    dashboard_role_object: String,
+    dashboard_binding_object: String,
+    dashboard_port: u16,
+    dashboard_host: String,
+    /// The ingress controllers' metrics (host network: each ingress node's :10254).
+    ingress_metrics: Vec<String>,
+    pki_dir: &'a str,
+}
+
+/// A platform service's kubeconfig: `user`'s certificate `file`.crt/.key and the CA, in
+/// `files` (the platform's directory, or the credentials directory systemd gives a service).
+#[derive(Serialize)]
+struct KubeconfigVars<'a> {
+    cluster: &'a str,
+    endpoint: &'a str,
+    user: &'a str,
+    file: &'a str,
+    files: &'a str,
+}
+
+/// Where the TLS front publishes the dashboard: `NAME.<tool domain>`.
+pub fn dashboard_host(inv: &Inventory) -> String {
+    format!(
+        "{}.{}",
+        inv.platform.dashboard.name, inv.ingress.tool_domain
+    )
+}
+
+/// Where the dashboard reads the ingress controllers' request counters: each ingress node's
+/// :10254/metrics when the controllers use the host's network (else their pods' addresses are
+/// not known ahead, and the page shows no requests/s).
+fn ingress_metrics(inv: &crate::inventory::Loaded) -> Vec<String> {
+    let i = &inv.inventory.ingress;
+    if !i.enabled || !i.host_network {
+        return Vec::new();
+    }
+    inv.with_role(Role::Ingress)
+        .map(|m| format!("http://{}:10254/metrics", super::etcd::address_or_name(m)))
+        .collect()
+}
+
+/// An object as YAML for people reviewing the rendered manifest (the serializer, not pasting).
+fn yaml(object: &serde_json::Value) -> Result<String, PhaseError> {
+    serde_saphyr::to_string(object).map_err(|e| {
+        PhaseError::Inventory(format!(
+            "{}: {e}",
+            object["metadata"]["name"].as_str().unwrap_or("an object")
+        ))
+    })
 }
 
 /// Whether the platform runs the accounts controller: asked for, with a source to read.
@@ -236,10 +289,7 @@ impl Phase for Platform {
             admin_cluster_roles: &inv.accounts.admin_cluster_roles,
             tool_role: crate::accounts::desired::TOOL_CLUSTER_ROLE,
             // As YAML for people reviewing the rendered manifest (the serializer, not pasting).
-            tool_role_object: serde_saphyr::to_string(
-                &crate::accounts::desired::tool_cluster_role(),
-            )
-            .map_err(|e| PhaseError::Inventory(format!("the ClusterRole of tools: {e}")))?,
+            tool_role_object: yaml(&crate::accounts::desired::tool_cluster_role())?,
             lease_namespace: LEASE.0,
             lease_name: LEASE.1,
             tenant_label: TENANT_LABEL,
@@ -258,6 +308,14 @@ impl Phase for Platform {
             metrics_port: pf.metrics_port,
             interval: pf.resync_seconds,
             endpoint: api_endpoint(ctx.inv),
+            dashboard: pf.dashboard.enabled,
+            dashboard_role: crate::dashboard::rbac::CLUSTER_ROLE,
+            dashboard_role_object: yaml(&crate::dashboard::rbac::cluster_role())?,
+            dashboard_binding_object: yaml(&crate::dashboard::rbac::binding(DASHBOARD_USER))?,
+            dashboard_port: pf.dashboard.port,
+            dashboard_host: dashboard_host(inv),
+            ingress_metrics: ingress_metrics(ctx.inv),
+            pki_dir: crate::phases::kubeadm_init::PKI_DIR,
         };
         let state =
             |rel: &str, ext: &str| ctx.state_file(&format!("{rel}.{ext}")).unwrap_or_default();
@@ -339,8 +397,14 @@ impl Phase for Platform {
                     h,
                     &format!("{DIR}/accounts.kubeconfig"),
                     &SECRET,
-                    "platform/accounts.kubeconfig.tera",
-                    &vars,
+                    "platform/client.kubeconfig.tera",
+                    &KubeconfigVars {
+                        cluster: &inv.name,
+                        endpoint: &vars.endpoint,
+                        user: ACCOUNTS_USER,
+                        file: "accounts",
+                        files: DIR,
+                    },
                     "the accounts controller's kubeconfig",
                 )?);
                 for (name, content) in &sources {
@@ -355,11 +419,43 @@ impl Phase for Platform {
                     "the accounts controller's systemd unit",
                 )?);
             }
-            let units = if controller {
-                format!("{ADMISSION_UNIT} {ACCOUNTS_UNIT}")
-            } else {
-                ADMISSION_UNIT.to_string()
-            };
+            if pf.dashboard.enabled {
+                actions.extend(pair(
+                    "dashboard",
+                    paths::DASHBOARD_CLIENT,
+                    "the dashboard's client certificate (read-only ClusterRole)",
+                ));
+                actions.push(ctx.rendered_to(
+                    h,
+                    &format!("{DIR}/dashboard.kubeconfig"),
+                    &SECRET,
+                    "platform/client.kubeconfig.tera",
+                    &KubeconfigVars {
+                        cluster: &inv.name,
+                        endpoint: &vars.endpoint,
+                        user: DASHBOARD_USER,
+                        file: "dashboard",
+                        files: &format!("/run/credentials/{DASHBOARD_UNIT}"),
+                    },
+                    "the dashboard's kubeconfig (its files as the service's credentials)",
+                )?);
+                actions.push(ctx.rendered_to(
+                    h,
+                    &format!("/etc/systemd/system/{DASHBOARD_UNIT}"),
+                    &UNIT,
+                    "platform/forgectl-dashboard.service.tera",
+                    &vars,
+                    "the dashboard's systemd unit",
+                )?);
+            }
+            let mut units = vec![ADMISSION_UNIT];
+            if controller {
+                units.push(ACCOUNTS_UNIT);
+            }
+            if pf.dashboard.enabled {
+                units.push(DASHBOARD_UNIT);
+            }
+            let units = units.join(" ");
             actions.push(Action::run_on_change(
                 h,
                 &format!(
@@ -368,6 +464,14 @@ impl Phase for Platform {
                 &format!("systemctl is-active --quiet {units}"),
                 "(re)start the platform's services after a change",
             ));
+            if !pf.dashboard.enabled {
+                actions.push(Action::run(
+                    h,
+                    &format!("systemctl disable --now {DASHBOARD_UNIT} && rm -f /etc/systemd/system/{DASHBOARD_UNIT} {DIR}/dashboard.* && systemctl daemon-reload"),
+                    Some(&format!("test ! -e /etc/systemd/system/{DASHBOARD_UNIT}")),
+                    "no dashboard: stop one left from an earlier inventory",
+                ));
+            }
             if !controller {
                 actions.push(Action::run(
                     h,

@@ -28,6 +28,8 @@ pub const RENEW_BEFORE_DAYS: i64 = 30;
 
 /// The Kubernetes user of the accounts controller (its certificate's CN).
 pub const ACCOUNTS_USER: &str = "forgectl:accounts";
+/// The Kubernetes user of the dashboard's certificate (in no group: its ClusterRole only).
+pub const DASHBOARD_USER: &str = "forgectl:dashboard";
 /// The group of forgectl's platform components (the certificate's O).
 pub const PLATFORM_GROUP: &str = "forgectl:platform";
 
@@ -86,6 +88,8 @@ pub mod paths {
     pub const ADMISSION: &str = "pki/forgectl-admission";
     /// The accounts controller's client certificate for the API (from the Kubernetes CA).
     pub const ACCOUNTS_CLIENT: &str = "pki/forgectl-accounts";
+    /// The dashboard's client certificate for the API (from the Kubernetes CA; read-only RBAC).
+    pub const DASHBOARD_CLIENT: &str = "pki/forgectl-dashboard";
 
     /// A member's server certificate.
     pub fn etcd_server(member: &str) -> String {
@@ -359,6 +363,8 @@ impl<'a> Pki<'a> {
         self.leaf(paths::ADMISSION, &ca, serving, &mut report)?;
         let client = leaf_params(ACCOUNTS_USER, Some(PLATFORM_GROUP), Usage::Client, &[], &[])?;
         self.leaf(paths::ACCOUNTS_CLIENT, &ca, client, &mut report)?;
+        let dashboard = leaf_params(DASHBOARD_USER, None, Usage::Client, &[], &[])?;
+        self.leaf(paths::DASHBOARD_CLIENT, &ca, dashboard, &mut report)?;
         Ok(report)
     }
 
