@@ -66,16 +66,7 @@ async fn main() {
         ..Default::default()
     });
     let admin = api.admin_kubeconfig("fgtest-bench", &dir.path().join("admin.conf"));
-    let tools: Vec<_> = (0..n)
-        .map(|i| {
-            let home = dir.path().join(format!("homes/tool{i:04}"));
-            std::fs::create_dir_all(&home).unwrap();
-            json!({"name": format!("tool{i:04}"), "uid": 50000 + i, "gid": 50000 + i,
-                "home": home, "maintainers": ["alice"]})
-        })
-        .collect();
-    let file = dir.path().join("tools.yaml");
-    std::fs::write(&file, json!({"tools": tools}).to_string()).unwrap();
+    let (file, _) = support::accounts_bed::numbered_tools(dir.path(), n);
     let cfg = Accounts::default();
     let cluster = Cluster {
         name: "bench".into(),

@@ -199,19 +199,16 @@ pub async fn accounts_run(
         watch_file: s.watch_file.clone(),
         pass_timeout: std::time::Duration::from_secs(600),
     };
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-    };
     let cfg = &s.inv.inventory.accounts;
-    accounts::controller::run(s.kube.client(), cfg, &s.cluster, &s.source, &run, shutdown).await?;
+    accounts::controller::run(
+        s.kube.client(),
+        cfg,
+        &s.cluster,
+        &s.source,
+        &run,
+        super::stop_signal(),
+    )
+    .await?;
     Ok(ExitCode::Ok)
 }
 

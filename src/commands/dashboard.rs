@@ -91,17 +91,6 @@ pub async fn dashboard(
         certificates,
         ingress_metrics: d.ingress_metrics.clone(),
     };
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-    };
     let quiet = opts.verbosity < 0;
     dashboard::run(
         kube.client(),
@@ -120,7 +109,7 @@ pub async fn dashboard(
                 );
             }
         },
-        shutdown,
+        super::stop_signal(),
     )
     .await?;
     Ok(ExitCode::Ok)

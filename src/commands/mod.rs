@@ -41,6 +41,19 @@ use crate::output::{Format, Options, use_color};
 use std::io::IsTerminal;
 use std::path::Path;
 
+/// Resolves on SIGTERM or Ctrl-C: the end of a long-running service (`accounts run`,
+/// `dashboard`).
+pub(crate) async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
 /// Loads the inventory (or the embedded default), printing warnings to stderr.
 pub(crate) fn load_inventory(file: Option<&Path>, opts: &Options) -> Result<Loaded, CommandError> {
     load_inventory_showing(file, opts, 0)

@@ -206,3 +206,19 @@ pub fn bed() -> Bed {
         .replace('_', "-");
     bed_named(&name)
 }
+
+/// Writes `DIR/tools.yaml` with tools `tool0000`… (`n` of them, uids 50000 + i, homes under
+/// `DIR/homes`, made): the benchmarks' accounts file. Returns its path and its tools.
+pub fn numbered_tools(dir: &Path, n: usize) -> (PathBuf, Vec<Value>) {
+    let tools: Vec<Value> = (0..n)
+        .map(|i| {
+            let home = dir.join(format!("homes/tool{i:04}"));
+            std::fs::create_dir_all(&home).unwrap();
+            json!({"name": format!("tool{i:04}"), "uid": 50000 + i, "gid": 50000 + i,
+                "home": home, "maintainers": ["alice"]})
+        })
+        .collect();
+    let file = dir.join("tools.yaml");
+    std::fs::write(&file, json!({"tools": tools}).to_string()).unwrap();
+    (file, tools)
+}
