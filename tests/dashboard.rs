@@ -132,6 +132,11 @@ fn screenshot_text(url: &str, dir: &Path, name: &str) -> String {
         "chromium made no screenshot: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // FORGECTL_KEEP_SCREENSHOTS=DIR keeps them, to look at.
+    if let Some(keep) = std::env::var_os("FORGECTL_KEEP_SCREENSHOTS") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::copy(&png, Path::new(&keep).join(format!("{name}.png"))).unwrap();
+    }
     let ocr = Command::new("tesseract")
         .arg(&png)
         .arg("stdout")
@@ -412,6 +417,9 @@ fn the_dashboard_shows_the_cluster_and_each_tool() {
     let (_, tool_html) = get(&format!("{url}/tools/tool00"), "text/html");
     assert!(tool_html.contains("https://tool00.toolforge.test/"));
     assert!(tool_html.contains("nightly") && tool_html.contains("0 3 * * *"));
+    // The CronJob never ran; the finished Job's pod is done, not "not ready".
+    assert!(tool_html.contains("<td>never</td>"), "{tool_html}");
+    assert!(tool_html.contains("<td>Succeeded</td><td>done</td>"), "{tool_html}");
 
     // The metrics carry the same numbers.
     let (status, metrics) = get(&format!("{url}/metrics"), "text/plain");
