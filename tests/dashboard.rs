@@ -419,7 +419,10 @@ fn the_dashboard_shows_the_cluster_and_each_tool() {
     assert!(tool_html.contains("nightly") && tool_html.contains("0 3 * * *"));
     // The CronJob never ran; the finished Job's pod is done, not "not ready".
     assert!(tool_html.contains("<td>never</td>"), "{tool_html}");
-    assert!(tool_html.contains("<td>Succeeded</td><td>done</td>"), "{tool_html}");
+    assert!(
+        tool_html.contains("<td>Succeeded</td><td>done</td>"),
+        "{tool_html}"
+    );
 
     // The metrics carry the same numbers.
     let (status, metrics) = get(&format!("{url}/metrics"), "text/plain");

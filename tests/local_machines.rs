@@ -278,6 +278,30 @@ async fn local_machines_and_ssh_executor() {
         "again",
         "reconnected after the loss"
     );
+    // A pooled connection that died while idle (its sshd process killed): the next command
+    // never started on it, so even plain work is tried again on a new connection.
+    let r = pool
+        .each(&eps, |s| async move { s.exec("echo $PPID").await })
+        .await;
+    let sshd = r[0].result.as_ref().unwrap().stdout_text();
+    assert!(
+        etcd.exec(&format!("kill -9 {sshd}"))
+            .await
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = pool
+        .each(&eps, |s| async move { s.exec("echo fine").await })
+        .await;
+    assert_eq!(
+        r[0].result
+            .as_ref()
+            .map(|o| o.stdout_text())
+            .map_err(|e| e.to_string()),
+        Ok("fine".to_string()),
+        "a connection lost before the command started is replaced"
+    );
 
     section("Command timeout.");
     // Command timeout.

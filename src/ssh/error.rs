@@ -107,6 +107,9 @@ pub enum SshError {
         command: String,
         /// Why.
         cause: String,
+        /// Whether the command may have started: false when the connection was lost before
+        /// its channel was open or its request sent (trying again on a new connection is safe).
+        started: bool,
     },
     /// A file transfer failed.
     #[error("{host}: {op} {path}: {cause}")]

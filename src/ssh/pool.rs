@@ -80,7 +80,8 @@ impl Pool {
     }
 
     /// `work` on every endpoint, tried up to `tries` times on a new connection while the
-    /// connection is lost during it (a lost connection is forgotten either way).
+    /// connection is lost during it, and once more in any case when it was lost before the
+    /// command started (a lost connection is forgotten either way).
     async fn each_tried<T, F, Fut>(
         &self,
         endpoints: &[Endpoint],
@@ -102,11 +103,12 @@ impl Pool {
                         Ok(s) => work(s).await,
                         Err(e) => Err(e),
                     };
-                    let Err(e @ SshError::Lost { .. }) = &result else {
+                    let Err(e @ SshError::Lost { started, .. }) = &result else {
                         break result;
                     };
                     self.forget(&ep.name).await;
-                    if tried >= tries {
+                    let allowed = if *started { tries } else { tries.max(2) };
+                    if tried >= allowed {
                         break result;
                     }
                     tracing::info!(host = %ep.name, error = %e, "connection lost; connecting again");

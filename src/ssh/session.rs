@@ -299,21 +299,29 @@ impl Session {
     }
 
     async fn exec_inner(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, SshError> {
-        let lost = |cause: String| SshError::Lost {
-            host: self.endpoint.name.clone(),
-            command: command.to_string(),
-            cause,
+        let lost_when = |started: bool| {
+            move |cause: String| SshError::Lost {
+                host: self.endpoint.name.clone(),
+                command: command.to_string(),
+                cause,
+                started,
+            }
         };
+        let (not_started, lost) = (lost_when(false), lost_when(true));
         let _permit = self
             .channels
             .acquire()
             .await
-            .map_err(|e| lost(e.to_string()))?;
-        let mut ch = self.open_channel().await.map_err(|e| lost(e.to_string()))?;
-        // Dropping the channel (on timeout) closes it.
+            .map_err(|e| not_started(e.to_string()))?;
+        let mut ch = self
+            .open_channel()
+            .await
+            .map_err(|e| not_started(e.to_string()))?;
+        // Dropping the channel (on timeout) closes it. `exec` only queues the request: an
+        // error means it was never sent.
         ch.exec(true, command)
             .await
-            .map_err(|e| lost(e.to_string()))?;
+            .map_err(|e| not_started(e.to_string()))?;
         if let Some(data) = stdin {
             ch.data(data).await.map_err(|e| lost(e.to_string()))?;
             ch.eof().await.map_err(|e| lost(e.to_string()))?;
@@ -354,6 +362,7 @@ impl Session {
             host: self.endpoint.name.clone(),
             command: what.clone(),
             cause,
+            started: true,
         };
         let work = async {
             let _permit = self
