@@ -105,6 +105,8 @@ enum Step {
         kubeconfig: String,
         why: String,
         renewal: bool,
+        /// The cluster CA the new certificate is checked against once written.
+        ca_pem: Arc<str>,
     },
     /// Write the kubeconfig (the certificate is still good) or fix files' owner and mode.
     Rewrite {
@@ -449,6 +451,7 @@ fn credential_steps(
         renew_before,
     ) {
         return Ok(vec![Step::Issue {
+            ca_pem: Arc::from(cluster.ca_pem.as_str()),
             renewal: on_disk.cert.is_some(),
             files,
             id,
@@ -775,12 +778,19 @@ async fn run_step(
             files,
             id,
             kubeconfig,
+            ca_pem,
             ..
         } => {
             let validity = Duration::from_secs(u64::from(cfg.cert_days) * 86_400);
             let issued = csr_client::issue(client, id, validity).await?;
-            let (f, k) = (files.clone(), kubeconfig.clone());
-            blocking(Box::new(move || f.write(&k, &issued.cert, &issued.key))).await?;
+            let (f, k, ca) = (files.clone(), kubeconfig.clone(), ca_pem.clone());
+            blocking(Box::new(move || {
+                f.write(&k, &issued.cert, &issued.key)?;
+                // Checked now, the next pass finds it known (no signature checked again).
+                super::credentials::remember(&issued.cert, &issued.key, &ca);
+                Ok(())
+            }))
+            .await?;
             Ok(3)
         }
         Step::Rewrite {
