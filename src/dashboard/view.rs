@@ -338,7 +338,8 @@ pub fn cluster(cluster: &str, stores: &Stores, extras: Extras) -> ClusterView {
     for n in &nodes {
         *kubelet_versions.entry(n.kubelet.clone()).or_insert(0) += 1;
     }
-    let sum = |f: fn(&NodeView) -> f64| nodes.iter().map(f).sum::<f64>();
+    // Folded from 0.0: `sum` of no floats is -0.0, which pages would show as "-0.0".
+    let sum = |f: fn(&NodeView) -> f64| nodes.iter().map(f).fold(0.0, |a, b| a + b);
     ClusterView {
         cluster: cluster.to_string(),
         tools: tool_namespaces.len(),
@@ -590,6 +591,31 @@ pub fn tool(stores: &Stores, name: &str, now_s: i64) -> Option<ToolView> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_without_nodes_has_zero_capacity_not_minus_zero() {
+        fn empty<K>() -> kube::runtime::reflector::Store<K>
+        where
+            K: kube::Resource + Clone + 'static,
+            K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+        {
+            kube::runtime::reflector::store().0
+        }
+        let stores = Stores {
+            namespaces: empty(),
+            pods: empty(),
+            nodes: empty(),
+            quotas: empty(),
+            deployments: empty(),
+            jobs: empty(),
+            cronjobs: empty(),
+            ingresses: empty(),
+        };
+        let v = cluster("c", &stores, Extras::default());
+        let text = serde_json::to_string(&(&v.cpu, &v.memory)).unwrap();
+        assert!(!text.contains("-0"), "{text}");
+        assert_eq!(v.nodes_ready, 0);
+    }
 
     #[test]
     fn amounts_in_base_units() {
