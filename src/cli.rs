@@ -275,16 +275,6 @@ Set versions.kubernetes (one minor version at a time) before running it. The run
         /// Leave etcd out (do not use the state dir's etcd client certificate).
         #[arg(long)]
         no_etcd: bool,
-        /// etcd's CA, for a client certificate other than the state dir's (with --etcd-cert
-        /// and --etcd-key; on a control plane, kubeadm's /etc/kubernetes/pki/etcd/ca.crt).
-        #[arg(long, value_name = "FILE", requires_all = ["etcd_cert", "etcd_key"])]
-        etcd_ca: Option<PathBuf>,
-        /// The client certificate for etcd.
-        #[arg(long, value_name = "FILE", requires_all = ["etcd_ca", "etcd_key"])]
-        etcd_cert: Option<PathBuf>,
-        /// Its key.
-        #[arg(long, value_name = "FILE", requires_all = ["etcd_ca", "etcd_cert"])]
-        etcd_key: Option<PathBuf>,
         /// Read the certificates shown from every *.crt under DIR instead of the state dir.
         #[arg(long, value_name = "DIR")]
         certs_dir: Option<PathBuf>,

@@ -206,9 +206,6 @@ async fn dispatch(
             listen,
             ingress_metrics,
             no_etcd,
-            etcd_ca,
-            etcd_cert,
-            etcd_key,
             certs_dir,
             print_rbac,
         } => {
@@ -217,10 +214,6 @@ async fn dispatch(
                 listen,
                 ingress_metrics,
                 no_etcd,
-                etcd_files: etcd_ca
-                    .zip(etcd_cert)
-                    .zip(etcd_key)
-                    .map(|((a, b), c)| [a, b, c]),
                 certs_dir,
                 print_rbac,
             };

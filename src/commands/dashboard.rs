@@ -24,8 +24,6 @@ pub struct DashboardOptions {
     pub ingress_metrics: Vec<String>,
     /// Leave etcd out (no etcd client certificate is used).
     pub no_etcd: bool,
-    /// etcd's CA, a client certificate and its key, instead of the state dir's.
-    pub etcd_files: Option<[PathBuf; 3]>,
     /// Read certificates from this directory instead of the state dir.
     pub certs_dir: Option<PathBuf>,
     /// Print the dashboard's ClusterRole and a binding to this user, and exit.
@@ -47,44 +45,33 @@ pub async fn dashboard(
         return Ok(ExitCode::Ok);
     }
     let inv = load_inventory_quiet(file, opts)?;
-    // The state dir is opened only for what the flags leave to it (as a service on a control
-    // plane, every flag is given and none is made).
-    let dir = || super::state_dir(&inv, opts);
-    let kubeconfig = match &d.kubeconfig {
-        Some(k) => k.clone(),
-        None => dir()?.path().join(STATE_ADMIN_CONF),
+    // The state dir is opened only when the flags leave something to it (as a service on a
+    // control plane, every flag is given and none is made).
+    let needs_dir = d.kubeconfig.is_none() || !d.no_etcd || d.certs_dir.is_none();
+    let dir = match needs_dir {
+        true => Some(super::state_dir(&inv, opts)?),
+        false => None,
+    };
+    let kubeconfig = match (&d.kubeconfig, &dir) {
+        (Some(k), _) => k.clone(),
+        (None, Some(dir)) => dir.path().join(STATE_ADMIN_CONF),
+        (None, None) => unreachable!("the state dir is opened when no kubeconfig is given"),
     };
     let kube = crate::kube::Kube::from_kubeconfig(&kubeconfig).await?;
-    let etcd = match (d.no_etcd, &d.etcd_files) {
-        (true, _) => None,
-        (false, Some([ca, cert, key])) => {
-            let read = |p: &PathBuf| {
-                std::fs::read_to_string(p)
-                    .map_err(|e| CommandError::Usage(format!("{}: {e}", p.display())))
-            };
-            let tls = crate::etcd::Tls {
-                ca: read(ca)?,
-                cert: read(cert)?,
-                key: read(key)?,
-            };
-            Some((tls, crate::etcd::members(&inv)))
-        }
-        (false, None) => {
-            let dir = dir()?;
-            Executor::new(&inv, &dir, true, Interrupt::never())
-                .etcd_access()
-                .ok()
-        }
+    let etcd = match (d.no_etcd, &dir) {
+        (false, Some(dir)) => Executor::new(&inv, dir, true, Interrupt::never())
+            .etcd_access()
+            .ok(),
+        _ => None,
     };
-    let certificates = match &d.certs_dir {
-        Some(c) => Some(CertSource::Dir(c.clone())),
-        None => {
-            let dir = dir()?;
-            dir.path()
-                .join("pki")
-                .is_dir()
-                .then(|| CertSource::StateDir(dir.clone()))
-        }
+    let certificates = match (&d.certs_dir, &dir) {
+        (Some(c), _) => Some(CertSource::Dir(c.clone())),
+        (None, Some(dir)) => dir
+            .path()
+            .join("pki")
+            .is_dir()
+            .then(|| CertSource::StateDir(dir.clone())),
+        (None, None) => None,
     };
     let sources = Sources {
         etcd,

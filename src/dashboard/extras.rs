@@ -219,11 +219,9 @@ pub fn spawn(sources: Sources) -> Arc<RwLock<Extras>> {
                 };
                 last = all.then_some((now, total));
                 if let Ok(mut e) = shared.write() {
-                    e.ingress_requests_per_second = rate.or(if all {
-                        e.ingress_requests_per_second
-                    } else {
-                        None
-                    });
+                    // Without a new rate the last one stands, unless a controller went silent.
+                    let kept = e.ingress_requests_per_second.filter(|_| all);
+                    e.ingress_requests_per_second = rate.or(kept);
                 }
                 tokio::time::sleep(INGRESS_EVERY).await;
             }

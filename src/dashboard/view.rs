@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use serde::Serialize;
@@ -257,13 +257,6 @@ fn requests(p: &Pod) -> (f64, f64) {
     (cpu, mem)
 }
 
-fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn tool_of(ns: &k8s_openapi::api::core::v1::Namespace) -> Option<(String, bool)> {
     let labels = ns.metadata.labels.as_ref()?;
     let tool = labels.get(TOOL_LABEL)?.clone();
@@ -307,7 +300,7 @@ pub fn cluster(cluster: &str, stores: &Stores, extras: Extras) -> ClusterView {
                 per_node.get(&n.name_any()).copied().unwrap_or_default();
             NodeView {
                 name: n.name_any(),
-                ready: node_ready(n),
+                ready: crate::kube::node_is_ready(n),
                 kubelet: n
                     .status
                     .as_ref()
@@ -429,13 +422,11 @@ fn rfc3339(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> String {
 
 /// Tool `name`'s page (ages as of `now_s`, UNIX seconds), or None when there is no such tool.
 pub fn tool(stores: &Stores, name: &str, now_s: i64) -> Option<ToolView> {
-    let ns = stores
-        .namespaces
-        .state()
-        .into_iter()
-        .find(|ns| tool_of(ns).is_some_and(|(t, _)| t == name))?;
-    let namespace = ns.name_any();
-    let disabled = tool_of(&ns).is_some_and(|(_, d)| d);
+    let (namespace, disabled) = stores.namespaces.state().into_iter().find_map(|ns| {
+        tool_of(&ns)
+            .filter(|(t, _)| t == name)
+            .map(|(_, d)| (ns.name_any(), d))
+    })?;
     let in_ns = |o: &Option<String>| o.as_deref() == Some(namespace.as_str());
 
     let mut quota = Vec::new();

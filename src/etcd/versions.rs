@@ -3,6 +3,14 @@
 
 use semver::Version;
 
+/// The members that answered with a version they run: (name, version).
+pub fn running(health: &[super::MemberHealth]) -> Vec<(String, Version)> {
+    health
+        .iter()
+        .filter_map(|h| Some((h.name.clone(), Version::parse(h.version.as_deref()?).ok()?)))
+        .collect()
+}
+
 /// What forbids running `target` on members that run `running` (name, version); empty when the
 /// step is allowed. Patch releases move freely within a minor release.
 pub fn problems(target: &Version, running: &[(String, Version)]) -> Vec<String> {

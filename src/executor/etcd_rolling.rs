@@ -25,14 +25,8 @@ impl Executor<'_> {
             return Ok(());
         };
         let (tls, members) = self.etcd_access()?;
-        let running: Vec<(String, semver::Version)> = crate::etcd::health(&members, &tls, ASK)
-            .await
-            .into_iter()
-            .filter_map(|h| {
-                let v = semver::Version::parse(h.version.as_deref()?).ok()?;
-                Some((h.name, v))
-            })
-            .collect();
+        let health = crate::etcd::health(&members, &tls, ASK).await;
+        let running = crate::etcd::versions::running(&health);
         let problems = crate::etcd::versions::problems(&target, &running);
         if problems.is_empty() {
             Ok(())

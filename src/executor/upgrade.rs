@@ -174,15 +174,9 @@ impl Executor<'_> {
         // them, one at a time, after the snapshot); every member must answer.
         if let Some(target) = etcd {
             let (tls, members) = self.etcd_access()?;
-            let mut running = Vec::new();
-            for h in crate::etcd::health(&members, &tls, Duration::from_secs(3)).await {
-                if let Some(v) = h
-                    .version
-                    .as_deref()
-                    .and_then(|v| semver::Version::parse(v).ok())
-                {
-                    running.push((h.name.clone(), v));
-                }
+            let health = crate::etcd::health(&members, &tls, Duration::from_secs(3)).await;
+            let running = crate::etcd::versions::running(&health);
+            for h in health {
                 match h.version.as_deref() {
                     Some(v) if v != target => behind_nodes.push(format!("{} (etcd {v})", h.name)),
                     Some(_) => {}

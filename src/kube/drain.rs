@@ -171,13 +171,7 @@ impl Kube {
             what: format!("read node {node}"),
             cause: error_text(&e),
         })?;
-        Ok(found.map(|n| {
-            n.status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        }))
+        Ok(found.as_ref().map(super::ready::node_is_ready))
     }
 
     /// Deletes the Node object `node`; returns whether there was one.

@@ -10,7 +10,7 @@ mod wait;
 
 pub use apply::{ApplyReport, documents};
 pub use drain::{Drained, selects};
-pub use ready::{nodes_ready, pod_behind, pods_running};
+pub use ready::{node_is_ready, nodes_ready, pod_behind, pods_running};
 pub use versions::{
     CONTROL_PLANE_COMPONENTS, ComponentPod, NodeState, configured_version, image_tag,
 };

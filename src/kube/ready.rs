@@ -13,6 +13,14 @@ use super::{Kube, KubeError};
 /// How often a wait looks again.
 const POLL: Duration = Duration::from_secs(2);
 
+/// Whether a Node's `Ready` condition is True.
+pub fn node_is_ready(n: &k8s_openapi::api::core::v1::Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 fn condition_true(obj: &Value, kind: &str) -> bool {
     obj["status"]["conditions"].as_array().is_some_and(|cs| {
         cs.iter()

@@ -65,13 +65,10 @@ impl Kube {
             cause: error_text(&e),
         })?;
         Ok(found.map(|n| {
+            let ready = super::ready::node_is_ready(&n);
             let status = n.status.unwrap_or_default();
             NodeState {
-                ready: status
-                    .conditions
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+                ready,
                 kubelet: status
                     .node_info
                     .map(|i| i.kubelet_version)

@@ -465,19 +465,19 @@ impl Phase for Platform {
                 "(re)start the platform's services after a change",
             ));
             if !pf.dashboard.enabled {
-                actions.push(Action::run(
+                actions.push(remove_service(
                     h,
-                    &format!("systemctl disable --now {DASHBOARD_UNIT} && rm -f /etc/systemd/system/{DASHBOARD_UNIT} {DIR}/dashboard.* && systemctl daemon-reload"),
-                    Some(&format!("test ! -e /etc/systemd/system/{DASHBOARD_UNIT}")),
-                    "no dashboard: stop one left from an earlier inventory",
+                    DASHBOARD_UNIT,
+                    "dashboard",
+                    "no dashboard",
                 ));
             }
             if !controller {
-                actions.push(Action::run(
+                actions.push(remove_service(
                     h,
-                    &format!("systemctl disable --now {ACCOUNTS_UNIT} && rm -f /etc/systemd/system/{ACCOUNTS_UNIT} {DIR}/accounts.* && systemctl daemon-reload"),
-                    Some(&format!("test ! -e /etc/systemd/system/{ACCOUNTS_UNIT}")),
-                    "no accounts controller: stop one left from an earlier inventory",
+                    ACCOUNTS_UNIT,
+                    "accounts",
+                    "no accounts controller",
                 ));
             }
             actions.push(Action::run(
@@ -504,6 +504,19 @@ impl Phase for Platform {
         )?);
         Ok(actions)
     }
+}
+
+/// Stops and removes a platform service that an earlier inventory had on `host`: its unit and
+/// its files `DIR/FILES.*`.
+fn remove_service(host: &str, unit: &str, files: &str, what: &str) -> Action {
+    Action::run(
+        host,
+        &format!(
+            "systemctl disable --now {unit} && rm -f /etc/systemd/system/{unit} {DIR}/{files}.* && systemctl daemon-reload"
+        ),
+        Some(&format!("test ! -e /etc/systemd/system/{unit}")),
+        &format!("{what}: stop one left from an earlier inventory"),
+    )
 }
 
 /// toolctl on a bastion, under both its names.
