@@ -283,6 +283,14 @@ pub fn customize(dirs: &Dirs, name: &str, authorized_key: &str) -> Result<String
         std::os::unix::fs::symlink("/etc/systemd/system/forgectl-cgroup-rw.service", &link)
             .map_err(|e| LocalError::io(&link, e))?;
     }
+    // A throwaway machine keeps its journal in memory: journald writing and syncing files on a
+    // busy host disk has stalled everything that logs (sshd, a starting service) for a minute.
+    write_mode(
+        &root.join("etc/systemd/journald.conf.d/forgectl.conf"),
+        "# Written by forgectl's local provider: the journal of a throwaway machine lives in memory.\n\
+         [Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n",
+        0o644,
+    )?;
     // kubelet's OOM watcher reads /dev/kmsg, which a machine has not: it reads the machine's
     // console instead (as kind does), never the host's kernel log.
     write_mode(
