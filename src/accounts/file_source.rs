@@ -20,6 +20,10 @@ impl Source for FileSource {
         let text = tokio::fs::read_to_string(&self.path)
             .await
             .map_err(|e| err(e.to_string()))?;
-        serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))
+        // Thousands of accounts take a while to parse: off the async workers.
+        tokio::task::spawn_blocking(move || serde_saphyr::from_str::<Directory>(&text))
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.to_string()))
     }
 }

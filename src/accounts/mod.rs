@@ -16,6 +16,7 @@ pub mod home_files;
 pub mod home_volume;
 pub mod ldap_source;
 pub mod lease;
+mod list_page;
 mod observe;
 pub mod reconcile;
 

@@ -9,10 +9,11 @@ use futures::future::try_join_all;
 use serde_json::Value;
 
 use super::desired::{KINDS, MANAGED_BY, MANAGER, TOOL_LABEL, key_of};
+use super::list_page::{Item, Page};
 use super::{AccountsError, api_err};
 
 /// Items per page of a list.
-const PAGE: u32 = 2000;
+const PAGE: u32 = 5000;
 
 /// Every managed object, by [`key_of`], and the keys of each tool's objects.
 #[derive(Debug, Default)]
@@ -80,21 +81,23 @@ pub async fn list_all(
     let mut params = ListParams::default().labels(selector).limit(PAGE);
     loop {
         let req = request.list(&params).map_err(|e| bad(e.to_string()))?;
-        let mut page: Value = client
-            .request(req)
+        let text = client
+            .request_text(req)
             .await
             .map_err(|e| api_err(format!("list {}", ar.plural), e))?;
-        let Value::Array(items) = page["items"].take() else {
-            return Err(bad("the answer has no items".into()));
-        };
-        for mut v in items {
+        // Megabytes of JSON: parsed off the async workers.
+        let page = tokio::task::spawn_blocking(move || serde_json::from_str::<Page>(&text))
+            .await
+            .map_err(|e| bad(e.to_string()))?
+            .map_err(|e| bad(format!("the answer is not a list: {e}")))?;
+        for Item(mut v) in page.items.unwrap_or_default() {
             // Items of a list carry no kind; put it back so keys name it.
             v["kind"] = Value::String(ar.kind.clone());
             v["apiVersion"] = Value::String(ar.api_version.clone());
             out.push(v);
         }
-        match page["metadata"]["continue"].as_str() {
-            Some(c) if !c.is_empty() => params = params.continue_token(c),
+        match page.metadata.continue_token {
+            Some(c) if !c.is_empty() => params = params.continue_token(&c),
             _ => return Ok(out),
         }
     }
