@@ -87,6 +87,21 @@ async fn tools_get_namespaces_rbac_and_kubeconfigs_and_a_second_pass_writes_noth
         bed.csrs().is_empty(),
         "no request is left behind (the stale one and every issued one deleted)"
     );
+    // The signer's answers came through one watch of the requests, not by reading each one.
+    let csr_requests: Vec<_> = bed
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.user == bed.admin_user && r.uri.contains("/certificatesigningrequests"))
+        .collect();
+    assert!(
+        csr_requests.iter().any(|r| r.verb == "watch"),
+        "{csr_requests:#?}"
+    );
+    assert!(
+        !csr_requests.iter().any(|r| r.verb == "get"),
+        "no request read one by one: {csr_requests:#?}"
+    );
 
     // Objects of a tool.
     let ns = bed

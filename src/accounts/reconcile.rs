@@ -228,12 +228,15 @@ pub async fn sync<S: Source>(
         })?);
     }
     let planned = started.elapsed();
+    // The signer's answers come through one watch, started by the first request.
+    let answers = csr_client::Answers::new(client);
+    let answers = &answers;
     let results: Vec<(AccountPlan, usize, Vec<String>)> = stream::iter(plans)
         .map(|p| async {
             if opts.dry_run || p.steps.is_empty() {
                 return (p, 0, Vec::new());
             }
-            let (writes, errors) = execute(client, cfg, &p).await;
+            let (writes, errors) = execute(client, cfg, answers, &p).await;
             (p, writes, errors)
         })
         .buffer_unordered(concurrency)
@@ -290,6 +293,8 @@ pub async fn sync<S: Source>(
         apply_ms = (started.elapsed() - planned).as_millis() as u64,
         "pass timings"
     );
+    // Freeing tens of thousands of listed objects takes a while: not on the caller's time.
+    tokio::task::spawn_blocking(move || drop(shared));
     Ok(summary)
 }
 
@@ -719,10 +724,15 @@ fn dynamic_api(client: &::kube::Client, o: &Value) -> Option<Api<DynamicObject>>
 
 /// Carries out a plan, step by step; (writes made, errors). The first failing step ends the
 /// plan (the next pass retries it).
-async fn execute(client: &::kube::Client, cfg: &Accounts, p: &AccountPlan) -> (usize, Vec<String>) {
+async fn execute(
+    client: &::kube::Client,
+    cfg: &Accounts,
+    answers: &csr_client::Answers,
+    p: &AccountPlan,
+) -> (usize, Vec<String>) {
     let mut writes = 0;
     for s in &p.steps {
-        match run_step(client, cfg, s).await {
+        match run_step(client, cfg, answers, s).await {
             Ok(n) => writes += n,
             Err(e) => return (writes, vec![format!("{}: {e}", s.describe())]),
         }
@@ -733,6 +743,7 @@ async fn execute(client: &::kube::Client, cfg: &Accounts, p: &AccountPlan) -> (u
 async fn run_step(
     client: &::kube::Client,
     cfg: &Accounts,
+    answers: &csr_client::Answers,
     s: &Step,
 ) -> Result<usize, AccountsError> {
     let blocking = |f: Box<dyn FnOnce() -> std::io::Result<()> + Send>| async move {
@@ -782,7 +793,7 @@ async fn run_step(
             ..
         } => {
             let validity = Duration::from_secs(u64::from(cfg.cert_days) * 86_400);
-            let issued = csr_client::issue(client, id, validity).await?;
+            let issued = csr_client::issue(client, answers, id, validity).await?;
             let (f, k, ca) = (files.clone(), kubeconfig.clone(), ca_pem.clone());
             blocking(Box::new(move || {
                 f.write(&k, &issued.cert, &issued.key)?;
