@@ -79,12 +79,14 @@ pub async fn list_all(
     };
     let mut out = Vec::new();
     let mut params = ListParams::default().labels(selector).limit(PAGE);
+    let started = std::time::Instant::now();
     loop {
         let req = request.list(&params).map_err(|e| bad(e.to_string()))?;
         let text = client
             .request_text(req)
             .await
             .map_err(|e| api_err(format!("list {}", ar.plural), e))?;
+        let (answered, bytes) = (started.elapsed(), text.len());
         // Megabytes of JSON: parsed off the async workers.
         let page = tokio::task::spawn_blocking(move || serde_json::from_str::<Page>(&text))
             .await
@@ -96,6 +98,14 @@ pub async fn list_all(
             v["apiVersion"] = Value::String(ar.api_version.clone());
             out.push(v);
         }
+        tracing::debug!(
+            kind = ar.kind,
+            items = out.len(),
+            bytes,
+            answered_ms = answered.as_millis() as u64,
+            parsed_ms = started.elapsed().as_millis() as u64,
+            "listed a page"
+        );
         match page.metadata.continue_token {
             Some(c) if !c.is_empty() => params = params.continue_token(&c),
             _ => return Ok(out),

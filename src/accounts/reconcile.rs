@@ -181,10 +181,22 @@ pub async fn sync<S: Source>(
     let started = std::time::Instant::now();
     let (dir, mut problems) = source.load().await?.checked();
     let loaded = started.elapsed();
+    let accounts: Vec<Account> = dir
+        .tools
+        .iter()
+        .map(|t| Account::Tool(t.clone()))
+        .chain(dir.admins.iter().map(|a| Account::Admin(a.clone())))
+        .collect();
+    // The homes are read (and certificates checked) while the API server answers the lists:
+    // blocking work, spread over a few threads of the blocking pool (not the async workers).
+    let homes = read_homes(cfg, cluster, &accounts);
     // The tools' ClusterRole is read beside the lists (no round trip of its own on a pass).
     let role = async { Ok(observe::tool_role(client).await) };
-    let (observed, leftovers, role) =
-        tokio::try_join!(observe::managed(client), observe::requests(client), role)?;
+    let (lists, homes) = tokio::join!(
+        async { tokio::try_join!(observe::managed(client), observe::requests(client), role) },
+        homes
+    );
+    let ((observed, leftovers, role), homes) = (lists?, homes?);
     let listed = started.elapsed();
     let mut summary = Summary::default();
     if !leftovers.is_empty() {
@@ -202,25 +214,23 @@ pub async fn sync<S: Source>(
     let mut plans = plan_removals(cfg, &dir, &observed, opts)?;
     plans.extend(orphan_admin_bindings(&dir, &observed));
     let concurrency = cfg.concurrency.max(1);
-    // Planning reads the homes and checks certificates: blocking work, spread over a few
-    // threads of the blocking pool (not the async workers).
-    let accounts: Vec<Account> = dir
-        .tools
-        .iter()
-        .map(|t| Account::Tool(t.clone()))
-        .chain(dir.admins.iter().map(|a| Account::Admin(a.clone())))
-        .collect();
-    let shared = Arc::new((cfg.clone(), cluster.clone(), observed));
+    // Comparing tens of thousands of objects: a few threads of the blocking pool.
+    let shared = Arc::new((cfg.clone(), observed));
     let chunk = accounts.len().div_ceil(PLAN_THREADS).max(1);
-    let planning = accounts.chunks(chunk).map(|c| {
-        let (c, shared) = (c.to_vec(), shared.clone());
-        tokio::task::spawn_blocking(move || {
-            let (cfg, cluster, observed) = &*shared;
-            c.into_iter()
-                .map(|a| plan_account(cfg, cluster, a, observed))
-                .collect::<Vec<_>>()
+    let mut homes = homes.into_iter();
+    let planning: Vec<_> = accounts
+        .chunks(chunk)
+        .map(|c| {
+            let c: Vec<(Account, Home)> = c.iter().cloned().zip(homes.by_ref()).collect();
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                let (cfg, observed) = &*shared;
+                c.into_iter()
+                    .map(|(a, home)| plan_account(cfg, a, home, observed))
+                    .collect::<Vec<_>>()
+            })
         })
-    });
+        .collect();
     for chunk in futures::future::join_all(planning).await {
         plans.extend(chunk.map_err(|e| AccountsError::Api {
             what: "plan the accounts".into(),
@@ -414,16 +424,85 @@ fn orphans(name: &str, want: &[Value], observed: &Observed) -> Vec<Step> {
     out
 }
 
-fn plan_account(
+fn plan_account(cfg: &Accounts, account: Account, home: Home, observed: &Observed) -> AccountPlan {
+    match account {
+        Account::Tool(t) => plan_tool(cfg, t, home, observed),
+        Account::Admin(a) => plan_admin(cfg, a, home, observed),
+    }
+}
+
+/// What an account's home asks for, read before the cluster is compared.
+enum Home {
+    /// The credential steps of an account that has credentials (Err: the home cannot be used).
+    Credentials(Result<Vec<Step>, String>),
+    /// Whether a disabled tool's home still holds credential files (Err: it cannot be read).
+    Leftover(Result<bool, String>),
+}
+
+/// The files an account's credentials go to.
+fn files_of(cfg: &Accounts, account: &Account) -> CredentialFiles {
+    let (home, uid, gid) = match account {
+        Account::Tool(t) => (&t.home, t.uid, t.gid),
+        Account::Admin(a) => (&a.home, a.uid, a.gid),
+    };
+    CredentialFiles {
+        home: home.clone(),
+        kubeconfig: cfg.kubeconfig_path.clone(),
+        uid,
+        gid,
+    }
+}
+
+/// What the home of `account` asks for.
+fn read_home(cfg: &Accounts, cluster: &Cluster, account: &Account) -> Home {
+    let files = files_of(cfg, account);
+    match account {
+        Account::Tool(t) if t.disabled => {
+            Home::Leftover(files.read().map(|d| d.any()).map_err(|e| e.to_string()))
+        }
+        Account::Tool(t) => {
+            let id = Identity {
+                user: desired::tool_user(cfg, &t.name),
+                group: TOOLS_GROUP.into(),
+            };
+            let ns = desired::namespace(cfg, &t.name);
+            Home::Credentials(credential_steps(cfg, cluster, files, id, Some(ns)))
+        }
+        Account::Admin(a) => {
+            let id = Identity {
+                user: a.name.clone(),
+                group: ADMINS_GROUP.into(),
+            };
+            Home::Credentials(credential_steps(cfg, cluster, files, id, None))
+        }
+    }
+}
+
+/// Reads the homes of `accounts` (in their order) on a few threads of the blocking pool.
+async fn read_homes(
     cfg: &Accounts,
     cluster: &Cluster,
-    account: Account,
-    observed: &Observed,
-) -> AccountPlan {
-    match account {
-        Account::Tool(t) => plan_tool(cfg, cluster, t, observed),
-        Account::Admin(a) => plan_admin(cfg, cluster, a, observed),
+    accounts: &[Account],
+) -> Result<Vec<Home>, AccountsError> {
+    let shared = Arc::new((cfg.clone(), cluster.clone()));
+    let chunk = accounts.len().div_ceil(PLAN_THREADS).max(1);
+    let reading = accounts.chunks(chunk).map(|c| {
+        let (c, shared) = (c.to_vec(), shared.clone());
+        tokio::task::spawn_blocking(move || {
+            let (cfg, cluster) = &*shared;
+            c.iter()
+                .map(|a| read_home(cfg, cluster, a))
+                .collect::<Vec<_>>()
+        })
+    });
+    let mut out = Vec::with_capacity(accounts.len());
+    for chunk in futures::future::join_all(reading).await {
+        out.extend(chunk.map_err(|e| AccountsError::Api {
+            what: "read the homes".into(),
+            cause: e.to_string(),
+        })?);
     }
+    Ok(out)
 }
 
 /// The credential steps of an account: a new certificate when the one on disk is missing,
@@ -474,12 +553,7 @@ fn credential_steps(
     Ok(Vec::new())
 }
 
-fn plan_tool(
-    cfg: &Accounts,
-    cluster: &Cluster,
-    t: ToolAccount,
-    observed: &Observed,
-) -> AccountPlan {
+fn plan_tool(cfg: &Accounts, t: ToolAccount, home: Home, observed: &Observed) -> AccountPlan {
     let ns = desired::namespace(cfg, &t.name);
     let have_ns = observed.get(&format!("Namespace {ns}"));
     let want = desired::tool_objects(cfg, &t);
@@ -488,12 +562,7 @@ fn plan_tool(
     if have_ns.is_some_and(|n| n["metadata"]["annotations"][REMOVED_ANNOTATION].is_string()) {
         steps.push(Step::Unmark(ns.clone()));
     }
-    let files = CredentialFiles {
-        home: t.home.clone(),
-        kubeconfig: cfg.kubeconfig_path.clone(),
-        uid: t.uid,
-        gid: t.gid,
-    };
+    let files = files_of(cfg, &Account::Tool(t.clone()));
     let was_disabled = have_ns.is_some_and(|n| n["metadata"]["labels"][DISABLED_LABEL] == "true");
     let mut renewing = false;
     if t.disabled {
@@ -502,10 +571,10 @@ fn plan_tool(
             steps.push(Step::StopWorkloads(ns.clone()));
         }
         steps.extend(orphans(&t.name, &want, observed));
-        match files.read().map(|d| d.any()) {
-            Ok(true) => steps.push(Step::RemoveFiles(files)),
-            Ok(false) => {}
-            Err(e) => problems.push(e.to_string()),
+        match home {
+            Home::Leftover(Ok(true)) => steps.push(Step::RemoveFiles(files)),
+            Home::Leftover(Err(e)) => problems.push(e),
+            Home::Leftover(Ok(false)) | Home::Credentials(_) => {}
         }
         steps.extend(object_steps(want, observed));
     } else {
@@ -513,16 +582,13 @@ fn plan_tool(
         steps.extend(released_homes(&t.name, observed));
         steps.extend(object_steps(want.clone(), observed));
         steps.extend(deletes);
-        let id = Identity {
-            user: desired::tool_user(cfg, &t.name),
-            group: TOOLS_GROUP.into(),
-        };
-        match credential_steps(cfg, cluster, files, id, Some(ns.clone())) {
-            Ok(s) => {
+        match home {
+            Home::Credentials(Ok(s)) => {
                 renewing = s.iter().any(Step::renews) && have_ns.is_some();
                 steps.extend(s);
             }
-            Err(e) => problems.push(format!("no kubeconfig written: {e}")),
+            Home::Credentials(Err(e)) => problems.push(format!("no kubeconfig written: {e}")),
+            Home::Leftover(_) => {}
         }
     }
     let outcome = if have_ns.is_none() {
@@ -544,28 +610,19 @@ fn plan_tool(
     }
 }
 
-fn plan_admin(cfg: &Accounts, cluster: &Cluster, a: Person, observed: &Observed) -> AccountPlan {
+fn plan_admin(cfg: &Accounts, a: Person, home: Home, observed: &Observed) -> AccountPlan {
     let want = desired::admin_objects(cfg, &a);
     let existed = want.iter().any(|w| observed.contains_key(&key_of(w)));
     let mut steps = object_steps(want, observed);
     let mut problems = Vec::new();
-    let files = CredentialFiles {
-        home: a.home.clone(),
-        kubeconfig: cfg.kubeconfig_path.clone(),
-        uid: a.uid,
-        gid: a.gid,
-    };
-    let id = Identity {
-        user: a.name.clone(),
-        group: ADMINS_GROUP.into(),
-    };
     let mut renewing = false;
-    match credential_steps(cfg, cluster, files, id, None) {
-        Ok(s) => {
+    match home {
+        Home::Credentials(Ok(s)) => {
             renewing = existed && s.iter().any(Step::renews);
             steps.extend(s);
         }
-        Err(e) => problems.push(format!("no kubeconfig written: {e}")),
+        Home::Credentials(Err(e)) => problems.push(format!("no kubeconfig written: {e}")),
+        Home::Leftover(_) => {}
     }
     let outcome = match (existed, renewing, steps.is_empty()) {
         (false, _, _) => Outcome::Created,
