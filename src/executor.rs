@@ -409,7 +409,7 @@ impl<'a> Executor<'a> {
                     .as_ref()
                     .map(|f| format!(", floating {f}"))
                     .unwrap_or_default();
-                eprintln!(
+                crate::errln!(
                     "  {}  server {} at {}{floating}{volume}",
                     r.machine,
                     r.server_name,

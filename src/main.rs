@@ -22,7 +22,7 @@ fn main() -> std::process::ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            forgectl::errln!("error: cannot start the async runtime: {e}");
             return std::process::ExitCode::from(ExitCode::Failed as u8);
         }
     };
@@ -339,12 +339,9 @@ async fn dispatch(
             commands::machines_apply(file, &name, v, opts).await
         }
         C::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut cli::Cli::command(),
-                "forgectl",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli::Cli::command(), "forgectl", &mut script);
+            forgectl::out!("{}", String::from_utf8_lossy(&script));
             Ok(ExitCode::Ok)
         }
     }
@@ -362,7 +359,7 @@ fn report(e: &CommandError, opts: &Options) -> ExitCode {
             }
             _ => serde_json::json!({ "error": e.to_string(), "next_step": e.next_step() }),
         };
-        println!("{doc}");
+        forgectl::outln!("{doc}");
         return code;
     }
     let palette = commands::stderr_palette(opts);
@@ -371,14 +368,14 @@ fn report(e: &CommandError, opts: &Options) -> ExitCode {
         diagnostics: d,
     }) = e
     {
-        eprint!(
+        forgectl::errout!(
             "{}",
             diagnostics::render(&input.name, &input.text, d, palette)
         );
     }
-    eprintln!("{}error{:#}: {e}", palette.error, palette.error);
+    forgectl::errln!("{}error{:#}: {e}", palette.error, palette.error);
     if let Some(next) = e.next_step() {
-        eprintln!("  = next: {next}");
+        forgectl::errln!("  = next: {next}");
     }
     code
 }

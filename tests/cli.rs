@@ -938,3 +938,30 @@ fn node_remove_refuses_what_would_break_the_cluster_before_touching_anything() {
         .stdout(predicate::str::contains("Dry run: nothing was changed."));
     assert!(!state.exists());
 }
+
+/// `forgectl … | head`: a reader that goes away ends the output, not the command (no panic,
+/// the command's own exit code).
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["plan"],
+        vec!["-o", "json", "plan"],
+        vec!["completions", "bash"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("forgectl"))
+            .args(["--state-dir", dir.path().to_str().unwrap()])
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .env_remove("FORGECTL_INVENTORY")
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.stdout.is_empty(), "stdout went to the closed pipe");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}

@@ -100,12 +100,12 @@ enum JobsVerb {
 
 fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
     if json {
-        println!(
+        forgectl::outln!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into())
         );
     } else {
-        print!("{}", text());
+        forgectl::out!("{}", text());
     }
 }
 
@@ -187,7 +187,7 @@ async fn run(cli: Cli) -> Result<(), ToolError> {
                     print(json, &s, || status_text(&s));
                 }
                 "logs" if follow => webservice::follow(&t, tail, &mut tokio::io::stdout()).await?,
-                "logs" => print!("{}", webservice::logs(&t, tail).await?),
+                "logs" => forgectl::out!("{}", webservice::logs(&t, tail).await?),
                 other => {
                     return Err(ToolError::Usage(format!(
                         "unknown action {other:?}: start, stop, restart, status or logs"
@@ -246,7 +246,7 @@ async fn run(cli: Cli) -> Result<(), ToolError> {
                 if follow {
                     jobs::follow(&t, &name, tail, &mut tokio::io::stdout()).await?;
                 } else {
-                    print!("{}", jobs::logs(&t, &name, tail).await?);
+                    forgectl::out!("{}", jobs::logs(&t, &name, tail).await?);
                 }
             }
         },
@@ -270,9 +270,9 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            forgectl::errln!("error: {e}");
             if let Some(n) = e.next_step() {
-                eprintln!("  = next: {n}");
+                forgectl::errln!("  = next: {n}");
             }
             std::process::ExitCode::FAILURE
         }

@@ -214,7 +214,7 @@ pub async fn accounts_run(
 
 fn print_summary(s: &Summary, dry_run: bool, opts: &Options) {
     if opts.format == Format::Json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(s).unwrap_or_else(|_| "{}".into())
         );
@@ -222,7 +222,7 @@ fn print_summary(s: &Summary, dry_run: bool, opts: &Options) {
     }
     if opts.verbosity > 0 || dry_run {
         for a in &s.actions {
-            println!("  {a}");
+            crate::outln!("  {a}");
         }
     }
     let names = |v: &[String]| {
@@ -233,7 +233,7 @@ fn print_summary(s: &Summary, dry_run: bool, opts: &Options) {
         }
     };
     let head = if dry_run { "Would change" } else { "Accounts" };
-    println!(
+    crate::outln!(
         "{head}: {} created{}, {} updated{}, {} renewed{}, {} disabled{}, {} removed{}, {} pending removal{}, {} unchanged; {} write(s)",
         s.created.len(),
         names(&s.created),
@@ -251,7 +251,7 @@ fn print_summary(s: &Summary, dry_run: bool, opts: &Options) {
         s.writes,
     );
     for p in &s.problems {
-        eprintln!("problem: {p}");
+        crate::errln!("problem: {p}");
     }
 }
 

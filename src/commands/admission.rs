@@ -63,7 +63,7 @@ pub async fn admission_serve(
         tool_domain,
         namespace_prefix,
     };
-    eprintln!(
+    crate::errln!(
         "admission webhooks on https://{} (images from {}; hosts NAME.{} in {}NAME)",
         a.listen,
         policy.allowed_registries.join(", "),
@@ -82,7 +82,7 @@ pub async fn admission_serve(
     );
     tokio::select! {
         r = server => r?,
-        _ = tokio::signal::ctrl_c() => eprintln!("admission webhooks: stopping"),
+        _ = tokio::signal::ctrl_c() => crate::errln!("admission webhooks: stopping"),
     }
     Ok(ExitCode::Ok)
 }

@@ -38,7 +38,7 @@ pub fn artifacts_list(file: Option<&Path>, opts: &Options) -> Result<ExitCode, C
         })
         .collect();
     match opts.format {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({"artifacts": list, "images": images}))
                 .unwrap_or_default()
@@ -51,32 +51,34 @@ pub fn artifacts_list(file: Option<&Path>, opts: &Options) -> Result<ExitCode, C
                 .max()
                 .unwrap_or(7)
                 .max(7);
-            println!("{:nw$}  {:vw$}  {:8}  URL", "NAME", "VERSION", "KIND");
+            crate::outln!("{:nw$}  {:vw$}  {:8}  URL", "NAME", "VERSION", "KIND");
             for a in &list {
                 let kind = format!("{:?}", a.kind).to_lowercase();
-                println!("{:nw$}  {:vw$}  {:8}  {}", a.name, a.version, kind, a.url);
+                crate::outln!("{:nw$}  {:vw$}  {:8}  {}", a.name, a.version, kind, a.url);
                 if let Some(c) = &a.checksums {
-                    println!("{:nw$}  {:vw$}  {:8}  sha256 from {c}", "", "", "");
+                    crate::outln!("{:nw$}  {:vw$}  {:8}  sha256 from {c}", "", "", "");
                 }
             }
-            println!(
+            crate::outln!(
                 "source: {:?} ({} artifacts); `forgectl artifacts fetch --to DIR` downloads and verifies them for an offline site",
                 inv.inventory.artifacts.source,
                 list.len()
             );
-            println!();
+            crate::outln!();
             let rw = images
                 .iter()
                 .map(|i| i.image.reference.len())
                 .max()
                 .unwrap_or(5)
                 .max(5);
-            println!(
+            crate::outln!(
                 "{:rw$}  {:14}  {:32}  IN artifacts.images",
-                "IMAGE", "NODES", "USED BY"
+                "IMAGE",
+                "NODES",
+                "USED BY"
             );
             for i in &images {
-                println!(
+                crate::outln!(
                     "{:rw$}  {:14}  {:32}  {}",
                     i.image.reference,
                     i.image.nodes,
@@ -90,13 +92,13 @@ pub fn artifacts_list(file: Option<&Path>, opts: &Options) -> Result<ExitCode, C
             }
             let missing = images.iter().filter(|i| i.archive.is_none()).count();
             match &inv.inventory.artifacts.images {
-                Some(d) if missing > 0 => println!(
+                Some(d) if missing > 0 => crate::outln!(
                     "{missing} of {} image(s) are not in {}: nodes that cannot pull will not run them",
                     images.len(),
                     d.display()
                 ),
-                Some(d) => println!("every image is in {}", d.display()),
-                None => println!(
+                Some(d) => crate::outln!("every image is in {}", d.display()),
+                None => crate::outln!(
                     "{} image(s), pulled by the nodes; for nodes that cannot pull, put their archives in a directory and set artifacts.images",
                     images.len()
                 ),
@@ -118,9 +120,9 @@ pub async fn artifacts_fetch(
         .await
         .map_err(|e| CommandError::Usage(format!("fetching artifacts failed: {e}")))?;
     for w in &written {
-        println!("{}", w.display());
+        crate::outln!("{}", w.display());
     }
-    println!(
+    crate::outln!(
         "{} artifact(s) downloaded and verified under {}; use it with `artifacts: {{ source: local, dir: {} }}` or serve it as a mirror",
         written.len(),
         to.display(),
@@ -152,7 +154,7 @@ pub async fn artifacts_fetch_images(
                     Err(e) => serde_json::json!({"result": "failed", "error": e.to_string()}),
                 })
                 .collect();
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&rows).unwrap_or_default()
             );
@@ -166,18 +168,18 @@ pub async fn artifacts_fetch_images(
                         digest,
                         bytes,
                         from,
-                    }) => println!(
+                    }) => crate::outln!(
                         "pulled   {reference}  {file}  {:.1} MB  {digest}  from {from}",
                         *bytes as f64 / 1e6
                     ),
                     Ok(Fetched::Present { reference, file }) => {
-                        println!("present  {reference}  {file}")
+                        crate::outln!("present  {reference}  {file}")
                     }
-                    Err(e) => println!("FAILED   {e}"),
+                    Err(e) => crate::outln!("FAILED   {e}"),
                 }
             }
             let ok = results.len() - failed;
-            println!(
+            crate::outln!(
                 "{ok} of {} image(s) in {} (linux/{arch}); use it with `artifacts: {{ images: {} }}`",
                 results.len(),
                 to.display(),
@@ -186,7 +188,7 @@ pub async fn artifacts_fetch_images(
         }
     }
     if failed > 0 {
-        eprintln!(
+        crate::errln!(
             "error: {failed} image(s) could not be pulled (above: where each was looked for and why)\n  next: make them reachable (a mirror under runtime.registry_mirrors), or put their archives in {} by hand (`artifacts list` names them), then run this again: images already there are kept",
             to.display()
         );

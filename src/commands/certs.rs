@@ -100,7 +100,7 @@ pub async fn certs_check(file: Option<&Path>, opts: &Options) -> Result<ExitCode
         .filter(|f| f.info.days_left <= WARN_DAYS)
         .count();
     match opts.format {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             json!({ "certificates": found, "expiring": expiring, "unreachable": unreachable })
         ),
@@ -112,20 +112,27 @@ pub async fn certs_check(file: Option<&Path>, opts: &Options) -> Result<ExitCode
                 .unwrap_or(5)
                 .max(5);
             let fw = found.iter().map(|f| f.path.len()).max().unwrap_or(4).max(4);
-            println!(
+            crate::outln!(
                 "{:pw$}  {:fw$}  {:28}  {:>9}  EXPIRES",
-                "WHERE", "PATH", "SUBJECT", "DAYS LEFT"
+                "WHERE",
+                "PATH",
+                "SUBJECT",
+                "DAYS LEFT"
             );
             for f in &found {
-                println!(
+                crate::outln!(
                     "{:pw$}  {:fw$}  {:28}  {:>9}  {}",
-                    f.place, f.path, f.info.subject, f.info.days_left, f.info.not_after
+                    f.place,
+                    f.path,
+                    f.info.subject,
+                    f.info.days_left,
+                    f.info.not_after
                 );
             }
             for u in &unreachable {
-                eprintln!("not checked: {u}");
+                crate::errln!("not checked: {u}");
             }
-            println!(
+            crate::outln!(
                 "{} certificate(s); {expiring} expire within {WARN_DAYS} days{}",
                 found.len(),
                 if unreachable.is_empty() {
@@ -152,7 +159,7 @@ pub async fn certs_renew(file: Option<&Path>, opts: &Options) -> Result<ExitCode
     let exec = Executor::new(&inv, &dir, true, Interrupt::never());
     let step = |what: &str| {
         if opts.verbosity >= 0 && opts.format == Format::Text {
-            println!("• {what}");
+            crate::outln!("• {what}");
         }
     };
     // Rolling needs every member healthy at the start.
@@ -190,17 +197,17 @@ pub async fn certs_recover(
     let pki = Pki::new(&dir);
     let (etcd, kube) = (!pki.has_etcd_ca(), !pki.has_kube_ca());
     if !etcd && !kube {
-        println!("the state dir has its etcd and Kubernetes CAs; nothing to recover");
+        crate::outln!("the state dir has its etcd and Kubernetes CAs; nothing to recover");
         return Ok(ExitCode::Ok);
     }
     if opts.format == Format::Text {
         if etcd {
-            println!(
+            crate::outln!(
                 "The state dir has no etcd CA. forgectl will read it (certificate and key) from the first etcd member that has it."
             );
         }
         if kube {
-            println!(
+            crate::outln!(
                 "The state dir has no Kubernetes CA. forgectl will read it, the front-proxy CA and the service-account key pair from the first control plane that has them."
             );
         }
@@ -212,16 +219,16 @@ pub async fn certs_recover(
     let result = async {
         if etcd {
             let from = exec.recover_etcd_ca().await?;
-            println!("recovered the etcd CA from {from} into the state dir (0600)");
+            crate::outln!("recovered the etcd CA from {from} into the state dir (0600)");
         }
         if kube && inv.with_role(crate::inventory::Role::ControlPlane).next().is_some() {
             match exec.recover_cluster_cas().await {
-                Ok(from) => println!(
+                Ok(from) => crate::outln!(
                     "recovered the Kubernetes and front-proxy CAs and the service-account keys from {from} into the state dir (0600)"
                 ),
                 // Before kubeadm-init ran, no control plane has them: up makes them.
                 Err(e) if !etcd => return Err(e),
-                Err(e) => println!("the Kubernetes CA was not recovered: {e}"),
+                Err(e) => crate::outln!("the Kubernetes CA was not recovered: {e}"),
             }
         }
         Ok::<_, crate::executor::ExecError>(())
@@ -229,7 +236,7 @@ pub async fn certs_recover(
     .await;
     exec.close().await;
     result?;
-    println!("run `forgectl up` to re-make the client certificates");
+    crate::outln!("run `forgectl up` to re-make the client certificates");
     Ok(ExitCode::Ok)
 }
 

@@ -40,7 +40,7 @@ pub async fn dashboard(
         for doc in [rbac::cluster_role(), rbac::binding(user)] {
             let yaml = serde_saphyr::to_string(&doc)
                 .map_err(|e| CommandError::Usage(format!("the RBAC documents: {e}")))?;
-            println!("---\n{}", yaml.trim_end());
+            crate::outln!("---\n{}", yaml.trim_end());
         }
         return Ok(ExitCode::Ok);
     }
@@ -86,9 +86,9 @@ pub async fn dashboard(
         d.listen,
         |addr, dash| {
             // The address on stdout (programs and tests read it when port 0 picked one).
-            println!("http://{addr}/");
+            crate::outln!("http://{addr}/");
             if !quiet {
-                eprintln!(
+                crate::errln!(
                     "dashboard of {} on http://{addr}/ ({} tools, {} nodes): JSON with `Accept: application/json`, Prometheus metrics on /metrics; Ctrl-C stops it",
                     inv.inventory.name,
                     dash.stores.namespaces.state().len(),

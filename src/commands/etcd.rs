@@ -60,7 +60,7 @@ pub async fn etcd_status(file: Option<&Path>, opts: &Options) -> Result<ExitCode
         Quorum::Lost => "quorum lost",
     };
     match opts.format {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             json!({ "members": health, "healthy": healthy, "total": members.len(), "leader": leader, "quorum": verdict })
         ),
@@ -71,13 +71,18 @@ pub async fn etcd_status(file: Option<&Path>, opts: &Options) -> Result<ExitCode
                 .max()
                 .unwrap_or(4)
                 .max(6);
-            println!(
+            crate::outln!(
                 "{:w$}  {:7}  {:6}  {:>10}  {:>9}  {:>8}  VERSION",
-                "MEMBER", "HEALTH", "LEADER", "RAFT INDEX", "DB SIZE", "LATENCY"
+                "MEMBER",
+                "HEALTH",
+                "LEADER",
+                "RAFT INDEX",
+                "DB SIZE",
+                "LATENCY"
             );
             for m in &health {
                 let is_leader = leader.as_deref() == Some(m.name.as_str());
-                println!(
+                crate::outln!(
                     "{:w$}  {:7}  {:6}  {:>10}  {:>9}  {:>8}  {}",
                     m.name,
                     if m.ok { "ok" } else { "DOWN" },
@@ -97,7 +102,7 @@ pub async fn etcd_status(file: Option<&Path>, opts: &Options) -> Result<ExitCode
                 );
             }
             let tolerance = healthy.saturating_sub(members.len() / 2 + 1);
-            println!(
+            crate::outln!(
                 "{healthy}/{} members healthy, leader {}; {verdict} (tolerates {tolerance} more failure(s))",
                 members.len(),
                 leader.as_deref().unwrap_or("none"),
@@ -124,11 +129,11 @@ pub async fn etcd_snapshot_save(
         .await
         .map_err(CommandError::Usage)?;
     match opts.format {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             json!({ "file": out.display().to_string(), "bytes": saved.bytes, "member": saved.member, "revision_index": saved.raft_index, "sha256": saved.sha256 })
         ),
-        Format::Text => println!(
+        Format::Text => crate::outln!(
             "saved a snapshot of {} bytes from {} (raft index {}) to {} (0600, checksum verified)",
             saved.bytes,
             saved.member,
@@ -161,7 +166,7 @@ pub async fn etcd_snapshot_restore(
     let members: Vec<&crate::inventory::Machine> = inv.with_role(Role::Etcd).collect();
     let data_dir = inv.inventory.etcd.data_dir.clone();
     if opts.format == Format::Text {
-        println!(
+        crate::outln!(
             "Restore {} ({} bytes) onto {} member(s): {}.\nEvery member stops; its current data moves to {data_dir}.pre-restore-TIME; the cluster starts again from the snapshot.",
             snapshot.display(),
             data.len(),
@@ -180,7 +185,7 @@ pub async fn etcd_snapshot_restore(
     let _lock = dir.lock("etcd snapshot restore")?;
     let step = |what: &str| {
         if opts.verbosity >= 0 && opts.format == Format::Text {
-            println!("• {what}");
+            crate::outln!("• {what}");
         }
     };
     let exec = Executor::new(&inv, &dir, true, Interrupt::never());
@@ -388,7 +393,7 @@ pub async fn etcd_membership(
     };
     let step = |what: &str| {
         if opts.verbosity >= 0 && opts.format == Format::Text {
-            println!("• {what}");
+            crate::outln!("• {what}");
         }
     };
     let fail = |what: &str, e: etcd_client::Error| {

@@ -99,7 +99,7 @@ pub async fn exec(
                     Err(err) => json!({ "host": r.host, "error": err.to_string(), "next_step": err.next_step() }),
                 })
                 .collect();
-            println!(
+            crate::outln!(
                 "{}",
                 json!({ "hosts": hosts, "failed": failed, "wall_ms": wall.as_secs_f64() * 1000.0 })
             );
@@ -114,16 +114,16 @@ pub async fn exec(
             for r in &results {
                 if let Ok(o) = &r.result {
                     for line in String::from_utf8_lossy(&o.stdout).lines() {
-                        println!("{:width$} | {line}", r.host);
+                        crate::outln!("{:width$} | {line}", r.host);
                     }
                     for line in String::from_utf8_lossy(&o.stderr).lines() {
-                        println!("{:width$} ! {line}", r.host);
+                        crate::outln!("{:width$} ! {line}", r.host);
                     }
                 }
             }
             if opts.verbosity >= 0 {
-                println!();
-                println!("{:width$}  RESULT", "HOST");
+                crate::outln!();
+                crate::outln!("{:width$}  RESULT", "HOST");
                 for r in &results {
                     let what = match &r.result {
                         Ok(o) if o.success() => {
@@ -138,9 +138,9 @@ pub async fn exec(
                         },
                         Err(err) => format!("error: {err}"),
                     };
-                    println!("{:width$}  {what}", r.host);
+                    crate::outln!("{:width$}  {what}", r.host);
                 }
-                println!(
+                crate::outln!(
                     "{} host(s): {} ok, {failed} failed, {:.2} s",
                     results.len(),
                     results.len() - failed,

@@ -56,7 +56,7 @@ pub fn init(provider: ProviderKind, dir: &Path, force: bool) -> Result<ExitCode,
     };
     std::fs::create_dir_all(dir).map_err(err)?;
     std::fs::write(&target, text).map_err(err)?;
-    println!(
+    crate::outln!(
         "wrote {} ({} provider). Next: edit it, then `forgectl validate -f {}` and `forgectl plan -f {}`.",
         target.display(),
         provider.key(),

@@ -14,7 +14,7 @@ pub fn validate(file: Option<&Path>, opts: &Options) -> Result<ExitCode, Command
             Ok(l) => l,
             Err(inventory::LoadError::Invalid { input, diagnostics }) => {
                 let doc = json!({ "file": input.name, "valid": false, "diagnostics": diagnostics });
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
                 return Ok(ExitCode::Invalid);
             }
             Err(e) => return Err(e.into()),
@@ -30,7 +30,7 @@ pub fn validate(file: Option<&Path>, opts: &Options) -> Result<ExitCode, Command
                 "cluster": loaded.inventory.name,
                 "machines": loaded.machines,
             });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Format::Text => {
             if opts.verbosity >= 0 {
@@ -40,7 +40,7 @@ pub fn validate(file: Option<&Path>, opts: &Options) -> Result<ExitCode, Command
                     .filter(|(_, n)| *n > 0)
                     .map(|(r, n)| format!("{n} {}", r.as_str()))
                     .collect();
-                println!(
+                crate::outln!(
                     "{}: valid — cluster {}, provider {}, {} machines in {} groups ({}){}",
                     loaded.source.name,
                     loaded.inventory.name,
@@ -61,7 +61,7 @@ pub fn validate(file: Option<&Path>, opts: &Options) -> Result<ExitCode, Command
 
 /// Prints the inventory's JSON Schema.
 pub fn schema() -> Result<ExitCode, CommandError> {
-    println!(
+    crate::outln!(
         "{}",
         serde_json::to_string_pretty(&inventory::json_schema()).unwrap_or_default()
     );

@@ -30,21 +30,21 @@ pub async fn machines_list(file: Option<&Path>, opts: &Options) -> Result<ExitCo
     }
     let list = provider(file, opts)?.list().await;
     match opts.format {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()
         ),
         Format::Text => {
             if list.is_empty() {
-                println!("no machines (run `forgectl up` to make them)");
+                crate::outln!("no machines (run `forgectl up` to make them)");
             }
             let width = list.iter().map(|m| m.name.len()).max().unwrap_or(4).max(4);
             if !list.is_empty() {
-                println!("{:width$}  {:15}  {:8}  PID", "NAME", "ADDRESS", "STATE");
+                crate::outln!("{:width$}  {:15}  {:8}  PID", "NAME", "ADDRESS", "STATE");
             }
             for m in &list {
                 let pid = m.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-                println!(
+                crate::outln!(
                     "{:width$}  {:15}  {:8}  {pid}",
                     m.name,
                     m.address.to_string(),
@@ -69,8 +69,8 @@ pub async fn machines_apply(
         .await
         .map_err(|e| CommandError::Exec(e.into()))?;
     match opts.format {
-        Format::Json => println!("{}", json!(status)),
-        Format::Text => println!("{}: {}", status.name, status.state),
+        Format::Json => crate::outln!("{}", json!(status)),
+        Format::Text => crate::outln!("{}: {}", status.name, status.state),
     }
     Ok(ExitCode::Ok)
 }
@@ -114,7 +114,7 @@ async fn openstack_list(
         })
         .collect();
     match opts.format {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&rows).unwrap_or_default()
         ),
@@ -126,9 +126,12 @@ async fn openstack_list(
                 .max()
                 .unwrap_or(4)
                 .max(4);
-            println!(
+            crate::outln!(
                 "{:width$}  {:8}  {:15}  {:15}  VOLUME",
-                "NAME", "STATUS", "ADDRESS", "FLOATING"
+                "NAME",
+                "STATUS",
+                "ADDRESS",
+                "FLOATING"
             );
             let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
             for r in &rows {
@@ -136,7 +139,7 @@ async fn openstack_list(
                     serde_json::Value::Null => "-".to_string(),
                     v => format!("{} GiB at {}", v["size_gb"], s(&v["device"])),
                 };
-                println!(
+                crate::outln!(
                     "{:width$}  {:8}  {:15}  {:15}  {volume}",
                     s(&r["name"]),
                     s(&r["status"]),
@@ -145,7 +148,7 @@ async fn openstack_list(
                 );
             }
             if !found.is_empty() && found.servers.is_empty() {
-                println!(
+                crate::outln!(
                     "no servers; left over from an earlier run: {}",
                     found.summary()
                 );

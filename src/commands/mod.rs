@@ -92,7 +92,7 @@ fn load_inventory_showing(
         loaded = loaded.with_recorded_local_addresses(&recorded);
     }
     if !loaded.warnings.is_empty() && opts.format == Format::Text && opts.verbosity >= warn_at {
-        eprint!(
+        crate::errout!(
             "{}",
             diagnostics::render(
                 &loaded.source.name,

@@ -44,12 +44,12 @@ pub async fn node(
         NodeVerb::Drain { timeout, .. } => {
             let d = kube.drain(&name, Duration::from_secs(timeout)).await?;
             match opts.format {
-                Format::Json => println!(
+                Format::Json => crate::outln!(
                     "{}",
                     json!({"node": name, "cordoned": d.cordoned, "evicted": d.evicted, "kept": d.kept})
                 ),
                 Format::Text => {
-                    println!(
+                    crate::outln!(
                         "{name}: {}; {} pod(s) evicted{}{}",
                         if d.cordoned {
                             "cordoned"
@@ -74,8 +74,8 @@ pub async fn node(
         NodeVerb::Uncordon { .. } => {
             let changed = kube.cordon(&name, false).await?;
             match opts.format {
-                Format::Json => println!("{}", json!({"node": name, "changed": changed})),
-                Format::Text => println!(
+                Format::Json => crate::outln!("{}", json!({"node": name, "changed": changed})),
+                Format::Text => crate::outln!(
                     "{name}: {}",
                     if changed {
                         "schedulable again"

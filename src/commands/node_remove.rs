@@ -87,7 +87,7 @@ pub async fn node_remove(
     let text = opts.format == Format::Text && opts.verbosity >= 0;
     let say = |line: &str| {
         if text {
-            println!("{line}");
+            crate::outln!("{line}");
         }
     };
     let deletes_machine = inv.inventory.provider != ProviderKind::Static;
@@ -242,7 +242,7 @@ pub async fn node_remove(
         ));
     }
     match opts.format {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::json!({"node": name, "removed": true, "machine_deleted": deletes_machine})
         ),

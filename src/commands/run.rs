@@ -68,7 +68,7 @@ pub(crate) async fn presence(
             let cloud = match OpenStack::connect(inv).await {
                 Ok(c) => c,
                 Err(e) if offline => {
-                    eprintln!(
+                    crate::errln!(
                         "warning: rendering without the cloud ({}): planned as for a cluster whose machines do not exist yet",
                         crate::error_chain::bottom(&e).0
                     );
@@ -135,8 +135,8 @@ async fn make_plan(
 
 fn print_plan(plan: &Plan, opts: &Options) {
     match opts.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(plan).unwrap_or_default()),
-        Format::Text => print!("{}", plan.to_text(&Style::for_stdout(opts.color))),
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(plan).unwrap_or_default()),
+        Format::Text => crate::out!("{}", plan.to_text(&Style::for_stdout(opts.color))),
     }
 }
 
@@ -183,11 +183,11 @@ async fn execute(
     } = make_plan(run, opts, false).await?;
     print_plan(&plan, opts);
     if command == "reset" && opts.format == Format::Text {
-        println!("{}", reset_notice(&inv));
+        crate::outln!("{}", reset_notice(&inv));
     }
     if run.dry_run {
         if opts.format == Format::Text {
-            println!("Dry run: nothing was changed.");
+            crate::outln!("Dry run: nothing was changed.");
         }
         return Ok(ExitCode::Ok);
     }
@@ -299,7 +299,7 @@ async fn execute(
     };
     dir.write_secret("last-run.json", record.to_string().as_bytes())?;
     match opts.format {
-        Format::Json => println!("{record}"),
+        Format::Json => crate::outln!("{record}"),
         Format::Text => report(&outcome, command),
     }
     Ok(match outcome {
@@ -395,7 +395,7 @@ fn report(outcome: &Outcome, command: &str) {
     };
     match outcome {
         Outcome::Complete { phases, changed } => {
-            println!("{command}: done — {phases} phase(s), {changed} change(s).");
+            crate::outln!("{command}: done — {phases} phase(s), {changed} change(s).");
         }
         Outcome::Stopped {
             ran,
@@ -403,8 +403,8 @@ fn report(outcome: &Outcome, command: &str) {
             at,
             reason,
         } => {
-            println!("{command}: stopped before phase `{at}`: {reason}.");
-            println!(
+            crate::outln!("{command}: stopped before phase `{at}`: {reason}.");
+            crate::outln!(
                 "{}; `{at}` and the phases after it were not attempted.",
                 done(ran, *changed)
             );
@@ -415,8 +415,8 @@ fn report(outcome: &Outcome, command: &str) {
             at,
             during: false,
         } => {
-            eprintln!("{command}: interrupted; stopped before phase `{at}`.");
-            println!(
+            crate::errln!("{command}: interrupted; stopped before phase `{at}`.");
+            crate::outln!(
                 "{}; `{at}` and the phases after it were not attempted. Run again to go on.",
                 done(ran, *changed)
             );
@@ -427,10 +427,10 @@ fn report(outcome: &Outcome, command: &str) {
             at,
             during: true,
         } => {
-            eprintln!(
+            crate::errln!(
                 "{command}: interrupted during phase `{at}`; stopped at once (a command already sent to a host may still finish there)."
             );
-            println!(
+            crate::outln!(
                 "{}; `{at}` did not finish and the phases after it were not attempted. Run again to go on: finished steps are skipped.",
                 done(ran, *changed)
             );
@@ -441,9 +441,9 @@ fn report(outcome: &Outcome, command: &str) {
             at,
             error,
         } => {
-            eprintln!("{command}: phase `{at}` failed: {error}");
-            eprintln!("  = next: {}", error.next_step());
-            println!(
+            crate::errln!("{command}: phase `{at}` failed: {error}");
+            crate::errln!("  = next: {}", error.next_step());
+            crate::outln!(
                 "{}; `{at}` failed, the phases after it were not attempted.",
                 done(ran, *changed)
             );
@@ -455,7 +455,7 @@ pub(crate) fn approve(command: &str) -> Result<(), CommandError> {
     if !std::io::stdin().is_terminal() {
         return Err(CommandError::NotApproved);
     }
-    print!("Go ahead with `forgectl {command}` as planned above? [y/N] ");
+    crate::out!("Go ahead with `forgectl {command}` as planned above? [y/N] ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -495,7 +495,7 @@ pub async fn render(
             write_file(&target, content.as_bytes(), *mode)?;
             if matches!(action.op, crate::plan::Op::ApplyManifests { .. }) {
                 for hook in webhooks_without_ca(content) {
-                    eprintln!(
+                    crate::errln!(
                         "warning: {}: {hook} has no caBundle: the state dir holds no cluster CA yet. \
                          Applied as it is, the API server cannot verify the webhook's certificate and \
                          refuses what the webhook checks (every tool pod, with failurePolicy Fail). \
@@ -511,17 +511,17 @@ pub async fn render(
         }
     }
     match opts.format {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&written).unwrap_or_default()
         ),
         Format::Text => {
             for w in &written {
-                println!("{}", w["file"].as_str().unwrap_or_default());
+                crate::outln!("{}", w["file"].as_str().unwrap_or_default());
             }
-            println!("{} file(s) written under {}", written.len(), out.display());
+            crate::outln!("{} file(s) written under {}", written.len(), out.display());
             if secrets > 0 {
-                println!(
+                crate::outln!(
                     "{secrets} certificate and key upload(s) not written: they come from the state dir's PKI"
                 );
             }

@@ -184,7 +184,7 @@ pub async fn status(file: Option<&Path>, opts: &Options) -> Result<ExitCode, Com
         && workloads.iter().all(|w| w.ok)
         && pods_behind.is_empty();
     match opts.format {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             json!({
                 "cluster": inv.inventory.name,
@@ -197,19 +197,19 @@ pub async fn status(file: Option<&Path>, opts: &Options) -> Result<ExitCode, Com
             })
         ),
         Format::Text => {
-            println!("Cluster {}", inv.inventory.name);
+            crate::outln!("Cluster {}", inv.inventory.name);
             match etcd {
-                Some((h, t)) => println!("etcd: {h} of {t} member(s) healthy"),
-                None => println!("etcd: no PKI in the state dir yet"),
+                Some((h, t)) => crate::outln!("etcd: {h} of {t} member(s) healthy"),
+                None => crate::outln!("etcd: no PKI in the state dir yet"),
             }
             if let Some(e) = &api_error {
-                println!("API: {e}");
+                crate::outln!("API: {e}");
             }
             if !nodes.is_empty() {
                 let w = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
-                println!("\n{:w$}  {:14}  {:10}  ROLES", "NODE", "STATE", "KUBELET");
+                crate::outln!("\n{:w$}  {:14}  {:10}  ROLES", "NODE", "STATE", "KUBELET");
                 for n in &nodes {
-                    println!(
+                    crate::outln!(
                         "{:w$}  {:14}  {:10}  {}",
                         n.name,
                         n.state,
@@ -229,9 +229,9 @@ pub async fn status(file: Option<&Path>, opts: &Options) -> Result<ExitCode, Com
                     .max()
                     .unwrap_or(8)
                     .max(8);
-                println!("\n{:w$}  {:7}  STATE", "WORKLOAD", "READY");
+                crate::outln!("\n{:w$}  {:7}  STATE", "WORKLOAD", "READY");
                 for l in &workloads {
-                    println!(
+                    crate::outln!(
                         "{:w$}  {:7}  {}",
                         l.name,
                         l.ready,
@@ -240,9 +240,9 @@ pub async fn status(file: Option<&Path>, opts: &Options) -> Result<ExitCode, Com
                 }
             }
             if !pods_behind.is_empty() {
-                println!("\nPods not running and ready: {}", pods_behind.join(", "));
+                crate::outln!("\nPods not running and ready: {}", pods_behind.join(", "));
             }
-            println!(
+            crate::outln!(
                 "\n{}",
                 if ok {
                     "status: healthy"

@@ -95,7 +95,7 @@ impl Executor<'_> {
                 }
                 tracing::info!(member, "changed: etcd restarted, the cluster healthy again");
                 if !self.quiet {
-                    eprintln!(
+                    crate::errln!(
                         "  {member}  etcd restarted; {} of {} members healthy again",
                         again.len(),
                         again.len()

@@ -27,7 +27,7 @@ const POLL: Duration = Duration::from_secs(2);
 fn say(quiet: bool, node: &str, what: &str) {
     tracing::info!(node, "{what}");
     if !quiet {
-        eprintln!("  {node}  {what}");
+        crate::errln!("  {node}  {what}");
     }
 }
 

@@ -84,7 +84,7 @@ pub async fn prerequisites() -> Result<(), LocalError> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!(
+    crate::errln!(
         "installing host packages the local provider needs: {}",
         missing.join(" ")
     );
