@@ -93,10 +93,17 @@ impl Executor<'_> {
                         return Err(ExecError::EtcdStuck { cause, journal });
                     }
                 }
-                tracing::info!(member, "changed: etcd restarted, the cluster healthy again");
+                // A member that did not answer before was started, not restarted (the last
+                // member of a new cluster, once the others have formed it).
+                let verb = if health.iter().any(|h| h.name == member && h.ok) {
+                    "restarted"
+                } else {
+                    "started"
+                };
+                tracing::info!(member, "changed: etcd {verb}, the cluster healthy again");
                 if !self.quiet {
                     crate::errln!(
-                        "  {member}  etcd restarted; {} of {} members healthy again",
+                        "  {member}  etcd {verb}; {} of {} members healthy again",
                         again.len(),
                         again.len()
                     );
