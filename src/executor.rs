@@ -717,7 +717,7 @@ impl<'a> Executor<'a> {
         };
         let machines = self.named(names);
         let eps = endpoints(self.inv, &machines);
-        let probe = "systemctl is-active etcd.service; systemctl show -p SubState,MainPID,ActiveEnterTimestamp,InactiveExitTimestamp etcd.service | tr '\\n' ' '; echo; journalctl -u etcd.service -n 8 --no-pager -o cat 2>&1 | cut -c1-240";
+        let probe = "systemctl is-active etcd.service; systemctl show -p SubState,MainPID,NRestarts,ExecMainCode,ExecMainStatus,ActiveEnterTimestamp,InactiveExitTimestamp etcd.service | tr '\\n' ' '; echo; echo \"journald: $(systemctl is-active systemd-journald.service) $(systemctl show -p NRestarts --value systemd-journald.service) restart(s)\"; journalctl -u etcd.service -n 8 --no-pager -o cat 2>&1 | cut -c1-240";
         let results = pool
             .each(&eps, |s| {
                 let line = s.as_root(probe);
