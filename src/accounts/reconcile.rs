@@ -189,7 +189,12 @@ pub async fn sync<S: Source>(
         .collect();
     // The homes are read (and certificates checked) while the API server answers the lists:
     // blocking work, spread over a few threads of the blocking pool (not the async workers).
-    let homes = read_homes(cfg, cluster, &accounts);
+    let homes = {
+        let (cfg, cluster) = (cfg.clone(), cluster.clone());
+        on_blocking_threads(accounts.clone(), "read the homes", move |a| {
+            read_home(&cfg, &cluster, &a)
+        })
+    };
     // The tools' ClusterRole is read beside the lists (no round trip of its own on a pass).
     let role = async { Ok(observe::tool_role(client).await) };
     let (lists, homes) = tokio::join!(
@@ -216,27 +221,14 @@ pub async fn sync<S: Source>(
     let concurrency = cfg.concurrency.max(1);
     // Comparing tens of thousands of objects: a few threads of the blocking pool.
     let shared = Arc::new((cfg.clone(), observed));
-    let chunk = accounts.len().div_ceil(PLAN_THREADS).max(1);
-    let mut homes = homes.into_iter();
-    let planning: Vec<_> = accounts
-        .chunks(chunk)
-        .map(|c| {
-            let c: Vec<(Account, Home)> = c.iter().cloned().zip(homes.by_ref()).collect();
+    let planning = accounts.into_iter().zip(homes).collect();
+    plans.extend(
+        on_blocking_threads(planning, "plan the accounts", {
             let shared = shared.clone();
-            tokio::task::spawn_blocking(move || {
-                let (cfg, observed) = &*shared;
-                c.into_iter()
-                    .map(|(a, home)| plan_account(cfg, a, home, observed))
-                    .collect::<Vec<_>>()
-            })
+            move |(a, home)| plan_account(&shared.0, a, home, &shared.1)
         })
-        .collect();
-    for chunk in futures::future::join_all(planning).await {
-        plans.extend(chunk.map_err(|e| AccountsError::Api {
-            what: "plan the accounts".into(),
-            cause: e.to_string(),
-        })?);
-    }
+        .await?,
+    );
     let planned = started.elapsed();
     // The signer's answers come through one watch, started by the first request.
     let answers = csr_client::Answers::new(client);
@@ -439,14 +431,10 @@ enum Home {
     Leftover(Result<bool, String>),
 }
 
-/// The files an account's credentials go to.
-fn files_of(cfg: &Accounts, account: &Account) -> CredentialFiles {
-    let (home, uid, gid) = match account {
-        Account::Tool(t) => (&t.home, t.uid, t.gid),
-        Account::Admin(a) => (&a.home, a.uid, a.gid),
-    };
+/// The files the credentials of an account with `home`, `uid` and `gid` go to.
+fn files_of(cfg: &Accounts, home: &std::path::Path, uid: u32, gid: u32) -> CredentialFiles {
     CredentialFiles {
-        home: home.clone(),
+        home: home.to_path_buf(),
         kubeconfig: cfg.kubeconfig_path.clone(),
         uid,
         gid,
@@ -455,7 +443,10 @@ fn files_of(cfg: &Accounts, account: &Account) -> CredentialFiles {
 
 /// What the home of `account` asks for.
 fn read_home(cfg: &Accounts, cluster: &Cluster, account: &Account) -> Home {
-    let files = files_of(cfg, account);
+    let files = match account {
+        Account::Tool(t) => files_of(cfg, &t.home, t.uid, t.gid),
+        Account::Admin(a) => files_of(cfg, &a.home, a.uid, a.gid),
+    };
     match account {
         Account::Tool(t) if t.disabled => {
             Home::Leftover(files.read().map(|d| d.any()).map_err(|e| e.to_string()))
@@ -478,27 +469,35 @@ fn read_home(cfg: &Accounts, cluster: &Cluster, account: &Account) -> Home {
     }
 }
 
-/// Reads the homes of `accounts` (in their order) on a few threads of the blocking pool.
-async fn read_homes(
-    cfg: &Accounts,
-    cluster: &Cluster,
-    accounts: &[Account],
-) -> Result<Vec<Home>, AccountsError> {
-    let shared = Arc::new((cfg.clone(), cluster.clone()));
-    let chunk = accounts.len().div_ceil(PLAN_THREADS).max(1);
-    let reading = accounts.chunks(chunk).map(|c| {
-        let (c, shared) = (c.to_vec(), shared.clone());
-        tokio::task::spawn_blocking(move || {
-            let (cfg, cluster) = &*shared;
-            c.iter()
-                .map(|a| read_home(cfg, cluster, a))
-                .collect::<Vec<_>>()
-        })
-    });
-    let mut out = Vec::with_capacity(accounts.len());
-    for chunk in futures::future::join_all(reading).await {
-        out.extend(chunk.map_err(|e| AccountsError::Api {
-            what: "read the homes".into(),
+/// `f` over `items` on a few threads of the blocking pool (not the async workers), the results
+/// in the items' order; `what` names the work in an error.
+async fn on_blocking_threads<T, R>(
+    items: Vec<T>,
+    what: &str,
+    f: impl Fn(T) -> R + Send + Sync + 'static,
+) -> Result<Vec<R>, AccountsError>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let f = Arc::new(f);
+    let chunk = items.len().div_ceil(PLAN_THREADS).max(1);
+    let mut items = items.into_iter();
+    let mut tasks = Vec::new();
+    loop {
+        let part: Vec<T> = items.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        let f = f.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.into_iter().map(|x| f(x)).collect::<Vec<R>>()
+        }));
+    }
+    let mut out = Vec::new();
+    for part in futures::future::join_all(tasks).await {
+        out.extend(part.map_err(|e| AccountsError::Api {
+            what: what.into(),
             cause: e.to_string(),
         })?);
     }
@@ -562,7 +561,7 @@ fn plan_tool(cfg: &Accounts, t: ToolAccount, home: Home, observed: &Observed) ->
     if have_ns.is_some_and(|n| n["metadata"]["annotations"][REMOVED_ANNOTATION].is_string()) {
         steps.push(Step::Unmark(ns.clone()));
     }
-    let files = files_of(cfg, &Account::Tool(t.clone()));
+    let files = files_of(cfg, &t.home, t.uid, t.gid);
     let was_disabled = have_ns.is_some_and(|n| n["metadata"]["labels"][DISABLED_LABEL] == "true");
     let mut renewing = false;
     if t.disabled {
