@@ -243,6 +243,44 @@ async fn local_machines_and_ssh_executor() {
     let out = etcd.exec("stat -c '%a %U:%G' /etc/fgtest/a.conf; ls -A /etc/fgtest /tmp | grep -c forgectl || true").await.unwrap();
     assert_eq!(out.stdout_text(), "640 root:root\n0");
 
+    section("The console is read");
+    // Everything written to a machine's console lands in its console.log, however much: a
+    // console nobody reads blocks its writers once its ~20 KB buffer is full (journald, and with
+    // it sshd and every starting service, stalled that way).
+    let out = etcd
+        .exec_with(
+            "head -c 200000 /dev/zero | tr '\\0' x > /dev/console && echo written",
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "written", "{out:?}");
+    let log = cluster.dir().join("local/machines/etcd-1/console.log");
+    let written = || {
+        let text = std::fs::read(&log).unwrap_or_default();
+        text.iter().filter(|b| **b == b'x').count()
+    };
+    let since = std::time::Instant::now();
+    while written() < 200_000 && since.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        written() >= 200_000,
+        "console.log holds {} of the 200,000 bytes written to the console",
+        written()
+    );
+    let out = etcd
+        .exec_with(
+            "timeout 20 systemctl restart systemd-journald && logger fgtest-after && sleep 0.5 && \
+             journalctl -b --no-pager | grep -c fgtest-after",
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "1", "{out:?}");
+
     section("Eight channels");
     // Eight channels at once on one connection, more queue instead of failing.
     let cmds: Vec<String> = (0..20).map(|i| format!("sleep 0.2; echo {i}")).collect();

@@ -333,7 +333,7 @@ pub fn spawn(
     let q = |arg: String| crate::ssh::shell_quote(&arg);
     let script = format!(
         "{} && exec systemd-nspawn --quiet --boot {} {} {} --register=no --keep-unit \
-         --console=passive --rlimit=NOFILE=1024:524288 --capability={} \
+         --console=read-only --rlimit=NOFILE=1024:524288 --capability={} \
          '--system-call-filter=add_key keyctl request_key' {}",
         cg.join_script(),
         q(format!("--directory={}", dirs.root().display())),
