@@ -16,7 +16,8 @@
 //! Budgets (ARCHITECTURE §8): 3,500 tools from scratch ≤ 60 s and ≥ 0.9× the plain client's
 //! writes/s; steady state ≤ 1 s with zero writes; a new tool's kubeconfig ≤ 2 s. Prints figures, asserts nothing. Needs root
 //! (the kubeconfigs are chowned to each tool).
-//! Run: `cargo bench --bench accounts_provision` (FORGECTL_BENCH_TOOLS=N for another size).
+//! Run: `cargo bench --bench accounts_provision` (FORGECTL_BENCH_TOOLS=N for another size,
+//! FORGECTL_BENCH_CONCURRENCY=N for another number of forgectl's tools in flight).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -32,9 +33,9 @@ use serde_json::{Value, json};
 /// Requests the plain client keeps in flight.
 const PLAIN_IN_FLIGHT: usize = 8;
 
-fn line(what: &str, secs: f64, s: &Summary) {
+fn line(what: &str, secs: f64, cpu: f64, s: &Summary) {
     println!(
-        "{what:<22} {secs:>8.2} s  created {:>5}  renewed {:>5}  unchanged {:>5}  problems {:>3}  writes {:>6}  ({:>6.0} writes/s)",
+        "{what:<22} {secs:>8.2} s  created {:>5}  renewed {:>5}  unchanged {:>5}  problems {:>3}  writes {:>6}  ({:>6.0} writes/s)  client CPU {cpu:.2} s",
         s.created.len(),
         s.renewed.len(),
         s.unchanged,
@@ -42,6 +43,34 @@ fn line(what: &str, secs: f64, s: &Summary) {
         s.writes,
         s.writes as f64 / secs.max(1e-9),
     );
+}
+
+/// What the control plane's processes spent between two readings of `cpu_seconds`.
+fn server_cpu(before: &[(String, f64)], after: &[(String, f64)]) -> String {
+    let spent: Vec<String> = after
+        .iter()
+        .map(|(name, secs)| {
+            let was = before
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0.0, |(_, s)| *s);
+            format!("{name} {:.1}", secs - was)
+        })
+        .collect();
+    format!("server CPU s: {}", spent.join(", "))
+}
+
+/// CPU seconds (user + system) this process has used so far: the client's own share of the
+/// box's two cores (the control plane runs in processes of its own).
+fn client_cpu() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// The five objects a tool gets, as a plain client would write them, in namespace `ns`.
@@ -199,7 +228,14 @@ async fn main() {
         let admin = api.admin_kubeconfig("fgtest-bench", &dir.path().join(format!("{name}.conf")));
         (api, admin)
     };
-    let cfg = Accounts::default();
+    let mut cfg = Accounts::default();
+    // Another number of tools in flight, to see what the server takes (the default otherwise).
+    if let Some(c) = std::env::var("FORGECTL_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.concurrency = c;
+    }
     println!(
         "{n} tools; real kube-apiserver, etcd and controller-manager (binaries: {}), a fresh one for each client; \
          forgectl concurrency {}, plain client {PLAIN_IN_FLIGHT} in flight",
@@ -216,17 +252,21 @@ async fn main() {
     ] {
         let (api, admin) = fresh(prefix);
         let kube = forgectl::kube::Kube::from_kubeconfig(&admin).await.unwrap();
+        let (cpu, server) = (client_cpu(), api.cpu_seconds());
         let (secs, writes) = plain_client(kube.client(), &cfg, n, prefix, certificates).await;
+        let cpu = client_cpu() - cpu;
+        let server = server_cpu(&server, &api.cpu_seconds());
         drop(api);
         let rate = writes as f64 / secs;
         println!(
-            "{what:<22} {secs:>8.2} s  writes {writes:>6} ({})  ({rate:>6.0} writes/s)",
+            "{what:<22} {secs:>8.2} s  writes {writes:>6} ({})  ({rate:>6.0} writes/s)  client CPU {cpu:.2} s",
             if certificates {
                 "5 objects, a CSR and its approval a tool"
             } else {
                 "5 objects a tool"
             }
         );
+        println!("{:<22} {server}", "");
         rates.push(rate);
     }
     let (objects_rate, plain_rate) = (rates[0], rates[1]);
@@ -243,7 +283,7 @@ async fn main() {
 
     let mut scratch = None;
     for what in ["from scratch", "steady state", "steady state (again)"] {
-        let start = Instant::now();
+        let (start, cpu, server) = (Instant::now(), client_cpu(), api.cpu_seconds());
         let s = sync(
             kube.client(),
             &cfg,
@@ -254,7 +294,8 @@ async fn main() {
         .await
         .unwrap();
         let secs = start.elapsed().as_secs_f64();
-        line(what, secs, &s);
+        line(what, secs, client_cpu() - cpu, &s);
+        println!("{:<22} {}", "", server_cpu(&server, &api.cpu_seconds()));
         for p in s.problems.iter().take(3) {
             println!("  problem: {p}");
         }

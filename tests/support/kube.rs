@@ -534,6 +534,31 @@ impl ControlPlane {
         }
     }
 
+    /// CPU seconds (user + system) each component has used so far, by name (from /proc; the
+    /// benchmarks print what the server spent beside the client's own).
+    #[allow(dead_code)]
+    pub fn cpu_seconds(&self) -> Vec<(String, f64)> {
+        // SAFETY: sysconf has no preconditions.
+        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        self.children
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, child)| {
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+                    .unwrap_or_default();
+                // Fields after the command's closing parenthesis: utime and stime are 12th and 13th.
+                let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+                let f: Vec<f64> = rest
+                    .split_whitespace()
+                    .map(|v| v.parse().unwrap_or(0.0))
+                    .collect();
+                let ticks = f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0);
+                (name.clone(), ticks / tick)
+            })
+            .collect()
+    }
+
     /// The last lines of a component's log.
     pub fn log_tail(&self, name: &str) -> String {
         let text = std::fs::read_to_string(self.dir.join("logs").join(format!("{name}.log")))
