@@ -129,6 +129,17 @@ async fn two_replicas_one_leader_file_changes_picked_up_and_failover() {
         assert_eq!(code, 200, "{} /healthz: {body}", r.id);
     }
     let (leader, standby) = if first == a.id { (a, b) } else { (b, a) };
+    // The files are there before the pass ends (it then syncs the homes' file system).
+    until(
+        "the leader's first pass counted",
+        Duration::from_secs(20),
+        async || {
+            get(leader.port, "/metrics")
+                .await
+                .is_some_and(|(_, m)| m.contains("forgectl_accounts_passes_total{result=\"ok\"} 1"))
+        },
+    )
+    .await;
     let (_, m) = get(leader.port, "/metrics").await.unwrap();
     assert!(
         m.contains("forgectl_accounts_passes_total{result=\"ok\"} 1"),

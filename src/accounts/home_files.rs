@@ -4,6 +4,11 @@
 //! account's uid/gid. The home is the account's own, so the directory holding the kubeconfig
 //! is opened without following symlinks and every file is made relative to it (openat): a tool
 //! cannot point forgectl, which runs as root, at another file.
+//!
+//! Writes are not synced one by one: a pass writes thousands of files, and syncing each (four
+//! flushes a tool) competed with etcd's own flushes on the same disk. A pass syncs the file
+//! systems it wrote to once, at its end (`sync_filesystems`). A host that crashes before then may
+//! leave a pair that reads as broken; the next pass finds it so and issues it again.
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -163,9 +168,7 @@ impl CredentialFiles {
         let (_, file) = self.parts()?;
         self.write_one(&dir, KEY_FILE, key.as_bytes())?;
         self.write_one(&dir, CERT_FILE, cert.as_bytes())?;
-        self.write_one(&dir, &file, kubeconfig.as_bytes())?;
-        rustix::fs::fsync(&dir).map_err(|e| io_err("fsync", e))?;
-        Ok(())
+        self.write_one(&dir, &file, kubeconfig.as_bytes())
     }
 
     /// Writes only the kubeconfig (the certificate is still good).
@@ -174,9 +177,7 @@ impl CredentialFiles {
             .open_dir(true)?
             .ok_or_else(|| io_err("kubeconfig directory", "missing"))?;
         let (_, file) = self.parts()?;
-        self.write_one(&dir, &file, kubeconfig.as_bytes())?;
-        rustix::fs::fsync(&dir).map_err(|e| io_err("fsync", e))?;
-        Ok(())
+        self.write_one(&dir, &file, kubeconfig.as_bytes())
     }
 
     fn write_one(&self, dir: &OwnedFd, name: &str, bytes: &[u8]) -> std::io::Result<()> {
@@ -196,7 +197,6 @@ impl CredentialFiles {
                 .map_err(|e| io_err(&format!("chmod {tmp}"), e))?;
             let mut f = std::fs::File::from(fd);
             f.write_all(bytes)?;
-            f.sync_all()?;
             rustix::fs::renameat(dir, tmp.as_str(), dir, name)
                 .map_err(|e| io_err(&format!("rename {tmp} to {name}"), e))
         })();
@@ -233,9 +233,62 @@ impl CredentialFiles {
     }
 }
 
+/// Flushes to disk every file system that holds one of `homes` (once each): what a pass wrote
+/// is durable when this returns. Homes that cannot be opened are skipped (their writes failed
+/// and were reported).
+pub fn sync_filesystems<'a>(homes: impl IntoIterator<Item = &'a Path>) -> std::io::Result<()> {
+    let mut synced = std::collections::BTreeSet::new();
+    for home in homes {
+        let Ok(fd) = rustix::fs::open(
+            home,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        let dev = rustix::fs::fstat(&fd).map_err(|e| io_err(&home.display().to_string(), e))?;
+        if synced.insert(dev.st_dev) {
+            rustix::fs::syncfs(&fd)
+                .map_err(|e| io_err(&format!("sync the file system of {}", home.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
 fn uid(n: u32) -> rustix::fs::Uid {
     rustix::fs::Uid::from_raw(n)
 }
 fn gid(n: u32) -> rustix::fs::Gid {
     rustix::fs::Gid::from_raw(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_files_read_back_whole_and_a_missing_home_does_not_stop_the_sync() {
+        let home = tempfile::tempdir().unwrap();
+        let files = CredentialFiles {
+            home: home.path().to_path_buf(),
+            kubeconfig: ".kube/config".into(),
+            // SAFETY: getuid and getgid cannot fail.
+            uid: unsafe { libc::getuid() },
+            gid: unsafe { libc::getgid() },
+        };
+        files.write("kubeconfig", "cert", "key").unwrap();
+        let missing = home.path().join("gone");
+        sync_filesystems([home.path(), home.path(), missing.as_path()]).unwrap();
+        let on_disk = files.read().unwrap();
+        assert_eq!(on_disk.kubeconfig.as_deref(), Some("kubeconfig"));
+        assert_eq!(on_disk.cert.as_deref(), Some("cert"));
+        assert_eq!(on_disk.key.as_deref(), Some("key"));
+        assert!(on_disk.owner_and_mode_ok);
+        // No temporary file is left beside them.
+        let names: Vec<String> = std::fs::read_dir(home.path().join(".kube"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+    }
 }

@@ -244,6 +244,28 @@ pub async fn sync<S: Source>(
         .buffer_unordered(concurrency)
         .collect()
         .await;
+    // What the pass wrote into homes is flushed once, here (not file by file).
+    let written: Vec<std::path::PathBuf> = results
+        .iter()
+        .flat_map(|(p, ..)| p.steps.iter())
+        .filter_map(|s| match s {
+            Step::Issue { files, .. } | Step::Rewrite { files, .. } if !opts.dry_run => {
+                Some(files.home.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if !written.is_empty() {
+        let synced = tokio::task::spawn_blocking(move || {
+            super::home_files::sync_filesystems(written.iter().map(|h| h.as_path()))
+        })
+        .await;
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(format!("the homes' credentials: {e}")),
+            Err(e) => problems.push(format!("the homes' credentials: sync: {e}")),
+        }
+    }
     for (p, writes, errors) in results {
         summary.writes += writes;
         for s in &p.steps {
