@@ -169,6 +169,12 @@ impl ExecError {
     }
 }
 
+/// How long the members may take to answer with a leader. Longer than the unit's own start
+/// timeout (`TimeoutStartSec=90s`) plus its `RestartSec=5s`: a member whose first start hangs is
+/// stopped and started again by systemd (`Restart=on-failure`) while forgectl still waits, and the
+/// error, when it comes, is about a member that failed twice.
+const ETCD_FORM_TIMEOUT: Duration = Duration::from_secs(150);
+
 /// The members' journal lines, indented under the error.
 fn journal_text(journal: &[(String, String)]) -> String {
     journal
@@ -699,7 +705,7 @@ impl<'a> Executor<'a> {
         if let Some(names) = only {
             members.retain(|(n, _)| names.contains(n));
         }
-        match etcd::wait_healthy(&members, &tls, Duration::from_secs(90)).await {
+        match etcd::wait_healthy(&members, &tls, ETCD_FORM_TIMEOUT).await {
             Ok(h) => Ok(h),
             Err(cause) => {
                 let names: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
@@ -717,7 +723,7 @@ impl<'a> Executor<'a> {
         };
         let machines = self.named(names);
         let eps = endpoints(self.inv, &machines);
-        let probe = "systemctl is-active etcd.service; systemctl show -p SubState,MainPID,NRestarts,ExecMainCode,ExecMainStatus,ActiveEnterTimestamp,InactiveExitTimestamp etcd.service | tr '\\n' ' '; echo; echo \"journald: $(systemctl is-active systemd-journald.service) $(systemctl show -p NRestarts --value systemd-journald.service) restart(s)\"; journalctl -u etcd.service -n 8 --no-pager -o cat 2>&1 | cut -c1-240";
+        let probe = "systemctl is-active etcd.service; systemctl show -p SubState,MainPID,NRestarts,ExecMainCode,ExecMainStatus,ActiveEnterTimestamp,InactiveExitTimestamp etcd.service | tr '\\n' ' '; echo; echo \"journald: $(systemctl is-active systemd-journald.service) $(systemctl show -p NRestarts --value systemd-journald.service) restart(s)\"; journalctl -u etcd.service -n 8 --no-pager -o cat 2>&1 | cut -c1-240; ps -eo pid,stat,wchan:28,etime,comm --no-headers | grep -E ' (etcd|systemd-journal)$' | sed 's/^/process: /' || true";
         let results = pool
             .each(&eps, |s| {
                 let line = s.as_root(probe);
