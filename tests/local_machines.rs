@@ -245,8 +245,8 @@ async fn local_machines_and_ssh_executor() {
 
     section("The console is read");
     // Everything written to a machine's console lands in its console.log, however much: a
-    // console nobody reads blocks its writers once its ~20 KB buffer is full (journald, and with
-    // it sshd and every starting service, stalled that way).
+    // console nobody reads blocks its writers once its ~20 KB buffer is full (journald then
+    // cannot even restart).
     let out = etcd
         .exec_with(
             "head -c 200000 /dev/zero | tr '\\0' x > /dev/console && echo written",
